@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Record layouts shared by the BPF programs and the TypeScript decoders.
+ *
+ * This header is the single source of truth: src/records.ts mirrors it and
+ * test/records_layout_test.ts compiles this file to check every size and
+ * offset. Rules: fixed-width types only, explicit padding, every record
+ * starts with struct rec_hdr, and enum rec_kind is only ever appended to.
+ */
+#ifndef SYSTING_H
+#define SYSTING_H
+
+#ifndef __VMLINUX_H__
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+typedef int32_t __s32;
+typedef int64_t __s64;
+#endif
+
+#define SYSTING_COMM_LEN 16
+#define SYSTING_IRQ_NAME_LEN 32
+#define SYSTING_PATH_LEN 256
+#define SYSTING_ARGS_LEN 512
+#define SYSTING_MAX_CPUS 1024
+
+/* Append only: the numbers are the wire format between BPF and userspace. */
+enum rec_kind {
+	REC_SCHED_SWITCH = 1,
+	REC_SCHED_WAKING = 2,
+	REC_SCHED_WAKEUP_NEW = 3,
+	REC_SCHED_PROCESS_FORK = 4,
+	REC_SCHED_PROCESS_EXEC = 5,
+	REC_SCHED_PROCESS_EXIT = 6,
+	REC_TASK_RENAME = 7,
+	REC_IRQ_HANDLER_ENTRY = 8,
+	REC_IRQ_HANDLER_EXIT = 9,
+	REC_SOFTIRQ_ENTRY = 10,
+	REC_SOFTIRQ_EXIT = 11,
+	REC_KIND_COUNT, /* keep last: sizes the drop counters */
+};
+
+/*
+ * lost: reservations that failed on this CPU since the previous record that
+ * made it into this CPU's ring; lets userspace mark the exact gap.
+ */
+struct rec_hdr {
+	__u16 kind;
+	__u16 size;
+	__u32 lost;
+	__u64 ts; /* CLOCK_BOOTTIME, ns */
+};
+
+struct rec_sched_switch {
+	struct rec_hdr hdr;
+	__u32 prev_pid;
+	__u32 next_pid;
+	__s64 prev_state; /* ftrace format, see systing.bpf.c */
+	__s32 next_prio;
+	__u32 __pad0;
+	char next_comm[SYSTING_COMM_LEN];
+};
+
+/* Used for both sched_waking and sched_wakeup_new. */
+struct rec_sched_waking {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__s32 target_cpu;
+	__s32 prio;
+	__u32 common_flags;
+	char comm[SYSTING_COMM_LEN];
+};
+
+struct rec_sched_process_fork {
+	struct rec_hdr hdr;
+	__u32 parent_pid;
+	__u32 parent_tgid;
+	__u32 child_pid;
+	__u32 child_tgid;
+	char parent_comm[SYSTING_COMM_LEN];
+	char child_comm[SYSTING_COMM_LEN];
+};
+
+/*
+ * args holds argv as NUL-separated strings (cut at args_len); filename is
+ * the path the kernel executed.
+ */
+struct rec_sched_process_exec {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__u32 old_pid;
+	__u32 args_len;
+	char comm[SYSTING_COMM_LEN];
+	char filename[SYSTING_PATH_LEN];
+	char args[SYSTING_ARGS_LEN];
+};
+
+struct rec_sched_process_exit {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__s32 prio;
+	__u32 __pad0;
+	char comm[SYSTING_COMM_LEN];
+};
+
+struct rec_task_rename {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	char oldcomm[SYSTING_COMM_LEN];
+	char newcomm[SYSTING_COMM_LEN];
+};
+
+/* Used for both irq_handler_entry (ret unused) and irq_handler_exit. */
+struct rec_irq {
+	struct rec_hdr hdr;
+	__s32 irq;
+	__s32 ret;
+	char name[SYSTING_IRQ_NAME_LEN];
+};
+
+/* Used for both softirq_entry and softirq_exit. */
+struct rec_softirq {
+	struct rec_hdr hdr;
+	__u32 vec;
+	__u32 __pad0;
+};
+
+/* Tunables, written into .rodata by userspace before the object is loaded. */
+struct systing_config {
+	__u32 tracer_tgid;  /* excluded from its own trace */
+	__u32 wakeup_bytes; /* pending bytes that force a consumer wake-up */
+};
+
+_Static_assert(sizeof(struct rec_hdr) == 16, "rec_hdr");
+_Static_assert(sizeof(struct rec_sched_switch) == 56, "rec_sched_switch");
+_Static_assert(sizeof(struct rec_sched_waking) == 48, "rec_sched_waking");
+_Static_assert(sizeof(struct rec_sched_process_fork) == 64, "rec_sched_process_fork");
+_Static_assert(sizeof(struct rec_sched_process_exec) == 816, "rec_sched_process_exec");
+_Static_assert(sizeof(struct rec_sched_process_exit) == 48, "rec_sched_process_exit");
+_Static_assert(sizeof(struct rec_task_rename) == 56, "rec_task_rename");
+_Static_assert(sizeof(struct rec_irq) == 56, "rec_irq");
+_Static_assert(sizeof(struct rec_softirq) == 24, "rec_softirq");
+_Static_assert(sizeof(struct systing_config) == 8, "systing_config");
+_Static_assert(__builtin_offsetof(struct rec_sched_switch, next_comm) == 40, "switch comm");
+_Static_assert(__builtin_offsetof(struct rec_sched_process_exec, args) == 304, "exec args");
+
+#endif /* SYSTING_H */

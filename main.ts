@@ -1,0 +1,200 @@
+/**
+ * systing: records what this machine is doing into a Perfetto trace.
+ * This file only parses arguments, wires the recorder, prints errors and
+ * picks exit codes.
+ */
+import { parseArgs } from "node:util";
+import { record, type RecordResult } from "./src/recorder.ts";
+import { TraceFile } from "./src/trace_file.ts";
+import { VERSION } from "./src/version.ts";
+
+class UsageError extends Error {
+  override name = "UsageError";
+}
+
+const HELP = `systing ${VERSION} — record scheduling and interrupts into a Perfetto trace
+
+Usage: systing [options]
+
+Options:
+  -d, --duration SECS        record for SECS seconds; 0 (default) records until Ctrl-C
+  -o, --output PATH          trace file to write (default: trace.pb)
+      --ringbuf-size-mib N   ring buffer per CPU in MiB, a power of two (default: 16)
+      --compress             compress packets (zlib, read by Perfetto's UI and tools)
+  -v, --verbose              more detail; repeat (-vv) for libbpf's debug log
+  -h, --help                 show this help
+  -V, --version              show the version
+
+Examples:
+  sudo systing --duration 10                  # 10 s of the whole machine into trace.pb
+  sudo systing -o /tmp/boot.pb                # until Ctrl-C
+  sudo systing -d 30 --ringbuf-size-mib 64    # bigger buffers for very busy hosts
+
+Open the trace at https://ui.perfetto.dev (Open trace file).`;
+
+interface Options {
+  durationSec: number;
+  output: string;
+  ringbufSizeMib: number;
+  verbosity: number;
+  compress: boolean;
+}
+
+function parseOptions(args: string[]): Options | "help" | "version" {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        duration: { type: "string", short: "d", default: "0" },
+        output: { type: "string", short: "o", default: "trace.pb" },
+        "ringbuf-size-mib": { type: "string", default: "16" },
+        compress: { type: "boolean", default: false },
+        verbose: { type: "boolean", short: "v", multiple: true },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (e) {
+    // node:util's messages are one line and name the option; drop its hint text.
+    throw new UsageError(`${(e as Error).message.split(". ")[0].replace(/\.$/, "")}; see --help`);
+  }
+  const v = parsed.values;
+  if (v.help) return "help";
+  if (v.version) return "version";
+  const duration = Number(v.duration);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(v.duration) || !Number.isFinite(duration)) {
+    throw new UsageError(
+      `invalid --duration ${
+        JSON.stringify(v.duration)
+      }: give seconds as a number ≥ 0 (0 = until Ctrl-C)`,
+    );
+  }
+  const mib = Number(v["ringbuf-size-mib"]);
+  if (!Number.isInteger(mib) || mib < 1 || mib > 1024 || (mib & (mib - 1)) !== 0) {
+    throw new UsageError(
+      `invalid --ringbuf-size-mib ${JSON.stringify(v["ringbuf-size-mib"])}: ` +
+        "give a power of two between 1 and 1024",
+    );
+  }
+  if (v.output === "") throw new UsageError("invalid --output: give a file path");
+  return {
+    durationSec: duration,
+    output: v.output,
+    ringbufSizeMib: mib,
+    verbosity: v.verbose?.length ?? 0,
+    compress: v.compress,
+  };
+}
+
+function fmtBytes(n: number): string {
+  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;
+  if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+function summary(r: RecordResult, output: string): string {
+  const events = Object.values(r.eventsByKind).reduce((a, b) => a + b, 0);
+  const dropped = Object.values(r.dropsByKind).reduce((a, b) => a + b, 0);
+  const kinds = Object.entries(r.eventsByKind).filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${n}`).join(", ");
+  const lines = [
+    `systing: wrote ${output} (${fmtBytes(r.fileBytes)}): ${(r.durationNs / 1e9).toFixed(2)} s, ` +
+    `${events} events, ${dropped} dropped`,
+    `  events: ${kinds || "none"}`,
+  ];
+  if (dropped > 0) {
+    const byKind = Object.entries(r.dropsByKind).filter(([, n]) => n > 0)
+      .map(([k, n]) => `${k} ${n}`).join(", ");
+    const byCpu = r.dropsByCpu.map((n, c) => n > 0 ? `cpu${c} ${n}` : "").filter(Boolean)
+      .join(", ");
+    lines.push(`  dropped: ${byKind} (${byCpu}); a larger --ringbuf-size-mib keeps more`);
+  } else {
+    lines.push("  dropped: none");
+  }
+  lines.push(`  open it at https://ui.perfetto.dev (Open trace file)`);
+  return lines.join("\n");
+}
+
+async function main(args: string[]): Promise<number> {
+  let opts: Options;
+  try {
+    const o = parseOptions(args);
+    if (o === "help") {
+      console.log(HELP);
+      return 0;
+    }
+    if (o === "version") {
+      console.log(`systing ${VERSION}`);
+      return 0;
+    }
+    opts = o;
+  } catch (e) {
+    console.error(`systing: ${(e as Error).message}`);
+    return 2;
+  }
+
+  const tty = Deno.stderr.isTerminal();
+  let statusShown = false;
+  const encoder = new TextEncoder();
+  const clearStatus = () => {
+    if (statusShown) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+    statusShown = false;
+  };
+  try {
+    const result = await record({
+      ...opts,
+      log: (line) => {
+        clearStatus();
+        console.error(line);
+      },
+      status: tty
+        ? (line) => {
+          Deno.stderr.writeSync(encoder.encode(`\r\x1b[K${line}`));
+          statusShown = true;
+        }
+        : undefined,
+    }, (stop) => {
+      let signals = 0;
+      const handler = () => {
+        if (++signals > 1) {
+          // A second Ctrl-C means "now": leave no partial file behind.
+          TraceFile.removeTemp(opts.output);
+          console.error("\nsysting: aborted, no trace written");
+          Deno.exit(130);
+        }
+        stop();
+      };
+      Deno.addSignalListener("SIGINT", handler);
+      Deno.addSignalListener("SIGTERM", handler);
+      return () => {
+        Deno.removeSignalListener("SIGINT", handler);
+        Deno.removeSignalListener("SIGTERM", handler);
+      };
+    });
+    clearStatus();
+    console.error(summary(result, opts.output));
+    if (opts.verbosity > 0) {
+      const d = result.drain;
+      const events = Object.values(result.eventsByKind).reduce((a, b) => a + b, 0);
+      console.error(
+        `  attach ${result.attachMs.toFixed(0)} ms, finish ${result.finishMs.toFixed(0)} ms, ` +
+          `drain ${(d.busyNs / Math.max(events, 1)).toFixed(0)} ns/event, ` +
+          `${d.reordered} reordered, ${d.malformed} malformed, ${d.stalls} stalls`,
+      );
+    }
+    return 0;
+  } catch (e) {
+    clearStatus();
+    const err = e as Error;
+    console.error(`systing: ${err.message.split("\n")[0]}`);
+    if (opts.verbosity > 1 && err.stack) console.error(err.stack);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

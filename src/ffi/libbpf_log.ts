@@ -1,0 +1,49 @@
+/**
+ * Routes libbpf's log through us: shown on stderr by verbosity, and the last
+ * lines kept so that a failed load can say what the verifier said.
+ */
+import { loadLibbpf, loadLibc } from "./library.ts";
+
+const LEVEL_WARN = 0;
+const LEVEL_INFO = 1;
+
+export class LibbpfLog {
+  #callback: Deno.UnsafeCallback<{ parameters: ["i32", "pointer", "pointer"]; result: "i32" }>;
+  #recent: string[] = [];
+  #buf = new Uint8Array(8192);
+
+  constructor(verbosity: number) {
+    const libc = loadLibc();
+    this.#callback = new Deno.UnsafeCallback(
+      { parameters: ["i32", "pointer", "pointer"], result: "i32" } as const,
+      (level, fmt, args) => {
+        const n = libc.vsnprintf(this.#buf, BigInt(this.#buf.length), fmt, args);
+        const text = new TextDecoder().decode(
+          this.#buf.subarray(0, Math.max(0, Math.min(n, this.#buf.length - 1))),
+        );
+        for (const line of text.split("\n")) {
+          if (line.length === 0) continue;
+          this.#recent.push(line);
+          if (this.#recent.length > 40) this.#recent.shift();
+          // -v shows libbpf's warnings and info, -vv its debug output too.
+          if (verbosity >= 2 || (verbosity >= 1 && level <= LEVEL_INFO)) {
+            console.error(`libbpf: ${line}`);
+          }
+        }
+        return 0;
+      },
+    );
+    void LEVEL_WARN;
+    loadLibbpf().libbpf_set_print(this.#callback.pointer);
+  }
+
+  /** The last lines libbpf printed, oldest first (verifier output on a failed load). */
+  recent(max = 12): string[] {
+    return this.#recent.slice(-max);
+  }
+
+  close(): void {
+    loadLibbpf().libbpf_set_print(null);
+    this.#callback.close();
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * The C functions systing calls, with their prototypes. One table per
+ * library; nothing outside src/ffi/ sees a raw pointer from these.
+ */
+
+export const libbpfSymbols = {
+  // struct bpf_object *bpf_object__open_mem(const void *obj_buf, size_t obj_buf_sz,
+  //                                         const struct bpf_object_open_opts *opts);
+  bpf_object__open_mem: { parameters: ["buffer", "usize", "buffer"], result: "pointer" },
+  // int bpf_object__load(struct bpf_object *obj);
+  bpf_object__load: { parameters: ["pointer"], result: "i32" },
+  // void bpf_object__close(struct bpf_object *obj);
+  bpf_object__close: { parameters: ["pointer"], result: "void" },
+  // struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name);
+  bpf_object__find_map_by_name: { parameters: ["pointer", "buffer"], result: "pointer" },
+  // struct bpf_program *bpf_object__next_program(const struct bpf_object *obj,
+  //                                              struct bpf_program *prog);
+  bpf_object__next_program: { parameters: ["pointer", "pointer"], result: "pointer" },
+  // const char *bpf_program__name(const struct bpf_program *prog);
+  bpf_program__name: { parameters: ["pointer"], result: "pointer" },
+  // int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
+  bpf_program__set_autoload: { parameters: ["pointer", "bool"], result: "i32" },
+  // struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+  bpf_program__attach: { parameters: ["pointer"], result: "pointer" },
+  // int bpf_link__destroy(struct bpf_link *link);
+  bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
+  // int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
+  bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
+  // int bpf_map__set_inner_map_fd(struct bpf_map *map, int fd);
+  bpf_map__set_inner_map_fd: { parameters: ["pointer", "i32"], result: "i32" },
+  // int bpf_map__fd(const struct bpf_map *map);
+  bpf_map__fd: { parameters: ["pointer"], result: "i32" },
+  // void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);
+  bpf_map__initial_value: { parameters: ["pointer", "buffer"], result: "pointer" },
+  // int bpf_map_create(enum bpf_map_type map_type, const char *map_name, __u32 key_size,
+  //                    __u32 value_size, __u32 max_entries, const struct bpf_map_create_opts *opts);
+  bpf_map_create: {
+    parameters: ["u32", "buffer", "u32", "u32", "u32", "pointer"],
+    result: "i32",
+  },
+  // int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
+  bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
+  // int bpf_map_lookup_elem(int fd, const void *key, void *value);
+  bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int libbpf_num_possible_cpus(void);
+  libbpf_num_possible_cpus: { parameters: [], result: "i32" },
+  // int libbpf_strerror(int err, char *buf, size_t size);
+  libbpf_strerror: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  // libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn);
+  libbpf_set_print: { parameters: ["function"], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+export const libcSymbols = {
+  // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  // int munmap(void *addr, size_t length);
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  // int close(int fd);
+  close: { parameters: ["i32"], result: "i32" },
+  // int epoll_create1(int flags);
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout);
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  // int clock_gettime(clockid_t clockid, struct timespec *tp);
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  // int *__errno_location(void);
+  __errno_location: { parameters: [], result: "pointer" },
+  // int vsnprintf(char *str, size_t size, const char *format, va_list ap);
+  vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
+  // int mount(const char *source, const char *target, const char *fstype,
+  //           unsigned long mountflags, const void *data);
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "pointer"], result: "i32" },
+  // int getpagesize(void);
+  getpagesize: { parameters: [], result: "i32" },
+  // char *strerror(int errnum);
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;

@@ -1,0 +1,267 @@
+/**
+ * One recording from start to finished file: load and attach the BPF object,
+ * drain its rings on worker threads, keep the process table current, write
+ * every packet as it comes, and finish a complete trace on stop.
+ */
+import { bpfObjectBytes } from "./gen/systing_bpf.ts";
+import { BpfObject } from "./ffi/bpf_object.ts";
+import { ClockId, clockNs } from "./ffi/clock.ts";
+import { LibbpfLog } from "./ffi/libbpf_log.ts";
+import { LibbpfError } from "./ffi/libbpf_error.ts";
+import { systemPageSize } from "./ffi/library.ts";
+import { onlineCpus } from "./cpu_list.ts";
+import { Drainer } from "./drainer.ts";
+import type { DrainStats } from "./drain_protocol.ts";
+import { checkBtf, checkPrivileges, ensureTracefs } from "./preflight.ts";
+import { scanProcesses } from "./proc_scan.ts";
+import { ProcessTable } from "./process_table.ts";
+import { Layout, type ProcessEvent, RECORD_KIND_COUNT, RECORD_KIND_NAMES } from "./records.ts";
+import { TraceFile } from "./trace_file.ts";
+import {
+  clockSnapshotPacket,
+  dropCounterTracks,
+  dropCounterValues,
+  ftraceStatsPacket,
+  processTreePacket,
+  systemInfoPacket,
+} from "./trace_packets.ts";
+import { VERSION } from "./version.ts";
+import { BuiltinClock } from "./gen/perfetto_trace_pb.ts";
+
+export interface RecordOptions {
+  /** Seconds; 0 records until stop() (SIGINT/SIGTERM). */
+  durationSec: number;
+  output: string;
+  ringbufSizeMib: number;
+  verbosity: number;
+  compress: boolean;
+  /** Where progress and the summary go. */
+  log: (line: string) => void;
+  /** Redraws a one-line status (only when stderr is a terminal). */
+  status?: (line: string) => void;
+}
+
+export interface RecordResult {
+  durationNs: number;
+  eventsByKind: Record<string, number>;
+  dropsByKind: Record<string, number>;
+  dropsByCpu: number[];
+  fileBytes: number;
+  rawBytes: number;
+  attachMs: number;
+  finishMs: number;
+  drain: DrainStats;
+}
+
+const SEQUENCE_ID_WORKERS = 2;
+
+/** Called with a function that stops the recording early (signal handlers). */
+export type StopHook = (stop: () => void) => () => void;
+
+export async function record(opts: RecordOptions, onStop: StopHook): Promise<RecordResult> {
+  const t0 = performance.now();
+  checkPrivileges();
+  checkBtf();
+  try {
+    const how = ensureTracefs();
+    if (opts.verbosity > 0) opts.log(`tracefs: ${how}`);
+  } catch (e) {
+    // Nothing recorded by default needs tracefs (BTF tracepoints do not).
+    if (opts.verbosity > 0) opts.log(`warning: ${(e as Error).message}`);
+  }
+  const file = TraceFile.create(opts.output, { compress: opts.compress });
+  const libbpfLog = new LibbpfLog(opts.verbosity);
+  let obj: BpfObject | undefined;
+  let drainer: Drainer | undefined;
+  let removeStopHook = () => {};
+  try {
+    const cpus = onlineCpus();
+    const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
+    const base = clockNs(ClockId.BOOTTIME);
+    obj = BpfObject.open(bpfObjectBytes, "systing");
+    const cfg = new DataView(new ArrayBuffer(Layout.systing_config.size));
+    cfg.setUint32(Layout.systing_config.tracer_tgid, Deno.pid, true);
+    // One forced wake-up per eighth of a ring; the 10 ms poll covers the rest.
+    cfg.setUint32(Layout.systing_config.wakeup_bytes, ringBytes / 8, true);
+    obj.setReadOnlyData(new Uint8Array(cfg.buffer));
+    const rings = obj.createRings("rings", cpus, ringBytes);
+    try {
+      obj.load();
+    } catch (e) {
+      if (e instanceof LibbpfError) {
+        const detail = libbpfLog.recent(6).join(" | ");
+        throw new LibbpfError(e.operation, e.errno, `${e.message}${detail ? `: ${detail}` : ""}`);
+      }
+      throw e;
+    }
+    const dropsFd = obj.mapFd("drops");
+
+    let table: ProcessTable | undefined = undefined;
+    const early: ProcessEvent[] = [];
+    const applyEvents = (events: ProcessEvent[]) => {
+      if (!table) {
+        early.push(...events);
+        return;
+      }
+      // Workers batch per CPU; the table needs them in time order.
+      events.sort((a, b) => a.ts - b.ts);
+      for (const ev of events) {
+        const delta = table.apply(ev);
+        if (delta) file.write(processTreePacket(delta, base + BigInt(Math.trunc(ev.ts))));
+      }
+    };
+
+    drainer = await Drainer.start(rings, {
+      base,
+      sequenceId: SEQUENCE_ID_WORKERS,
+      pollMs: 10,
+      flushMs: 100,
+      maxBundleEvents: 32768,
+      holdbackNs: 5_000_000,
+      maxPendingBytes: 64 * 1024 * 1024,
+    }, {
+      packets(bytes, events) {
+        file.write(bytes);
+        if (events.length) applyEvents(events);
+      },
+    });
+    const attached = obj.attachAll();
+    const attachNs = clockNs(ClockId.BOOTTIME);
+    const attachMs = performance.now() - t0;
+    if (opts.verbosity > 0) {
+      opts.log(`attached ${attached.length} programs: ${attached.join(", ")}`);
+    }
+
+    // Header packets: clocks first (it also starts the main sequence).
+    file.write(clockSnapshotPacket(readClocks()));
+    file.write(systemInfoPacket(describeSystem(cpus.length), attachNs));
+    file.write(ftraceStatsPacket("start", cpus.map(() => 0), attachNs));
+    for (const p of dropCounterTracks(RECORD_KIND_NAMES)) file.write(p);
+    for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) file.write(p);
+    // Scanned after attaching so that no process can fall between scan and events.
+    table = new ProcessTable(scanProcesses(), base);
+    file.write(processTreePacket(table.initialTree(), clockNs(ClockId.BOOTTIME)));
+    applyEvents(early.splice(0));
+
+    opts.log(
+      `systing: recording ${cpus.length} CPUs to ${opts.output}` +
+        (opts.durationSec > 0 ? ` for ${opts.durationSec}s` : "") + " (Ctrl-C to stop)",
+    );
+
+    // Wait for the duration, a signal, or a failed worker.
+    const started = performance.now();
+    await new Promise<void>((resolve) => {
+      let finished = false;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        clearInterval(tick);
+        resolve();
+      };
+      const timer = opts.durationSec > 0 ? setTimeout(finish, opts.durationSec * 1000) : undefined;
+      const tick = setInterval(() => {
+        if (drainer!.failure) return finish();
+        if (!opts.status) return;
+        const s = drainer!.stats();
+        const events = sum(s.counts);
+        const elapsed = (performance.now() - started) / 1000;
+        const drops = sum(readDrops(obj!, dropsFd).byCpu);
+        opts.status(
+          `${elapsed.toFixed(1)}s  ${fmtCount(events / Math.max(elapsed, 0.001))} events/s  ` +
+            `${fmtCount(events)} events  ${drops} dropped`,
+        );
+      }, opts.status ? 1000 : 200);
+      removeStopHook = onStop(finish);
+    });
+    removeStopHook();
+    const stopT = performance.now();
+    const endNs = clockNs(ClockId.BOOTTIME);
+
+    // Detach first: the workers then drain a ring that no longer grows.
+    obj.detachAll();
+    const drain = await drainer.stop();
+    drainer = undefined;
+    const drops = readDrops(obj, dropsFd);
+    file.write(ftraceStatsPacket("end", cpus.map((c) => drops.byCpu[c] ?? 0), endNs));
+    for (const p of dropCounterValues(RECORD_KIND_NAMES, drops.byKind, endNs)) file.write(p);
+    file.finish();
+    const finishMs = performance.now() - stopT;
+
+    const eventsByKind: Record<string, number> = {};
+    const dropsByKind: Record<string, number> = {};
+    for (let k = 1; k < RECORD_KIND_COUNT; k++) {
+      eventsByKind[RECORD_KIND_NAMES[k]] = drain.counts[k] ?? 0;
+      dropsByKind[RECORD_KIND_NAMES[k]] = drops.byKind[k] ?? 0;
+    }
+    return {
+      durationNs: Number(endNs - attachNs),
+      eventsByKind,
+      dropsByKind,
+      dropsByCpu: drops.byCpu,
+      fileBytes: file.bytesWritten,
+      rawBytes: file.rawBytes,
+      attachMs,
+      finishMs,
+      drain,
+    };
+  } catch (e) {
+    file.abort();
+    throw e;
+  } finally {
+    removeStopHook();
+    if (drainer) await drainer.stop().catch(() => {});
+    obj?.close();
+    libbpfLog.close();
+  }
+}
+
+function sum(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}
+
+function fmtCount(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return `${Math.round(n)}`;
+}
+
+function readDrops(obj: BpfObject, fd: number): { byKind: number[]; byCpu: number[] } {
+  const byKind: number[] = new Array(RECORD_KIND_COUNT).fill(0);
+  const byCpu: number[] = new Array(obj.possibleCpus).fill(0);
+  for (let k = 1; k < RECORD_KIND_COUNT; k++) {
+    const perCpu = obj.readPerCpuU64("drops", k, fd);
+    perCpu.forEach((v, cpu) => {
+      byKind[k] += Number(v);
+      byCpu[cpu] += Number(v);
+    });
+  }
+  return { byKind, byCpu };
+}
+
+/** Read back to back, so that the importer can relate them to BOOTTIME. */
+function readClocks(): { clockId: number; ns: bigint }[] {
+  return [
+    { clockId: BuiltinClock.BOOTTIME, ns: clockNs(ClockId.BOOTTIME) },
+    { clockId: BuiltinClock.MONOTONIC, ns: clockNs(ClockId.MONOTONIC) },
+    { clockId: BuiltinClock.REALTIME, ns: clockNs(ClockId.REALTIME) },
+    { clockId: BuiltinClock.MONOTONIC_RAW, ns: clockNs(ClockId.MONOTONIC_RAW) },
+  ];
+}
+
+function describeSystem(numCpus: number) {
+  let version = "";
+  try {
+    version = Deno.readTextFileSync("/proc/sys/kernel/version").trim();
+  } catch { /* optional */ }
+  return {
+    sysname: "Linux",
+    release: Deno.osRelease(),
+    version,
+    machine: Deno.build.arch,
+    hostname: Deno.hostname(),
+    numCpus,
+    pageSize: systemPageSize(),
+    toolVersion: VERSION,
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * The TypeScript mirror of bpf/systing.h: record kinds, sizes and field
+ * offsets. test/records_layout_test.ts compiles the header and checks every
+ * number here against it, so the two cannot drift apart silently.
+ */
+
+export const RecordKind = {
+  SchedSwitch: 1,
+  SchedWaking: 2,
+  SchedWakeupNew: 3,
+  SchedProcessFork: 4,
+  SchedProcessExec: 5,
+  SchedProcessExit: 6,
+  TaskRename: 7,
+  IrqHandlerEntry: 8,
+  IrqHandlerExit: 9,
+  SoftirqEntry: 10,
+  SoftirqExit: 11,
+} as const;
+export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
+
+/** One past the highest kind: the length of the BPF drop-counter array. */
+export const RECORD_KIND_COUNT = 12;
+
+/** Human names, indexed by kind, for summaries and the trace's drop counters. */
+export const RECORD_KIND_NAMES: readonly string[] = [
+  "",
+  "sched_switch",
+  "sched_waking",
+  "sched_wakeup_new",
+  "sched_process_fork",
+  "sched_process_exec",
+  "sched_process_exit",
+  "task_rename",
+  "irq_handler_entry",
+  "irq_handler_exit",
+  "softirq_entry",
+  "softirq_exit",
+];
+
+export const COMM_LEN = 16;
+export const IRQ_NAME_LEN = 32;
+export const PATH_LEN = 256;
+export const ARGS_LEN = 512;
+
+/** Byte offsets within each record; names follow the C fields. */
+export const Layout = {
+  rec_hdr: { size: 16, kind: 0, size_: 2, lost: 4, ts: 8 },
+  rec_sched_switch: {
+    size: 56,
+    prev_pid: 16,
+    next_pid: 20,
+    prev_state: 24,
+    next_prio: 32,
+    next_comm: 40,
+  },
+  rec_sched_waking: { size: 48, pid: 16, target_cpu: 20, prio: 24, common_flags: 28, comm: 32 },
+  rec_sched_process_fork: {
+    size: 64,
+    parent_pid: 16,
+    parent_tgid: 20,
+    child_pid: 24,
+    child_tgid: 28,
+    parent_comm: 32,
+    child_comm: 48,
+  },
+  rec_sched_process_exec: {
+    size: 816,
+    pid: 16,
+    tgid: 20,
+    old_pid: 24,
+    args_len: 28,
+    comm: 32,
+    filename: 48,
+    args: 304,
+  },
+  rec_sched_process_exit: { size: 48, pid: 16, tgid: 20, prio: 24, comm: 32 },
+  rec_task_rename: { size: 56, pid: 16, tgid: 20, oldcomm: 24, newcomm: 40 },
+  rec_irq: { size: 56, irq: 16, ret: 20, name: 24 },
+  rec_softirq: { size: 24, vec: 16 },
+  systing_config: { size: 8, tracer_tgid: 0, wakeup_bytes: 4 },
+} as const;
+
+/**
+ * Process lifecycle events, decoded off the hot path and handed to the
+ * process table so that names and command lines follow the trace.
+ */
+export type ProcessEvent =
+  | {
+    kind: "fork";
+    ts: number;
+    parentPid: number;
+    parentTgid: number;
+    childPid: number;
+    childTgid: number;
+    childComm: string;
+  }
+  | {
+    kind: "exec";
+    ts: number;
+    pid: number;
+    tgid: number;
+    oldPid: number;
+    comm: string;
+    filename: string;
+    argv: string[];
+  }
+  | { kind: "exit"; ts: number; pid: number; tgid: number; comm: string }
+  | { kind: "rename"; ts: number; pid: number; tgid: number; oldComm: string; newComm: string };
+
+const decoder = new TextDecoder("utf-8", { fatal: false });
+
+/** A fixed-size C string field: up to the first NUL, lossy UTF-8. */
+export function cString(bytes: Uint8Array, offset: number, maxLen: number): string {
+  let end = offset;
+  const limit = Math.min(offset + maxLen, bytes.length);
+  while (end < limit && bytes[end] !== 0) end++;
+  return decoder.decode(bytes.subarray(offset, end));
+}
+
+/** argv as the kernel lays it out: NUL-separated, possibly cut mid-string. */
+export function splitArgs(bytes: Uint8Array, offset: number, len: number): string[] {
+  const out: string[] = [];
+  let start = offset;
+  const end = offset + len;
+  for (let i = offset; i < end; i++) {
+    if (bytes[i] === 0) {
+      out.push(decoder.decode(bytes.subarray(start, i)));
+      start = i + 1;
+    }
+  }
+  if (start < end) out.push(decoder.decode(bytes.subarray(start, end)));
+  return out;
+}
