@@ -181,7 +181,7 @@ async function main(args: string[]): Promise<number> {
       const events = Object.values(result.eventsByKind).reduce((a, b) => a + b, 0);
       console.error(
         `  attach ${result.attachMs.toFixed(0)} ms, finish ${result.finishMs.toFixed(0)} ms, ` +
-          `drain ${(d.busyNs / Math.max(events, 1)).toFixed(0)} ns/event, ` +
+          `drain worker CPU ${(d.cpuNs / Math.max(events, 1)).toFixed(0)} ns/event, ` +
           `${d.reordered} reordered, ${d.malformed} malformed, ${d.stalls} stalls`,
       );
     }

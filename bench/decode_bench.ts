@@ -12,7 +12,10 @@ import { ProtoWriter } from "../src/proto_writer.ts";
 import { RecordDecoder } from "../src/record_decoder.ts";
 import { Layout, RecordKind } from "../src/records.ts";
 
-const { values } = parseArgs({ args: Deno.args, options: { events: { type: "string", default: "2000000" } } });
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { events: { type: "string", default: "2000000" } },
+});
 const N = Number(values.events);
 const SW = Layout.rec_sched_switch, WK = Layout.rec_sched_waking;
 const recSize = 8 + SW.size; // ring header + record (both kinds fit)
@@ -69,4 +72,6 @@ function pass(): number {
 }
 pass(); // warm-up: let the JIT settle
 const runs = [pass(), pass(), pass()].sort((a, b) => a - b);
-console.log(`decode + encode: ${runs[1].toFixed(1)} ns/event (median of 3, ${N} events, 2/3 switches)`);
+console.log(
+  `decode + encode: ${runs[1].toFixed(1)} ns/event (median of 3, ${N} events, 2/3 switches)`,
+);

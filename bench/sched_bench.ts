@@ -192,7 +192,9 @@ function summaryNumber(stderr: string, re: RegExp): number {
   return m ? Number(m[1]) : NaN;
 }
 
-console.log(`sched pipe benchmark: ${LOOPS} loops × ${ROUNDS} rounds, ${navigator.hardwareConcurrency} CPUs`);
+console.log(
+  `sched pipe benchmark: ${LOOPS} loops × ${ROUNDS} rounds, ${navigator.hardwareConcurrency} CPUs`,
+);
 const untraced: number[] = [], bySysting: Traced[] = [], byPerf: Traced[] = [];
 await pipeBench(); // warm-up
 for (let r = 0; r < ROUNDS; r++) {
@@ -226,16 +228,40 @@ console.log(`  perf record         ${pOps}   (${f(pOps / base)} of untraced)`);
 console.log(`  systing / perf      ${f(sOps / pOps)}`);
 console.log(`systing, last round:`);
 console.log(`  events ${events}, dropped ${drops}`);
-console.log(`  drain worker CPU ${drainNs} ns/event, whole process CPU ${f(s.cpuNs / events, 0)} ns/event`);
-console.log(`  sched_switch columns ${f(sw.columnBytes / sw.switches)} B/switch; whole file ${f(fileBytes / sw.switches)} B/switch`);
+console.log(
+  `  drain worker CPU ${drainNs} ns/event, whole process CPU ${f(s.cpuNs / events, 0)} ns/event`,
+);
+console.log(
+  `  sched_switch columns ${f(sw.columnBytes / sw.switches)} B/switch; whole file ${
+    f(fileBytes / sw.switches)
+  } B/switch`,
+);
 console.log(`  file ${fileBytes} B vs perf.data ${perfBytes} B`);
-console.log(`  --compress: ${cFile} B, ${f(cFile / cSw.switches)} B/switch, ${f((fileBytes / sw.switches) / (cFile / cSw.switches))}× smaller per switch`);
+console.log(
+  `  --compress: ${cFile} B, ${f(cFile / cSw.switches)} B/switch, ${
+    f((fileBytes / sw.switches) / (cFile / cSw.switches))
+  }× smaller per switch`,
+);
 console.log(`  peak RSS ${(s.peakRssKiB / 1024).toFixed(1)} MiB`);
-console.log(`  start→attached ${f(median(bySysting.map((x) => x.attachMs)), 0)} ms (deno start included), stop→file finished ${f(median(bySysting.map((x) => x.finishMs)), 0)} ms (process exit included)`);
-console.log(`perf record: start→ready not observable; stop→exit ${f(median(byPerf.map((x) => x.finishMs)), 0)} ms`);
+console.log(
+  `  start→attached ${
+    f(median(bySysting.map((x) => x.attachMs)), 0)
+  } ms (deno start included), stop→file finished ${
+    f(median(bySysting.map((x) => x.finishMs)), 0)
+  } ms (process exit included)`,
+);
+console.log(
+  `perf record: start→ready not observable; stop→exit ${
+    f(median(byPerf.map((x) => x.finishMs)), 0)
+  } ms`,
+);
 
 if (SOAK > 0) {
-  console.log(`soak: ${SOAK}s under continuous load, RSS (VmRSS) every ${Math.max(1, Math.round(SOAK / 12))}s:`);
+  console.log(
+    `soak: ${SOAK}s under continuous load, RSS (VmRSS) every ${
+      Math.max(1, Math.round(SOAK / 12))
+    }s:`,
+  );
   const soak = await traced(
     DENO,
     ["run", "-A", `${REPO}main.ts`, "-v", "-o", `${tmp}/soak.pb`],

@@ -35,8 +35,8 @@ export interface DrainStats {
   lostByCpu: number[];
   malformed: number;
   reordered: number;
-  /** Time spent draining, decoding and encoding. */
-  busyNs: number;
+  /** CPU time of the worker thread (draining, decoding, encoding, waiting excluded). */
+  cpuNs: number;
   stalls: number;
   comms: number;
 }

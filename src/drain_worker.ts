@@ -10,6 +10,7 @@
  */
 /// <reference lib="deno.worker" />
 import { CommInterner } from "./comm_interner.ts";
+import { ClockId, clockNs } from "./ffi/clock.ts";
 import { Epoll } from "./ffi/epoll.ts";
 import { RINGBUF_BUSY_BIT, RINGBUF_DISCARD_BIT, RingBuffer } from "./ffi/ring_buffer.ts";
 import { FtraceBundleBuilder, TimestampBase } from "./ftrace_bundle_builder.ts";
@@ -36,7 +37,7 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
   const out = new ProtoWriter(1 << 20);
   const maxPendingKiB = init.maxPendingBytes / 1024;
   let lastFlush = performance.now();
-  let busyNs = 0;
+  const cpuStart = clockNs(ClockId.THREAD_CPUTIME);
   let stalls = 0;
   post({ type: "ready" });
 
@@ -59,7 +60,6 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
     for (;;) {
       const stopping = Atomics.load(control, STOP) === 1;
       if (!stopping) epoll.wait(init.pollMs);
-      const t0 = performance.now();
       if (!stopping && Atomics.load(control, PENDING_KIB) > maxPendingKiB) {
         // Back-pressure: leave the data in the rings; BPF counts what overflows.
         stalls++;
@@ -69,7 +69,6 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
       if (stopping) {
         drainAll();
         flush(true);
-        busyNs += (performance.now() - t0) * 1e6;
         break;
       }
       const now = performance.now();
@@ -80,7 +79,6 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
         lastFlush = now;
         post({ type: "progress", stats: stats() });
       }
-      busyNs += (performance.now() - t0) * 1e6;
     }
   } finally {
     epoll.close();
@@ -94,7 +92,7 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
       lostByCpu: Array.from(decoder.lostByCpu),
       malformed: decoder.malformed,
       reordered: builders.reduce((n, b) => n + b.reordered, 0),
-      busyNs,
+      cpuNs: Number(clockNs(ClockId.THREAD_CPUTIME) - cpuStart),
       stalls,
       comms: comms.size,
     };

@@ -109,7 +109,7 @@ export class Drainer {
       lostByCpu: [],
       malformed: 0,
       reordered: 0,
-      busyNs: 0,
+      cpuNs: 0,
       stalls: 0,
       comms: 0,
     };
@@ -119,7 +119,7 @@ export class Drainer {
       s.lostByCpu.forEach((v, c) => sum.lostByCpu[c] = (sum.lostByCpu[c] ?? 0) + v);
       sum.malformed += s.malformed;
       sum.reordered += s.reordered;
-      sum.busyNs += s.busyNs;
+      sum.cpuNs += s.cpuNs;
       sum.stalls += s.stalls;
       sum.comms = Math.max(sum.comms, s.comms);
     }

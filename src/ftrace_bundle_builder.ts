@@ -310,7 +310,26 @@ export class FtraceBundleBuilder {
   #deltas(w: ProtoWriter, field: number, ts: Float64Array, n: number): void {
     const m = w.begin(field);
     this.#base.write(w, ts[0]);
-    for (let i = 1; i < n; i++) w.varint(ts[i] - ts[i - 1]);
+    // Inline varints with one capacity check: this loop runs for every event.
+    w.ensure(10 * n);
+    const b = w.buf;
+    let p = w.pos;
+    for (let i = 1; i < n; i++) {
+      let v = ts[i] - ts[i - 1];
+      if (v < 0x80000000) {
+        while (v >= 0x80) {
+          b[p++] = (v & 0x7f) | 0x80;
+          v >>>= 7;
+        }
+      } else {
+        while (v >= 0x80) {
+          b[p++] = (v % 0x80) | 0x80;
+          v = Math.floor(v / 0x80);
+        }
+      }
+      b[p++] = v;
+    }
+    w.pos = p;
     w.end(m);
   }
 
@@ -369,6 +388,25 @@ function countUpTo(ts: Float64Array, n: number, cutoff: number): number {
 
 function packedInts(w: ProtoWriter, field: number, values: Int32Array, n: number): void {
   const m = w.begin(field);
-  for (let i = 0; i < n; i++) w.int(values[i]);
+  // Inline varints with one capacity check: this loop runs for every event.
+  w.ensure(10 * n);
+  const b = w.buf;
+  let p = w.pos;
+  for (let i = 0; i < n; i++) {
+    let v = values[i];
+    if (v < 0) {
+      // int32/int64 negatives are sign-extended to ten bytes.
+      w.pos = p;
+      w.int(v);
+      p = w.pos;
+      continue;
+    }
+    while (v >= 0x80) {
+      b[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    b[p++] = v;
+  }
+  w.pos = p;
   w.end(m);
 }

@@ -4,6 +4,7 @@ import { loadLibc } from "./library.ts";
 export const ClockId = {
   REALTIME: 0,
   MONOTONIC: 1,
+  THREAD_CPUTIME: 3,
   MONOTONIC_RAW: 4,
   REALTIME_COARSE: 5,
   MONOTONIC_COARSE: 6,
