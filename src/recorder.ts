@@ -135,7 +135,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     // Header packets: clocks first (it also starts the main sequence).
     file.write(clockSnapshotPacket(readClocks()));
     file.write(systemInfoPacket(describeSystem(cpus.length), attachNs));
-    file.write(ftraceStatsPacket("start", cpus.map(() => 0), attachNs));
+    file.write(ftraceStatsPacket("start", cpus.map((cpu) => ({ cpu, events: 0 })), attachNs));
     for (const p of dropCounterTracks(RECORD_KIND_NAMES)) file.write(p);
     for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) file.write(p);
     // Scanned after attaching so that no process can fall between scan and events.
@@ -183,7 +183,11 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const drain = await drainer.stop();
     drainer = undefined;
     const drops = readDrops(obj, dropsFd);
-    file.write(ftraceStatsPacket("end", cpus.map((c) => drops.byCpu[c] ?? 0), endNs));
+    file.write(ftraceStatsPacket(
+      "end",
+      cpus.map((cpu) => ({ cpu, events: drops.byCpu[cpu] ?? 0 })),
+      endNs,
+    ));
     for (const p of dropCounterValues(RECORD_KIND_NAMES, drops.byKind, endNs)) file.write(p);
     file.finish();
     const finishMs = performance.now() - stopT;

@@ -110,7 +110,7 @@ export function processTreePacket(
  */
 export function ftraceStatsPacket(
   phase: "start" | "end",
-  droppedByCpu: readonly number[],
+  dropped: readonly { cpu: number; events: number }[],
   ts: bigint,
 ): Uint8Array {
   return encodePacket({
@@ -121,7 +121,7 @@ export function ftraceStatsPacket(
         phase: phase === "start"
           ? FtraceStats_Phase.START_OF_TRACE
           : FtraceStats_Phase.END_OF_TRACE,
-        cpuStats: droppedByCpu.map((n, cpu) => ({ cpu: BigInt(cpu), overrun: BigInt(n) })),
+        cpuStats: dropped.map((d) => ({ cpu: BigInt(d.cpu), overrun: BigInt(d.events) })),
       },
     },
   });
