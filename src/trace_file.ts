@@ -64,7 +64,14 @@ export class TraceFile {
     }
     const tempPath = TraceFile.tempPathFor(path);
     try {
-      const file = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o644 });
+      // The name carries our pid, so a file already there is a leftover of a
+      // dead process that had the same pid (common in containers): reuse it.
+      const file = Deno.openSync(tempPath, {
+        write: true,
+        create: true,
+        truncate: true,
+        mode: 0o644,
+      });
       return new TraceFile(path, tempPath, file, options.compress ?? false);
     } catch (e) {
       const why = e instanceof Deno.errors.NotFound
