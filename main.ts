@@ -40,11 +40,30 @@ interface Options {
   compress: boolean;
 }
 
+const VALUE_OPTIONS: Record<string, string> = {
+  "-d": "--duration",
+  "--duration": "--duration",
+  "-o": "--output",
+  "--output": "--output",
+  "--ringbuf-size-mib": "--ringbuf-size-mib",
+};
+
+/** `-d -1` is a value error, not a missing argument: join such values so validation names them. */
+function joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const long = VALUE_OPTIONS[args[i]];
+    if (long && /^-\d/.test(args[i + 1] ?? "")) out.push(`${long}=${args[++i]}`);
+    else out.push(args[i]);
+  }
+  return out;
+}
+
 function parseOptions(args: string[]): Options | "help" | "version" {
   let parsed;
   try {
     parsed = parseArgs({
-      args,
+      args: joinNegativeValues(args),
       strict: true,
       allowPositionals: false,
       options: {
@@ -58,8 +77,9 @@ function parseOptions(args: string[]): Options | "help" | "version" {
       },
     });
   } catch (e) {
-    // node:util's messages are one line and name the option; drop its hint text.
-    throw new UsageError(`${(e as Error).message.split(". ")[0].replace(/\.$/, "")}; see --help`);
+    // node:util's first sentence names the option; the rest is hint text.
+    const first = (e as Error).message.split(/\.(?:\s|$)/)[0];
+    throw new UsageError(`${first}; see --help`);
   }
   const v = parsed.values;
   if (v.help) return "help";

@@ -15,6 +15,13 @@ char LICENSE[] SEC("license") = "GPL";
 /* The only thing in .rodata: userspace overwrites it before load. */
 const volatile struct systing_config cfg = {};
 
+/*
+ * The only thing in .bss: set once every program is attached and cleared
+ * before any is detached, so that the trace never holds the half of an
+ * entry/exit pair that a partly attached set of programs would see.
+ */
+volatile __u32 recording;
+
 struct ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 16); /* resized by userspace before load */
@@ -71,6 +78,8 @@ static __always_inline void *reserve(void **rb, __u16 kind, __u16 size, __u64 ts
 	struct rec_hdr *h;
 	__u64 *pending;
 
+	if (!recording)
+		return NULL;
 	*rb = bpf_map_lookup_elem(&rings, &cpu);
 	if (!*rb) {
 		count_drop(kind);

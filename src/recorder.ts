@@ -126,6 +126,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       },
     });
     const attached = obj.attachAll();
+    setRecording(obj, true);
     const attachNs = clockNs(ClockId.BOOTTIME);
     const attachMs = performance.now() - t0;
     if (opts.verbosity > 0) {
@@ -178,7 +179,9 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const stopT = performance.now();
     const endNs = clockNs(ClockId.BOOTTIME);
 
-    // Detach first: the workers then drain a ring that no longer grows.
+    // Stop recording in every program at once, then detach: the workers then
+    // drain rings that no longer grow.
+    setRecording(obj, false);
     obj.detachAll();
     const drain = await drainer.stop();
     drainer = undefined;
@@ -218,6 +221,10 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     obj?.close();
     libbpfLog.close();
   }
+}
+
+function setRecording(obj: BpfObject, on: boolean): void {
+  obj.writeSection(".bss", new Uint8Array(new Uint32Array([on ? 1 : 0]).buffer));
 }
 
 function sum(xs: number[]): number {

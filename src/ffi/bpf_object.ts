@@ -73,6 +73,27 @@ export class BpfObject {
     new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, size)).set(data);
   }
 
+  /**
+   * Replaces a global data section (.bss/.data) of the loaded object. libbpf
+   * 1.1 without a skeleton does not map these, so write through the map.
+   */
+  writeSection(section: string, data: Uint8Array): void {
+    const map = this.#map(section);
+    const size = loadLibbpf().bpf_map__value_size(map);
+    if (size !== data.length) {
+      throw new LibbpfError(
+        `writing ${section}`,
+        0,
+        `the section is ${size} bytes, the data ${data.length}: rebuild the BPF object`,
+      );
+    }
+    const key = new Uint8Array(4);
+    check(
+      loadLibbpf().bpf_map_update_elem(this.mapFd(section), key, data, 0n),
+      `writing ${section}`,
+    );
+  }
+
   setMaxEntries(mapName: string, maxEntries: number): void {
     check(
       loadLibbpf().bpf_map__set_max_entries(this.#map(mapName), maxEntries),

@@ -28,6 +28,8 @@ export const libbpfSymbols = {
   bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
   // int bpf_map__set_inner_map_fd(struct bpf_map *map, int fd);
   bpf_map__set_inner_map_fd: { parameters: ["pointer", "i32"], result: "i32" },
+  // __u32 bpf_map__value_size(const struct bpf_map *map);
+  bpf_map__value_size: { parameters: ["pointer"], result: "u32" },
   // int bpf_map__fd(const struct bpf_map *map);
   bpf_map__fd: { parameters: ["pointer"], result: "i32" },
   // void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);

@@ -1,0 +1,96 @@
+// Command-line behaviour of main.ts: bad invocations fail cleanly (one line,
+// non-zero, nothing left on disk), --help and --version succeed.
+import assert from "node:assert/strict";
+import { runRecorder } from "./workload.ts";
+
+/** Names in DIR, sorted; [] when DIR does not exist. */
+function listDir(dir: string): string[] {
+  try {
+    return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}
+
+/**
+ * Runs main.ts with ARGS writing to OUTPUT and checks the failure contract.
+ * MENTION is what the error line must name so that the user can find the mistake.
+ */
+async function expectCleanFailure(args: string[], output: string, mention: string) {
+  const dir = output.slice(0, output.lastIndexOf("/"));
+  const before = listDir(dir);
+  // -d 1: should the recorder wrongly accept the invocation, it still ends
+  // (not added where -d is under test: a last-one-wins parser would mask it).
+  const duration = args.includes("-d") ? [] : ["-d", "1"];
+  // A rejection must come before any BPF work, so seconds are plenty.
+  const res = await runRecorder([...args, ...duration, "-o", output], 15_000);
+  const lines = res.stderr.split("\n").filter((l) => l.trim() !== "");
+  assert.notEqual(res.code, 0, `exit code for ${args.join(" ")}; stderr: ${res.stderr}`);
+  assert.equal(lines.length, 1, `stderr lines for ${args.join(" ")}: ${JSON.stringify(lines)}`);
+  assert.ok(!res.stderr.includes("    at "), `stack trace on stderr: ${res.stderr}`);
+  assert.ok(lines[0].includes(mention), `"${lines[0]}" should mention "${mention}"`);
+  assert.deepEqual(listDir(dir), before, `files left beside ${output}`);
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "systing-cli-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("cli: unknown flag", () =>
+  withTempDir((dir) => expectCleanFailure(["--bogus-flag"], `${dir}/trace.pb`, "--bogus-flag")));
+
+Deno.test("cli: -d abc", () =>
+  withTempDir((dir) => expectCleanFailure(["-d", "abc"], `${dir}/trace.pb`, "abc")));
+
+Deno.test("cli: -d -1", () =>
+  withTempDir((dir) => expectCleanFailure(["-d", "-1"], `${dir}/trace.pb`, "-1")));
+
+Deno.test("cli: --ringbuf-size-mib 3 is not a power of two", () =>
+  withTempDir((dir) => expectCleanFailure(["--ringbuf-size-mib", "3"], `${dir}/trace.pb`, "3")));
+
+Deno.test("cli: output in a nonexistent directory", () =>
+  withTempDir(async (dir) => {
+    const missing = `${dir}/missing`;
+    await expectCleanFailure([], `${missing}/trace.pb`, missing);
+    assert.deepEqual(listDir(dir), [], "the recorder must not create the directory");
+  }));
+
+Deno.test({
+  name: "cli: output on a read-only file system",
+  // Root writes through permission bits, so only a read-only mount really refuses it.
+  ignore: Deno.uid() !== 0,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const mount = await new Deno.Command("mount", {
+        args: ["-t", "tmpfs", "-o", "ro,size=1m", "systing-test", dir],
+        stderr: "piped",
+      }).output();
+      assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+      try {
+        await expectCleanFailure([], `${dir}/trace.pb`, dir);
+      } finally {
+        await new Deno.Command("umount", { args: [dir] }).output();
+      }
+    }),
+});
+
+Deno.test("cli: --help exits 0 and documents --duration", async () => {
+  const res = await runRecorder(["--help"]);
+  assert.equal(res.code, 0, res.stderr);
+  assert.ok(
+    (res.stdout + res.stderr).includes("--duration"),
+    `--help output lacks --duration:\n${res.stdout}${res.stderr}`,
+  );
+});
+
+Deno.test("cli: --version exits 0 and prints a version", async () => {
+  const res = await runRecorder(["--version"]);
+  assert.equal(res.code, 0, res.stderr);
+  assert.match(res.stdout + res.stderr, /\d+\.\d+/);
+});

@@ -1,0 +1,116 @@
+// Checks src/records.ts against bpf/systing.h as the C compiler lays it out
+// (test/c/layout.c), so a header change cannot silently skew the decoders.
+import assert from "node:assert/strict";
+import {
+  ARGS_LEN,
+  COMM_LEN,
+  IRQ_NAME_LEN,
+  Layout,
+  PATH_LEN,
+  RECORD_KIND_COUNT,
+  RECORD_KIND_NAMES,
+  RecordKind,
+} from "../src/records.ts";
+import { compileC, REPO, runJson } from "./workload.ts";
+
+interface CLayout {
+  constants: Record<string, number>;
+  kinds: Record<string, number>;
+  structs: Record<
+    string,
+    { size: number; fields: Record<string, { offset: number; size: number }> }
+  >;
+}
+
+const layout = await runJson<CLayout>(await compileC("layout"));
+
+/** Field names of every struct in the header, read from its text. */
+function headerStructs(): Map<string, string[]> {
+  const text = Deno.readTextFileSync(`${REPO}bpf/systing.h`)
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/\/\/.*$/gm, "");
+  const out = new Map<string, string[]>();
+  for (const m of text.matchAll(/struct\s+(\w+)\s*\{([^}]*)\}\s*;/g)) {
+    const fields = m[2].split(";").map((d) => d.trim()).filter((d) => d !== "")
+      .map((d) => d.match(/(\w+)\s*(\[[^\]]*\])?$/)![1]);
+    out.set(m[1], fields);
+  }
+  return out;
+}
+
+/** records.ts spells the header field `size` as `size_` (its own `size` is the struct's). */
+function tsKey(field: string): string {
+  return field === "size" ? "size_" : field;
+}
+
+Deno.test("records layout: layout.c covers every struct and field of systing.h", () => {
+  const header = headerStructs();
+  assert.equal(header.size, 10);
+  assert.deepEqual(
+    Object.fromEntries(
+      Object.entries(layout.structs).map(([name, s]) => [name, Object.keys(s.fields)]),
+    ),
+    Object.fromEntries(header),
+  );
+});
+
+Deno.test("records layout: every struct size and field offset matches Layout", () => {
+  assert.deepEqual(Object.keys(Layout).sort(), Object.keys(layout.structs).sort());
+  for (const [name, c] of Object.entries(layout.structs)) {
+    const ts = Layout[name as keyof typeof Layout] as Record<string, number>;
+    assert.equal(ts.size, c.size, `sizeof(struct ${name})`);
+    // Layout leaves out explicit padding and the leading header (decoded on
+    // its own via Layout.rec_hdr); everything else must be there.
+    const expected: Record<string, number> = { size: c.size };
+    for (const [field, f] of Object.entries(c.fields)) {
+      if (field === "hdr") {
+        assert.deepEqual(f, { offset: 0, size: Layout.rec_hdr.size }, `${name}.hdr`);
+      } else if (!field.startsWith("__")) {
+        expected[tsKey(field)] = f.offset;
+      }
+    }
+    assert.deepEqual(ts, expected, `struct ${name}`);
+  }
+});
+
+Deno.test("records layout: string field lengths match the TypeScript constants", () => {
+  assert.deepEqual(layout.constants, {
+    SYSTING_COMM_LEN: COMM_LEN,
+    SYSTING_IRQ_NAME_LEN: IRQ_NAME_LEN,
+    SYSTING_PATH_LEN: PATH_LEN,
+    SYSTING_ARGS_LEN: ARGS_LEN,
+    SYSTING_MAX_CPUS: 1024,
+  });
+  const sizes = (struct: string, ...fields: string[]) =>
+    fields.map((f) => layout.structs[struct].fields[f].size);
+  assert.deepEqual(sizes("rec_sched_switch", "next_comm"), [COMM_LEN]);
+  assert.deepEqual(sizes("rec_sched_waking", "comm"), [COMM_LEN]);
+  assert.deepEqual(sizes("rec_sched_process_fork", "parent_comm", "child_comm"), [
+    COMM_LEN,
+    COMM_LEN,
+  ]);
+  assert.deepEqual(sizes("rec_sched_process_exec", "comm", "filename", "args"), [
+    COMM_LEN,
+    PATH_LEN,
+    ARGS_LEN,
+  ]);
+  assert.deepEqual(sizes("rec_sched_process_exit", "comm"), [COMM_LEN]);
+  assert.deepEqual(sizes("rec_task_rename", "oldcomm", "newcomm"), [COMM_LEN, COMM_LEN]);
+  assert.deepEqual(sizes("rec_irq", "name"), [IRQ_NAME_LEN]);
+  // The header's own size field is what the decoder uses to skip a record.
+  assert.deepEqual(sizes("rec_hdr", "kind", "size", "lost", "ts"), [2, 2, 4, 8]);
+});
+
+Deno.test("records layout: record kinds match enum rec_kind", () => {
+  const { REC_KIND_COUNT, ...kinds } = layout.kinds;
+  assert.equal(RECORD_KIND_COUNT, REC_KIND_COUNT);
+  const snake = (camel: string) => camel.replace(/(?<!^)([A-Z])/g, "_$1").toUpperCase();
+  assert.deepEqual(
+    Object.fromEntries(Object.entries(RecordKind).map(([k, v]) => [`REC_${snake(k)}`, v])),
+    kinds,
+  );
+  assert.equal(RECORD_KIND_NAMES.length, RECORD_KIND_COUNT);
+  for (const [k, v] of Object.entries(RecordKind)) {
+    assert.equal(RECORD_KIND_NAMES[v], snake(k).toLowerCase(), `RECORD_KIND_NAMES[${v}]`);
+  }
+});
