@@ -509,3 +509,24 @@ test("a stalled consumer turns into counted drops, in the summary and the trace"
   const fromTracks = [...lastValue.values()].reduce((n, v) => n + Number(v), 0);
   assert.equal(fromTracks, dropped, "dropped-event counter tracks vs the summary");
 });
+
+test("--ringbuf-size-mib sizes every CPU's ring in the kernel", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "systing-test-" });
+  tempDirs.push(dir);
+  const rec = await Recorder.start(["-o", `${dir}/trace.pb`, "--ringbuf-size-mib", "2"]);
+  let maps: { name?: string; type: string; max_entries: number }[];
+  try {
+    const out = await new Deno.Command("bpftool", { args: ["map", "show", "-j"] }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    maps = JSON.parse(new TextDecoder().decode(out.stdout));
+  } finally {
+    const exit = await rec.stop("SIGINT");
+    assert.equal(exit.code, 0, exit.stderr);
+  }
+  const rings = maps.filter((m) => m.name?.startsWith("systing_rb"));
+  assert.equal(rings.length, navigator.hardwareConcurrency, show(maps.map((m) => m.name)));
+  for (const r of rings) {
+    assert.equal(r.type, "ringbuf");
+    assert.equal(r.max_entries, 2 * 1024 * 1024, show(r));
+  }
+});
