@@ -12,7 +12,7 @@ class UsageError extends Error {
   override name = "UsageError";
 }
 
-const HELP = `systing ${VERSION} — record scheduling and interrupts into a Perfetto trace
+const HELP = `systing ${VERSION} — record scheduling, interrupts and stacks into a Perfetto trace
 
 Usage: systing [options]
 
@@ -21,6 +21,14 @@ Options:
   -o, --output PATH          trace file to write (default: trace.pb)
       --ringbuf-size-mib N   ring buffer per CPU in MiB, a power of two (default: 16)
       --compress             compress packets (zlib, read by Perfetto's UI and tools)
+      --sample-freq HZ       CPU stack samples per second on every CPU (default: 1000)
+  -s, --sw-event             sample with the CPU clock even where a hardware PMU exists
+  -n, --no-stack-traces      record no stacks at all
+      --no-cpu-stack-traces  no CPU samples
+      --no-sleep-stack-traces
+                             no stacks of tasks going to sleep (D or S)
+      --no-interruptible-stack-traces
+                             no stacks of tasks going to interruptible sleep (S)
   -v, --verbose              more detail; repeat (-vv) for libbpf's debug log
   -h, --help                 show this help
   -V, --version              show the version
@@ -29,6 +37,7 @@ Examples:
   sudo systing --duration 10                  # 10 s of the whole machine into trace.pb
   sudo systing -o /tmp/boot.pb                # until Ctrl-C
   sudo systing -d 30 --ringbuf-size-mib 64    # bigger buffers for very busy hosts
+  sudo systing -d 10 -n                       # scheduling and interrupts only, no stacks
 
 Open the trace at https://ui.perfetto.dev (Open trace file).`;
 
@@ -38,6 +47,10 @@ interface Options {
   ringbufSizeMib: number;
   verbosity: number;
   compress: boolean;
+  sampleFreq: number;
+  softwareEvent: boolean;
+  sleepStacksD: boolean;
+  sleepStacksS: boolean;
 }
 
 const VALUE_OPTIONS: Record<string, string> = {
@@ -46,6 +59,7 @@ const VALUE_OPTIONS: Record<string, string> = {
   "-o": "--output",
   "--output": "--output",
   "--ringbuf-size-mib": "--ringbuf-size-mib",
+  "--sample-freq": "--sample-freq",
 };
 
 /** `-d -1` is a value error, not a missing argument: join such values so validation names them. */
@@ -71,6 +85,12 @@ function parseOptions(args: string[]): Options | "help" | "version" {
         output: { type: "string", short: "o", default: "trace.pb" },
         "ringbuf-size-mib": { type: "string", default: "16" },
         compress: { type: "boolean", default: false },
+        "sample-freq": { type: "string", default: "1000" },
+        "sw-event": { type: "boolean", short: "s", default: false },
+        "no-stack-traces": { type: "boolean", short: "n", default: false },
+        "no-cpu-stack-traces": { type: "boolean", default: false },
+        "no-sleep-stack-traces": { type: "boolean", default: false },
+        "no-interruptible-stack-traces": { type: "boolean", default: false },
         verbose: { type: "boolean", short: "v", multiple: true },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
@@ -100,12 +120,26 @@ function parseOptions(args: string[]): Options | "help" | "version" {
     );
   }
   if (v.output === "") throw new UsageError("invalid --output: give a file path");
+  const hz = Number(v["sample-freq"]);
+  if (!/^\d+$/.test(v["sample-freq"]) || hz < 1 || hz > 100000) {
+    throw new UsageError(
+      `invalid --sample-freq ${
+        JSON.stringify(v["sample-freq"])
+      }: give samples per second, 1 to 100000`,
+    );
+  }
+  const noStacks = v["no-stack-traces"];
+  const noSleep = noStacks || v["no-sleep-stack-traces"];
   return {
     durationSec: duration,
     output: v.output,
     ringbufSizeMib: mib,
     verbosity: v.verbose?.length ?? 0,
     compress: v.compress,
+    sampleFreq: noStacks || v["no-cpu-stack-traces"] ? 0 : hz,
+    softwareEvent: v["sw-event"],
+    sleepStacksD: !noSleep,
+    sleepStacksS: !noSleep && !v["no-interruptible-stack-traces"],
   };
 }
 
@@ -133,6 +167,25 @@ function summary(r: RecordResult, output: string): string {
     lines.push(`  dropped: ${byKind} (${byCpu}); a larger --ringbuf-size-mib keeps more`);
   } else {
     lines.push("  dropped: none");
+  }
+  if (r.stacks) {
+    const s = r.stacks;
+    const frames = s.named + s.labelled;
+    lines.push(
+      `  stacks: ${s.cpuSamples} CPU samples${r.sampling ? ` (${r.sampling})` : ""}, ` +
+        `${s.sleepSamples} sleep stacks, ${s.distinctStacks} distinct; ` +
+        `${frames ? ((100 * s.named) / frames).toFixed(1) : "0"}% of their frames named, ` +
+        `${s.truncated} user stacks cut at a frame-pointer gap` +
+        (s.sidebandLost ? `, ${s.sidebandLost} mapping records lost` : ""),
+    );
+    if (s.unreadable.length) {
+      lines.push(
+        `  unreadable files (frames labelled module+offset): ${
+          s.unreadable.slice(0, 5).join(", ")
+        }` +
+          (s.unreadable.length > 5 ? ` and ${s.unreadable.length - 5} more` : ""),
+      );
+    }
   }
   lines.push(`  open it at https://ui.perfetto.dev (Open trace file)`);
   return lines.join("\n");

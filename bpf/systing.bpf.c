@@ -51,6 +51,46 @@ struct {
 	__type(value, __u64);
 } unreported SEC(".maps");
 
+/* Where variable-length stack records are assembled before bpf_ringbuf_output. */
+struct stack_scratch {
+	struct rec_stack r;
+	__u64 frames[2 * SYSTING_MAX_FRAMES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_scratch);
+} stack_scratch SEC(".maps");
+
+/* The task the last sched_switch on this CPU switched to (pid + 1, tgid). */
+struct current_task {
+	__u32 pid_plus_one;
+	__u32 tgid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct current_task);
+} current_task SEC(".maps");
+
+/* When each task's recorded sleep began, to weigh its stack by the time blocked. */
+struct sleep_mark {
+	__u64 out_ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sleep_mark);
+} sleeping SEC(".maps");
+
+#define TASK_INTERRUPTIBLE 0x1
+#define TASK_UNINTERRUPTIBLE 0x2
 #define TASK_REPORT 0x7f
 #define TASK_IDLE 0x402
 #define TASK_REPORT_IDLE 0x80
@@ -115,6 +155,75 @@ static __always_inline void submit(void *rb, void *rec, __u32 size)
 	bpf_ringbuf_submit(rec, flags);
 }
 
+/*
+ * Stack records vary in length, so they are assembled in per-CPU scratch
+ * memory and copied with bpf_ringbuf_output (reserve needs a constant size).
+ */
+static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgid, __u8 source,
+				       __u8 flags, bool user)
+{
+	__u32 zero = 0, cpu = bpf_get_smp_processor_id();
+	struct stack_scratch *s;
+	__u64 *pending, lost = 0, size, wake;
+	long kb, ub = 0;
+	void *rb;
+
+	if (!recording)
+		return false;
+	s = bpf_map_lookup_elem(&stack_scratch, &zero);
+	rb = bpf_map_lookup_elem(&rings, &cpu);
+	if (!s || !rb) {
+		count_drop(REC_STACK);
+		return false;
+	}
+	kb = bpf_get_stack(ctx, s->frames, SYSTING_MAX_FRAMES * 8, 0);
+	if (kb < 0)
+		kb = 0;
+	if (kb > SYSTING_MAX_FRAMES * 8)
+		kb = SYSTING_MAX_FRAMES * 8;
+	kb &= ~7L;
+	if (user) {
+		ub = bpf_get_stack(ctx, (void *)s->frames + kb, SYSTING_MAX_FRAMES * 8,
+				   BPF_F_USER_STACK);
+		if (ub < 0)
+			ub = 0;
+		if (ub > SYSTING_MAX_FRAMES * 8)
+			ub = SYSTING_MAX_FRAMES * 8;
+		ub &= ~7L;
+	}
+	size = sizeof(struct rec_stack) + kb + ub;
+	s->r.hdr.kind = REC_STACK;
+	s->r.hdr.size = size;
+	s->r.hdr.ts = ts;
+	s->r.pid = pid;
+	s->r.tgid = tgid;
+	s->r.cpu = cpu;
+	s->r.source = source;
+	s->r.flags = flags;
+	s->r.kernel_frames = kb / 8;
+	s->r.user_frames = ub / 8;
+	s->r.__pad0 = 0;
+	s->r.__pad1 = 0;
+	pending = bpf_map_lookup_elem(&unreported, &zero);
+	if (pending && *pending)
+		lost = __sync_lock_test_and_set(pending, 0);
+	s->r.hdr.lost = lost;
+	wake = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) + size + 8 >= cfg.wakeup_bytes &&
+			       bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) < cfg.wakeup_bytes ?
+		       BPF_RB_FORCE_WAKEUP :
+		       BPF_RB_NO_WAKEUP;
+	if (size > sizeof(*s))
+		size = sizeof(*s);
+	if (bpf_ringbuf_output(rb, s, size, wake) < 0) {
+		count_drop(REC_STACK);
+		/* The gap this record was to report is still unreported. */
+		if (pending && lost)
+			__sync_fetch_and_add(pending, lost);
+		return false;
+	}
+	return true;
+}
+
 static __always_inline bool is_tracer(struct task_struct *t)
 {
 	return cfg.tracer_tgid && BPF_CORE_READ(t, tgid) == cfg.tracer_tgid;
@@ -152,6 +261,11 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 {
 	__u64 ts = bpf_ktime_get_boot_ns();
 	struct rec_sched_switch *r;
+	struct rec_sleep_end *end;
+	struct current_task *cur;
+	struct sleep_mark *mark;
+	__u8 source = 0;
+	__u32 zero = 0;
 	void *rb;
 
 	/*
@@ -160,9 +274,27 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	 */
 	if (is_quiet(prev) && is_quiet(next) && (is_tracer(prev) || is_tracer(next)))
 		return 0;
+	cur = bpf_map_lookup_elem(&current_task, &zero);
+	if (cur) {
+		cur->pid_plus_one = BPF_CORE_READ(next, pid) + 1;
+		cur->tgid = BPF_CORE_READ(next, tgid);
+	}
+	if (cfg.stack_bits) {
+		mark = bpf_task_storage_get(&sleeping, next, 0, 0);
+		if (mark && mark->out_ts) {
+			end = reserve(&rb, REC_SLEEP_END, sizeof(*end), ts);
+			if (end) {
+				end->pid = BPF_CORE_READ(next, pid);
+				end->__pad0 = 0;
+				end->out_ts = mark->out_ts;
+				submit(rb, end, sizeof(*end));
+			}
+			mark->out_ts = 0;
+		}
+	}
 	r = reserve(&rb, REC_SCHED_SWITCH, sizeof(*r), ts);
 	if (!r)
-		return 0;
+		goto stacks;
 	r->prev_pid = BPF_CORE_READ(prev, pid);
 	r->next_pid = BPF_CORE_READ(next, pid);
 	r->prev_state = ftrace_prev_state(preempt, prev_state, prev);
@@ -170,6 +302,49 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	r->__pad0 = 0;
 	bpf_probe_read_kernel(r->next_comm, sizeof(r->next_comm), &next->comm);
 	submit(rb, r, sizeof(*r));
+stacks:
+	/* prev is still current here: its stacks are the ones being walked. */
+	if (preempt || prev_state == TASK_IDLE || is_quiet(prev))
+		return 0;
+	if ((prev_state & TASK_UNINTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_D))
+		source = STACK_SLEEP_D;
+	else if ((prev_state & TASK_INTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_S))
+		source = STACK_SLEEP_S;
+	if (source && emit_stack(ctx, ts, BPF_CORE_READ(prev, pid), BPF_CORE_READ(prev, tgid), source,
+				 0, BPF_CORE_READ(prev, mm) != NULL)) {
+		mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (mark)
+			mark->out_ts = ts;
+	}
+	return 0;
+}
+
+SEC("perf_event")
+int on_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 ts = bpf_ktime_get_boot_ns();
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 pid = task->pid, tgid = task->tgid, zero = 0;
+	struct current_task *cur;
+	__u8 flags = 0;
+	bool user;
+
+	if (!recording || pid == 0 || is_tracer(task))
+		return 0;
+	/* A full-width load: the verifier rejects narrow reads of this ctx. */
+	user = (*(volatile __u64 *)&ctx->regs.cs & 3) == 3;
+	if (user)
+		flags |= STACK_FLAG_USER_MODE;
+	cur = bpf_map_lookup_elem(&current_task, &zero);
+	if (cur && cur->pid_plus_one && cur->pid_plus_one != pid + 1) {
+		/* Mid-switch (possible only from an NMI): see STACK_FLAG_SWITCHING. */
+		if (cur->pid_plus_one == 1)
+			return 0; /* switching to idle */
+		emit_stack(ctx, ts, cur->pid_plus_one - 1, cur->tgid, STACK_CPU,
+			   flags | STACK_FLAG_SWITCHING, false);
+		return 0;
+	}
+	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL);
 	return 0;
 }
 

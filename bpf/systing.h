@@ -25,6 +25,8 @@ typedef int64_t __s64;
 #define SYSTING_PATH_LEN 256
 #define SYSTING_ARGS_LEN 512
 #define SYSTING_MAX_CPUS 1024
+/* The kernel's default perf_event_max_stack. */
+#define SYSTING_MAX_FRAMES 127
 
 /* Append only: the numbers are the wire format between BPF and userspace. */
 enum rec_kind {
@@ -39,6 +41,8 @@ enum rec_kind {
 	REC_IRQ_HANDLER_EXIT = 9,
 	REC_SOFTIRQ_ENTRY = 10,
 	REC_SOFTIRQ_EXIT = 11,
+	REC_STACK = 12,
+	REC_SLEEP_END = 13,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -130,10 +134,64 @@ struct rec_softirq {
 	__u32 __pad0;
 };
 
+/* Why a stack was taken. */
+enum stack_source {
+	STACK_CPU = 1,     /* a CPU-clock (or cycles) sample */
+	STACK_SLEEP_D = 2, /* switched out uninterruptible */
+	STACK_SLEEP_S = 3, /* switched out interruptible */
+};
+
+enum stack_flags {
+	STACK_FLAG_USER_MODE = 1, /* the sample interrupted user code */
+	/*
+	 * The sample fired between sched_switch and the switch itself: it is
+	 * attributed to the incoming task (the one the trace shows running) and
+	 * carries only the kernel's switch path.
+	 */
+	STACK_FLAG_SWITCHING = 2,
+};
+
+/*
+ * Variable length: hdr.size = sizeof(struct rec_stack) + 8 * (kernel_frames
+ * + user_frames). The frames follow the struct: the kernel ips (leaf first),
+ * then the user ips (leaf first, a frame-pointer walk).
+ */
+struct rec_stack {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__u32 cpu;
+	__u8 source;
+	__u8 flags;
+	__u16 kernel_frames;
+	__u16 user_frames;
+	__u16 __pad0;
+	__u32 __pad1;
+	/* __u64 frames[kernel_frames + user_frames] follow. */
+};
+
+/*
+ * A task whose sleep stack was recorded ran again: the sleep lasted from
+ * out_ts (the stack record's timestamp) to hdr.ts.
+ */
+struct rec_sleep_end {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 __pad0;
+	__u64 out_ts;
+};
+
+enum config_stack_bits {
+	CFG_SLEEP_STACKS_D = 1,
+	CFG_SLEEP_STACKS_S = 2,
+};
+
 /* Tunables, written into .rodata by userspace before the object is loaded. */
 struct systing_config {
 	__u32 tracer_tgid;  /* excluded from its own trace */
 	__u32 wakeup_bytes; /* pending bytes that force a consumer wake-up */
+	__u32 stack_bits;   /* enum config_stack_bits */
+	__u32 __pad0;
 };
 
 _Static_assert(sizeof(struct rec_hdr) == 16, "rec_hdr");
@@ -145,7 +203,9 @@ _Static_assert(sizeof(struct rec_sched_process_exit) == 48, "rec_sched_process_e
 _Static_assert(sizeof(struct rec_task_rename) == 56, "rec_task_rename");
 _Static_assert(sizeof(struct rec_irq) == 56, "rec_irq");
 _Static_assert(sizeof(struct rec_softirq) == 24, "rec_softirq");
-_Static_assert(sizeof(struct systing_config) == 8, "systing_config");
+_Static_assert(sizeof(struct rec_stack) == 40, "rec_stack");
+_Static_assert(sizeof(struct rec_sleep_end) == 32, "rec_sleep_end");
+_Static_assert(sizeof(struct systing_config) == 16, "systing_config");
 _Static_assert(__builtin_offsetof(struct rec_sched_switch, next_comm) == 40, "switch comm");
 _Static_assert(__builtin_offsetof(struct rec_sched_process_exec, args) == 304, "exec args");
 

@@ -43,7 +43,14 @@ export interface DrainStats {
 
 export type FromWorker =
   | { type: "ready" }
-  | { type: "packets"; bytes: Uint8Array; processEvents: ProcessEvent[] }
+  | {
+    type: "packets";
+    /** Encoded, framed trace packets. */
+    bytes: Uint8Array;
+    /** Raw stack and sleep-end records (8-aligned, headers included). */
+    stacks: Uint8Array;
+    processEvents: ProcessEvent[];
+  }
   | { type: "progress"; stats: DrainStats }
   | { type: "done"; stats: DrainStats }
   | { type: "error"; message: string };

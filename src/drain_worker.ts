@@ -50,10 +50,11 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
       b.flush(out, final ? Infinity : b.maxTs - init.holdbackNs, init.sequenceId);
     }
     const events = decoder.processEvents.splice(0);
-    if (out.pos === 0 && events.length === 0) return;
+    if (out.pos === 0 && events.length === 0 && decoder.stacks.length === 0) return;
     const bytes = out.take();
-    Atomics.add(control, PENDING_KIB, Math.ceil(bytes.length / 1024));
-    post({ type: "packets", bytes, processEvents: events }, [bytes.buffer]);
+    const stacks = decoder.stacks.take();
+    Atomics.add(control, PENDING_KIB, Math.ceil((bytes.length + stacks.length) / 1024));
+    post({ type: "packets", bytes, stacks, processEvents: events }, [bytes.buffer, stacks.buffer]);
   };
 
   try {

@@ -23,7 +23,7 @@ export class DrainError extends Error {
 const CPUS_PER_WORKER = 16;
 
 export interface DrainSink {
-  packets(bytes: Uint8Array, processEvents: ProcessEvent[]): void;
+  packets(bytes: Uint8Array, stacks: Uint8Array, processEvents: ProcessEvent[]): void;
 }
 
 export class Drainer {
@@ -68,9 +68,13 @@ export class Drainer {
                 break;
               case "packets":
                 try {
-                  sink.packets(m.bytes, m.processEvents);
+                  sink.packets(m.bytes, m.stacks, m.processEvents);
                 } finally {
-                  Atomics.sub(d.#ctl, PENDING_KIB, Math.ceil(m.bytes.length / 1024));
+                  Atomics.sub(
+                    d.#ctl,
+                    PENDING_KIB,
+                    Math.ceil((m.bytes.length + m.stacks.length) / 1024),
+                  );
                 }
                 break;
               case "progress":

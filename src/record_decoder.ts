@@ -56,6 +56,11 @@ export class RecordDecoder {
   /** The task each CPU last switched to: the common pid of later events. */
   readonly #current: Int32Array;
   readonly processEvents: ProcessEvent[] = [];
+  /**
+   * Stack and sleep-end records, copied verbatim (header included) for the
+   * main thread, which symbolizes them against the process mappings.
+   */
+  readonly stacks = new ByteQueue();
 
   constructor(comms: CommInterner, base: bigint, cpus: number) {
     this.#comms = comms;
@@ -110,6 +115,14 @@ export class RecordDecoder {
           i32[w + 6],
           this.#comms.intern(i32, mem.bytes, off + L.rec_sched_waking.comm),
         );
+        this.counts[kind]++;
+        return;
+      }
+      case RecordKind.Stack:
+      case RecordKind.SleepEnd: {
+        const min = kind === RecordKind.Stack ? L.rec_stack.size : L.rec_sleep_end.size;
+        if (size < min || (size - min) % 8 !== 0) break;
+        this.stacks.push(mem.bytes, off, size);
         this.counts[kind]++;
         return;
       }
@@ -247,5 +260,32 @@ export class RecordDecoder {
     }
     b.endEvent();
     return true;
+  }
+}
+
+/** A growable byte buffer of whole records, 8-aligned, handed out and reset by take(). */
+export class ByteQueue {
+  #buf = new Uint8Array(1 << 16);
+  #len = 0;
+
+  get length(): number {
+    return this.#len;
+  }
+
+  push(src: Uint8Array, off: number, size: number): void {
+    const padded = (size + 7) & ~7;
+    if (this.#len + padded > this.#buf.length) {
+      const next = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + padded));
+      next.set(this.#buf.subarray(0, this.#len));
+      this.#buf = next;
+    }
+    this.#buf.set(src.subarray(off, off + size), this.#len);
+    this.#len += padded;
+  }
+
+  take(): Uint8Array<ArrayBuffer> {
+    const out = this.#buf.slice(0, this.#len);
+    this.#len = 0;
+    return out;
   }
 }

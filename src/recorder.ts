@@ -26,6 +26,15 @@ import {
   systemInfoPacket,
 } from "./trace_packets.ts";
 import { VERSION } from "./version.ts";
+import { AddressSpaces } from "./address_spaces.ts";
+import { openSamplingEvents, type PerfEventSet } from "./ffi/perf_event.ts";
+import { PerfSideband, type SidebandRecord } from "./ffi/perf_sideband.ts";
+import { TimestampBase } from "./ftrace_bundle_builder.ts";
+import { Kallsyms } from "./kallsyms.ts";
+import { parseMaps } from "./proc_maps.ts";
+import { StackProfiler, type StackStats } from "./stack_profiler.ts";
+import { Symbolizer } from "./symbolizer.ts";
+import { ConfigStackBit } from "./records.ts";
 import { BuiltinClock } from "./gen/perfetto_trace_pb.ts";
 
 export interface RecordOptions {
@@ -39,6 +48,13 @@ export interface RecordOptions {
   log: (line: string) => void;
   /** Redraws a one-line status (only when stderr is a terminal). */
   status?: (line: string) => void;
+  /** CPU stack samples at this rate (Hz); 0 turns them off. */
+  sampleFreq: number;
+  /** Use the CPU clock even where a hardware PMU exists. */
+  softwareEvent: boolean;
+  /** Stacks of tasks switched out uninterruptible (D) / interruptible (S). */
+  sleepStacksD: boolean;
+  sleepStacksS: boolean;
 }
 
 export interface RecordResult {
@@ -51,9 +67,19 @@ export interface RecordResult {
   attachMs: number;
   finishMs: number;
   drain: DrainStats;
+  stacks?: StackStats & {
+    labelled: number;
+    named: number;
+    unreadable: string[];
+    /** Mapping/exec/fork records perf could not deliver: their samples may be labelled. */
+    sidebandLost: number;
+  };
+  sampling?: string;
 }
 
 const SEQUENCE_ID_WORKERS = 2;
+/** One sequence per stack stream (on-CPU, D sleep, S sleep). */
+const SEQUENCE_IDS_STACKS: [number, number, number] = [100, 101, 102];
 
 /** Called with a function that stops the recording early (signal handlers). */
 export type StopHook = (stop: () => void) => () => void;
@@ -74,6 +100,8 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
   let obj: BpfObject | undefined;
   let drainer: Drainer | undefined;
   let removeStopHook = () => {};
+  let sideband: PerfSideband | undefined;
+  let sampling: PerfEventSet | undefined;
   try {
     const cpus = onlineCpus();
     const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
@@ -83,6 +111,12 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     cfg.setUint32(Layout.systing_config.tracer_tgid, Deno.pid, true);
     // One forced wake-up per eighth of a ring; the 10 ms poll covers the rest.
     cfg.setUint32(Layout.systing_config.wakeup_bytes, ringBytes / 8, true);
+    cfg.setUint32(
+      Layout.systing_config.stack_bits,
+      (opts.sleepStacksD ? ConfigStackBit.SleepD : 0) |
+        (opts.sleepStacksS ? ConfigStackBit.SleepS : 0),
+      true,
+    );
     obj.setReadOnlyData(new Uint8Array(cfg.buffer));
     const rings = obj.createRings("rings", cpus, ringBytes);
     try {
@@ -95,6 +129,70 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       throw e;
     }
     const dropsFd = obj.mapFd("drops");
+
+    // Stacks: sampling events, the mmap side-band and the symbolizer.
+    const wantStacks = opts.sampleFreq > 0 || opts.sleepStacksD || opts.sleepStacksS;
+    let profiler: StackProfiler | undefined;
+    let symbolizer: Symbolizer | undefined;
+    if (opts.sampleFreq > 0) {
+      sampling = openSamplingEvents(cpus, opts.sampleFreq, { forceSoftware: opts.softwareEvent });
+      if (opts.verbosity > 0) {
+        opts.log(
+          `cpu samples: ${sampling.source} at ${opts.sampleFreq} Hz` +
+            (sampling.fallback ? ` (${sampling.fallback})` : ""),
+        );
+      }
+    }
+    const spaces = new AddressSpaces();
+    if (wantStacks) {
+      sideband = PerfSideband.open(cpus);
+      const kallsyms = Kallsyms.load();
+      if (kallsyms.restricted) {
+        opts.log(
+          "warning: /proc/kallsyms hides kernel addresses (kptr_restrict); kernel frames are labelled, not named",
+        );
+      }
+      symbolizer = new Symbolizer(kallsyms, spaces);
+      profiler = new StackProfiler({
+        base: new TimestampBase(base),
+        symbolizer,
+        spaces,
+        sequenceIds: SEQUENCE_IDS_STACKS,
+        cpuSampleWeight: 1e9 / Math.max(1, opts.sampleFreq),
+        cpuCounterName: sampling?.source ?? "cpu-clock",
+      });
+    }
+    const baseNum = Number(base);
+    const applySideband = () => {
+      if (!sideband) return;
+      // Each CPU's ring is in time order, the rings together are not.
+      const records: SidebandRecord[] = [];
+      sideband.drain((r) => records.push(r));
+      records.sort((a, b) => a.time - b.time);
+      for (const r of records) {
+        switch (r.type) {
+          case "mmap2":
+            spaces.map(r.pid, {
+              start: r.addr,
+              end: r.addr + r.len,
+              pgoff: r.pgoff,
+              path: r.filename,
+              // The same spelling as /proc/PID/maps, so both name one file alike.
+              dev: `${hex2(r.maj)}:${hex2(r.min)}`,
+              inode: r.ino,
+              executable: (r.prot & 4) !== 0,
+              since: r.time - baseNum,
+            });
+            break;
+          case "comm":
+            if (r.exec) spaces.exec(r.pid, r.time - baseNum);
+            break;
+          case "fork":
+            spaces.fork(r.ppid, r.pid, r.time - baseNum);
+            break;
+        }
+      }
+    };
 
     let table: ProcessTable | undefined = undefined;
     const early: ProcessEvent[] = [];
@@ -120,12 +218,26 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       holdbackNs: 5_000_000,
       maxPendingBytes: 64 * 1024 * 1024,
     }, {
-      packets(bytes, events) {
+      packets(bytes, stacks, events) {
         file.write(bytes);
         if (events.length) applyEvents(events);
+        if (stacks.length && profiler) {
+          // Every mapping a sample can use was recorded before the sample was
+          // drained, so the side-band is complete for this batch.
+          applySideband();
+          const out = profiler.consume(stacks);
+          if (out) file.write(out);
+        }
       },
     });
-    const attached = obj.attachAll();
+    const attached = obj.attachAll(["on_cpu_sample"]);
+    if (sampling) {
+      for (const { fd } of [...sampling.events]) {
+        obj.attachPerfEvent("on_cpu_sample", fd);
+        sampling.release(fd); // the link owns it now
+      }
+      attached.push(`on_cpu_sample ×${cpus.length}`);
+    }
     setRecording(obj, true);
     const attachNs = clockNs(ClockId.BOOTTIME);
     const attachMs = performance.now() - t0;
@@ -140,7 +252,9 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     for (const p of dropCounterTracks(RECORD_KIND_NAMES)) file.write(p);
     for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) file.write(p);
     // Scanned after attaching so that no process can fall between scan and events.
-    table = new ProcessTable(scanProcesses(), base);
+    const snapshot = scanProcesses();
+    table = new ProcessTable(snapshot, base);
+    if (wantStacks) seedMappings(spaces, snapshot.map((p) => p.pid));
     file.write(processTreePacket(table.initialTree(), clockNs(ClockId.BOOTTIME)));
     applyEvents(early.splice(0));
 
@@ -186,6 +300,11 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const drain = await drainer.stop();
     drainer = undefined;
     const drops = readDrops(obj, dropsFd);
+    if (profiler) {
+      applySideband();
+      const out = profiler.finish(Number(endNs - base));
+      if (out) file.write(out);
+    }
     file.write(ftraceStatsPacket(
       "end",
       cpus.map((cpu) => ({ cpu, events: drops.byCpu[cpu] ?? 0 })),
@@ -211,6 +330,18 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       attachMs,
       finishMs,
       drain,
+      stacks: profiler && symbolizer
+        ? {
+          ...profiler.stats,
+          named: symbolizer.named,
+          labelled: symbolizer.labelled,
+          unreadable: [...symbolizer.failures.keys()],
+          sidebandLost: sideband?.lost ?? 0,
+        }
+        : undefined,
+      sampling: sampling
+        ? `${sampling.source}${sampling.fallback ? ` (${sampling.fallback})` : ""}`
+        : undefined,
     };
   } catch (e) {
     file.abort();
@@ -219,8 +350,40 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     removeStopHook();
     if (drainer) await drainer.stop().catch(() => {});
     obj?.close();
+    sideband?.close();
+    sampling?.close();
     libbpfLog.close();
   }
+}
+
+/** Executable mappings of the processes alive at start; later ones come from the side-band. */
+function seedMappings(spaces: AddressSpaces, pids: number[]): void {
+  for (const pid of pids) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(`/proc/${pid}/maps`);
+    } catch {
+      continue; // exited, or a kernel thread's empty maps
+    }
+    try {
+      spaces.seed(
+        pid,
+        parseMaps(text).filter((m) => m.perms.includes("x")).map((m) => ({
+          start: m.start,
+          end: m.end,
+          pgoff: m.offset,
+          path: m.path,
+          dev: m.dev,
+          inode: m.inode,
+          executable: true,
+        })),
+      );
+    } catch { /* a malformed maps file: its samples are labelled, not named */ }
+  }
+}
+
+function hex2(n: number): string {
+  return n.toString(16).padStart(2, "0");
 }
 
 function setRecording(obj: BpfObject, on: boolean): void {

@@ -16,11 +16,13 @@ export const RecordKind = {
   IrqHandlerExit: 9,
   SoftirqEntry: 10,
   SoftirqExit: 11,
+  Stack: 12,
+  SleepEnd: 13,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 12;
+export const RECORD_KIND_COUNT = 14;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -36,12 +38,22 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "irq_handler_exit",
   "softirq_entry",
   "softirq_exit",
+  "stack",
+  "sleep_end",
 ];
 
 export const COMM_LEN = 16;
 export const IRQ_NAME_LEN = 32;
 export const PATH_LEN = 256;
 export const ARGS_LEN = 512;
+export const MAX_FRAMES = 127;
+
+/** Why a stack was taken (enum stack_source). */
+export const StackSource = { Cpu: 1, SleepD: 2, SleepS: 3 } as const;
+/** enum stack_flags */
+export const StackFlag = { UserMode: 1, Switching: 2 } as const;
+/** enum config_stack_bits */
+export const ConfigStackBit = { SleepD: 1, SleepS: 2 } as const;
 
 /** Byte offsets within each record; names follow the C fields. */
 export const Layout = {
@@ -78,7 +90,18 @@ export const Layout = {
   rec_task_rename: { size: 56, pid: 16, tgid: 20, oldcomm: 24, newcomm: 40 },
   rec_irq: { size: 56, irq: 16, ret: 20, name: 24 },
   rec_softirq: { size: 24, vec: 16 },
-  systing_config: { size: 8, tracer_tgid: 0, wakeup_bytes: 4 },
+  rec_stack: {
+    size: 40,
+    pid: 16,
+    tgid: 20,
+    cpu: 24,
+    source: 28,
+    flags: 29,
+    kernel_frames: 30,
+    user_frames: 32,
+  },
+  rec_sleep_end: { size: 32, pid: 16, out_ts: 24 },
+  systing_config: { size: 16, tracer_tgid: 0, wakeup_bytes: 4, stack_bits: 8 },
 } as const;
 
 /**

@@ -138,6 +138,24 @@ export class BpfObject {
     return names;
   }
 
+  /**
+   * Attaches a perf_event program to an open perf event. On success libbpf
+   * owns the event's fd (bpf_link__destroy closes it); on failure it does not.
+   */
+  attachPerfEvent(progName: string, fd: number): void {
+    const lib = loadLibbpf();
+    for (const [name, prog] of this.#programs()) {
+      if (name !== progName) continue;
+      const link = checkPointer(
+        lib.bpf_program__attach_perf_event(prog, fd),
+        `attaching ${name} to perf event fd ${fd}`,
+      );
+      this.#links.push(link);
+      return;
+    }
+    throw new LibbpfError(`attaching ${progName}`, 2, "no such program in the BPF object");
+  }
+
   /** Detaches every program (no new records) while the maps stay readable. */
   detachAll(): void {
     const lib = loadLibbpf();

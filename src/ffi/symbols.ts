@@ -22,6 +22,8 @@ export const libbpfSymbols = {
   bpf_program__set_autoload: { parameters: ["pointer", "bool"], result: "i32" },
   // struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
   bpf_program__attach: { parameters: ["pointer"], result: "pointer" },
+  // struct bpf_link *bpf_program__attach_perf_event(const struct bpf_program *prog, int pfd);
+  bpf_program__attach_perf_event: { parameters: ["pointer", "i32"], result: "pointer" },
   // int bpf_link__destroy(struct bpf_link *link);
   bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
   // int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
@@ -78,4 +80,14 @@ export const libcSymbols = {
   getpagesize: { parameters: [], result: "i32" },
   // char *strerror(int errnum);
   strerror: { parameters: ["i32"], result: "pointer" },
+  // long syscall(long number, ...); bound only as perf_event_open(2), which has no libc
+  // wrapper: syscall(SYS_perf_event_open, struct perf_event_attr *attr, pid_t pid, int cpu,
+  //                  int group_fd, unsigned long flags);
+  perf_event_open: {
+    name: "syscall",
+    parameters: ["i64", "buffer", "i32", "i32", "i32", "u64"],
+    result: "i64",
+  },
+  // int ioctl(int fd, unsigned long request, ...); bound with one integer argument.
+  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;

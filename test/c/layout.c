@@ -38,9 +38,10 @@ static void end(void)
 int main(void)
 {
 	printf("{\"constants\":{\"SYSTING_COMM_LEN\":%d,\"SYSTING_IRQ_NAME_LEN\":%d,"
-	       "\"SYSTING_PATH_LEN\":%d,\"SYSTING_ARGS_LEN\":%d,\"SYSTING_MAX_CPUS\":%d},",
+	       "\"SYSTING_PATH_LEN\":%d,\"SYSTING_ARGS_LEN\":%d,\"SYSTING_MAX_CPUS\":%d,"
+	       "\"SYSTING_MAX_FRAMES\":%d},",
 	       SYSTING_COMM_LEN, SYSTING_IRQ_NAME_LEN, SYSTING_PATH_LEN, SYSTING_ARGS_LEN,
-	       SYSTING_MAX_CPUS);
+	       SYSTING_MAX_CPUS, SYSTING_MAX_FRAMES);
 
 	printf("\"kinds\":{");
 #define KIND(k) printf("\"%s\":%d,", #k, (int)k)
@@ -55,6 +56,8 @@ int main(void)
 	KIND(REC_IRQ_HANDLER_EXIT);
 	KIND(REC_SOFTIRQ_ENTRY);
 	KIND(REC_SOFTIRQ_EXIT);
+	KIND(REC_STACK);
+	KIND(REC_SLEEP_END);
 	printf("\"REC_KIND_COUNT\":%d},", (int)REC_KIND_COUNT);
 
 	printf("\"structs\":{");
@@ -136,9 +139,31 @@ int main(void)
 	FIELD(rec_softirq, __pad0);
 	end();
 
+	BEGIN(rec_stack);
+	FIELD(rec_stack, hdr);
+	FIELD(rec_stack, pid);
+	FIELD(rec_stack, tgid);
+	FIELD(rec_stack, cpu);
+	FIELD(rec_stack, source);
+	FIELD(rec_stack, flags);
+	FIELD(rec_stack, kernel_frames);
+	FIELD(rec_stack, user_frames);
+	FIELD(rec_stack, __pad0);
+	FIELD(rec_stack, __pad1);
+	end();
+
+	BEGIN(rec_sleep_end);
+	FIELD(rec_sleep_end, hdr);
+	FIELD(rec_sleep_end, pid);
+	FIELD(rec_sleep_end, __pad0);
+	FIELD(rec_sleep_end, out_ts);
+	end();
+
 	BEGIN(systing_config);
 	FIELD(systing_config, tracer_tgid);
 	FIELD(systing_config, wakeup_bytes);
+	FIELD(systing_config, stack_bits);
+	FIELD(systing_config, __pad0);
 	end();
 
 	printf("}}\n");

@@ -1,0 +1,292 @@
+/**
+ * Turns raw stack records from BPF into Perfetto stack samples: resolves
+ * every frame (kernel through kallsyms, user through the process's mappings
+ * at the sample's time), cuts frame-pointer walks where they leave
+ * executable code, and writes each kind of stack to its own stream.
+ *
+ * Sleep stacks are weighed by how long the task stayed off the CPU: BPF
+ * reports the switch-in as a sleep-end record, and the sample is written
+ * then (or at the end of the trace for a task still asleep). Only the tasks
+ * asleep right now are held in memory.
+ *
+ * Identical raw stacks (same process image, same addresses) resolve once.
+ */
+import type { AddressSpaces } from "./address_spaces.ts";
+import type { TimestampBase } from "./ftrace_bundle_builder.ts";
+import {
+  type FrameRef,
+  type ModuleRef,
+  ProfileWriter,
+  StackMode,
+  type StackSampleRecord,
+} from "./profile_writer.ts";
+import { ProtoWriter } from "./proto_writer.ts";
+import { Layout, RecordKind, StackFlag, StackSource } from "./records.ts";
+import type { Symbolizer } from "./symbolizer.ts";
+
+const TRUNCATED: ModuleRef = { key: "[truncated]", path: "[truncated]" };
+
+/** Kernel frames of the tracing machinery itself, above the code that slept. */
+const TRACING_FRAME =
+  /^(bpf_prog_|bpf_trace_run|__bpf_trace_|__traceiter_|bpf_trampoline|__bpf_prog_enter|trace_call_bpf|perf_trace_|__perf_)/;
+
+export interface StackStats {
+  cpuSamples: number;
+  sleepSamples: number;
+  /** User stacks cut where a return address left executable code. */
+  truncated: number;
+  /** Distinct raw stacks resolved. */
+  distinctStacks: number;
+}
+
+interface CachedStack {
+  frames: FrameRef[];
+  key: number;
+  truncated: boolean;
+  image: number;
+  tgid: number;
+  nk: number;
+  words: Uint32Array;
+}
+
+interface Pending {
+  ts: number;
+  pid: number;
+  tid: number;
+  cpu: number;
+  source: number;
+  frames: FrameRef[];
+  key: number;
+}
+
+export interface StackProfilerOptions {
+  base: TimestampBase;
+  symbolizer: Symbolizer;
+  spaces: AddressSpaces;
+  /** Sequence ids for the on-CPU, D-sleep and S-sleep streams. */
+  sequenceIds: [number, number, number];
+  /** The weight of one CPU sample (the sampling period, ns). */
+  cpuSampleWeight: number;
+  cpuCounterName: string;
+}
+
+export class StackProfiler {
+  #sym: Symbolizer;
+  #spaces: AddressSpaces;
+  #baseLo: number;
+  #baseHi: number;
+  #writers: Map<number, ProfileWriter>;
+  #out = new ProtoWriter(1 << 16);
+  #pending = new Map<number, Pending>();
+  #cache = new Map<number, CachedStack[]>();
+  #cached = 0;
+  #cpuWeight: number;
+  readonly stats: StackStats = { cpuSamples: 0, sleepSamples: 0, truncated: 0, distinctStacks: 0 };
+
+  constructor(o: StackProfilerOptions) {
+    this.#sym = o.symbolizer;
+    this.#spaces = o.spaces;
+    this.#baseLo = Number(o.base.big & 0xffffffffn);
+    this.#baseHi = Number(o.base.big >> 32n);
+    this.#cpuWeight = o.cpuSampleWeight;
+    this.#writers = new Map([
+      [
+        StackSource.Cpu,
+        new ProfileWriter(o.sequenceIds[0], {
+          source: "on_cpu",
+          counterName: o.cpuCounterName,
+          unit: 1,
+          description: "CPU time sampled on every CPU (the samples' period)",
+        }, o.base),
+      ],
+      [
+        StackSource.SleepD,
+        new ProfileWriter(o.sequenceIds[1], {
+          source: "sleep.uninterruptible",
+          counterName: "blocked time (D)",
+          unit: 1,
+          description: "time off the CPU in uninterruptible sleep, from the stack at switch-out",
+        }, o.base),
+      ],
+      [
+        StackSource.SleepS,
+        new ProfileWriter(o.sequenceIds[2], {
+          source: "sleep.interruptible",
+          counterName: "blocked time (S)",
+          unit: 1,
+          description: "time off the CPU in interruptible sleep, from the stack at switch-out",
+        }, o.base),
+      ],
+    ]);
+  }
+
+  /** Consumes a batch of raw records; returns the framed packets to write. */
+  consume(batch: Uint8Array): Uint8Array | undefined {
+    const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+    for (let off = 0; off + Layout.rec_hdr.size <= batch.length;) {
+      const kind = dv.getUint16(off, true);
+      const size = dv.getUint16(off + 2, true);
+      if (size < Layout.rec_hdr.size || off + size > batch.length) break;
+      const ts = (dv.getUint32(off + 12, true) - this.#baseHi) * 4294967296 +
+        (dv.getUint32(off + 8, true) - this.#baseLo);
+      if (kind === RecordKind.Stack) this.#stack(dv, off, ts);
+      else if (kind === RecordKind.SleepEnd) {
+        const pid = dv.getUint32(off + Layout.rec_sleep_end.pid, true);
+        this.#endSleep(pid, ts);
+      }
+      off += (size + 7) & ~7;
+    }
+    return this.#take();
+  }
+
+  /** Writes the samples of tasks still asleep, weighed up to `endTs`. */
+  finish(endTs: number): Uint8Array | undefined {
+    for (const pid of [...this.#pending.keys()]) this.#endSleep(pid, endTs);
+    return this.#take();
+  }
+
+  #take(): Uint8Array | undefined {
+    return this.#out.pos > 0 ? this.#out.take() : undefined;
+  }
+
+  #stack(dv: DataView, off: number, ts: number): void {
+    const L = Layout.rec_stack;
+    const pid = dv.getUint32(off + L.pid, true);
+    const tgid = dv.getUint32(off + L.tgid, true);
+    const cpu = dv.getUint32(off + L.cpu, true);
+    const source = dv.getUint8(off + L.source);
+    const flags = dv.getUint8(off + L.flags);
+    const nk = dv.getUint16(off + L.kernel_frames, true);
+    const nu = dv.getUint16(off + L.user_frames, true);
+    const framesOff = off + L.size;
+    const resolved = this.#resolve(dv, framesOff, nk, nu, tgid, ts, source !== StackSource.Cpu);
+    if (source === StackSource.Cpu) {
+      this.stats.cpuSamples++;
+      const mode = flags & StackFlag.UserMode ? StackMode.User : StackMode.Kernel;
+      this.#writers.get(source)!.write(this.#out, {
+        ts,
+        pid: tgid,
+        tid: pid,
+        cpu,
+        mode,
+        frames: resolved.frames,
+        weight: this.#cpuWeight,
+      }, resolved.key);
+      return;
+    }
+    if (!this.#writers.has(source)) return;
+    // A task has at most one sleep in flight; a stale one (its end was lost) ends now.
+    if (this.#pending.has(pid)) this.#endSleep(pid, ts);
+    this.#pending.set(pid, { ts, pid: tgid, tid: pid, cpu, source, ...resolved });
+  }
+
+  #endSleep(tid: number, endTs: number): void {
+    const p = this.#pending.get(tid);
+    if (!p) return;
+    this.#pending.delete(tid);
+    this.stats.sleepSamples++;
+    const sample: StackSampleRecord = {
+      ts: p.ts,
+      pid: p.pid,
+      tid: p.tid,
+      cpu: p.cpu,
+      mode: StackMode.Kernel,
+      frames: p.frames,
+      weight: Math.max(0, endTs - p.ts),
+    };
+    this.#writers.get(p.source)!.write(this.#out, sample, p.key);
+  }
+
+  #resolve(
+    dv: DataView,
+    framesOff: number,
+    nk: number,
+    nu: number,
+    tgid: number,
+    ts: number,
+    trimTracing: boolean,
+  ): { frames: FrameRef[]; key: number } {
+    // The cache key: the raw words plus the process image the user part
+    // belongs to, hashed without building strings (this runs per sample).
+    const image = nu > 0 ? this.#spaces.imageId(tgid, ts) : 0;
+    // A frame-pointer walk through code built without frame pointers yields
+    // garbage after the first bad frame; it differs from sample to sample,
+    // so cut it before hashing or identical stacks would never match.
+    let validUser = 0;
+    while (validUser < nu) {
+      const ip = Number(dv.getBigUint64(framesOff + 8 * (nk + validUser), true));
+      if (!this.#spaces.lookup(tgid, ip, ts)?.executable) break;
+      validUser++;
+    }
+    const cutUser = validUser < nu && (validUser > 0 || nk === 0);
+    nu = validUser;
+    const nWords = (nk + nu) * 2;
+    let h = Math.imul(image ^ 0x9e3779b9, 0x85ebca6b) ^ (nu > 0 ? tgid : 0) ^ (nk << 16) ^ nu;
+    for (let i = 0; i < nWords; i++) {
+      h = Math.imul(h ^ dv.getUint32(framesOff + 4 * i, true), 0x01000193);
+      h ^= h >>> 15;
+    }
+    const bucket = this.#cache.get(h);
+    if (bucket) {
+      for (const e of bucket) {
+        if (e.image !== image || e.nk !== nk || e.words.length !== nWords) continue;
+        if (nu > 0 && e.tgid !== tgid) continue;
+        let same = true;
+        for (let i = 0; i < nWords; i++) {
+          if (e.words[i] !== dv.getUint32(framesOff + 4 * i, true)) {
+            same = false;
+            break;
+          }
+        }
+        if (same) {
+          if (e.truncated) this.stats.truncated++;
+          return e;
+        }
+      }
+    }
+    const leafFirst: FrameRef[] = [];
+    let skipping = trimTracing;
+    for (let i = 0; i < nk; i++) {
+      const ip = dv.getBigUint64(framesOff + 8 * i, true);
+      const f = this.#sym.kernelFrame(ip, i > 0);
+      if (skipping && TRACING_FRAME.test(f.name)) continue;
+      skipping = false;
+      leafFirst.push(f);
+    }
+    let truncated = cutUser;
+    for (let i = 0; i < nu; i++) {
+      const ip = Number(dv.getBigUint64(framesOff + 8 * (nk + i), true));
+      const r = this.#sym.userFrame(tgid, ip, ts, i > 0);
+      if (r.invalid) {
+        // Past here a frame-pointer walk reads garbage: cut, and say so.
+        if (i > 0 || nk === 0) truncated = true;
+        break;
+      }
+      leafFirst.push(r.frame!);
+    }
+    if (truncated) {
+      this.stats.truncated++;
+      leafFirst.push({ module: TRUNCATED, relPc: 0n, name: "[truncated stack]" });
+    }
+    if (leafFirst.length === 0) {
+      leafFirst.push({ module: TRUNCATED, relPc: 0n, name: "[no stack]" });
+    }
+    const words = new Uint32Array(nWords);
+    for (let i = 0; i < nWords; i++) words[i] = dv.getUint32(framesOff + 4 * i, true);
+    const entry: CachedStack = {
+      frames: leafFirst.reverse(),
+      key: ++this.stats.distinctStacks,
+      truncated,
+      image,
+      tgid,
+      nk,
+      words,
+    };
+    if (this.#cached < 1 << 20) {
+      this.#cached++;
+      if (bucket) bucket.push(entry);
+      else this.#cache.set(h, [entry]);
+    }
+    return entry;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Names code addresses from the machine itself: kernel addresses through
+ * /proc/kallsyms, user addresses through the process's mappings and the
+ * mapped ELF files' symbol tables (opened once per file, looked up by device
+ * and inode so that a renamed or replaced path cannot mislead us). No network,
+ * no debuginfod. A frame that cannot be named keeps its module and offset.
+ */
+import type { AddressSpaces, Mapping } from "./address_spaces.ts";
+import { demangle } from "./demangle.ts";
+import { ElfFile } from "./elf_file.ts";
+import type { Kallsyms } from "./kallsyms.ts";
+import type { FrameRef, ModuleRef } from "./profile_writer.ts";
+
+const KERNEL_MODULE: ModuleRef = { key: "[kernel.kallsyms]", path: "[kernel.kallsyms]" };
+
+export interface UserFrameResult {
+  frame?: FrameRef;
+  /** The address is not in an executable mapping: a frame-pointer walk went astray here. */
+  invalid: boolean;
+}
+
+interface OpenedFile {
+  elf: ElfFile | undefined;
+  module: ModuleRef;
+  error?: string;
+}
+
+function hexToBytes(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1) || path;
+}
+
+export class Symbolizer {
+  #kallsyms: Kallsyms;
+  #spaces: AddressSpaces;
+  #files = new Map<string, OpenedFile>();
+  #kernelNames = new Map<bigint, FrameRef>();
+  #kernelModules = new Map<string, ModuleRef>();
+  #vdso: OpenedFile | undefined;
+  /** Files that could not be read, with why (reported once each in the summary). */
+  readonly failures = new Map<string, string>();
+  /** Frames resolved (one per frame of each distinct stack): named by symbol vs labelled. */
+  named = 0;
+  labelled = 0;
+
+  constructor(kallsyms: Kallsyms, spaces: AddressSpaces) {
+    this.#kallsyms = kallsyms;
+    this.#spaces = spaces;
+  }
+
+  /**
+   * A kernel frame. `returnAddress` is true for every frame but the
+   * innermost: a return address may belong to the next function when the
+   * call was the caller's last instruction, so it is looked up one byte back.
+   */
+  kernelFrame(ip: bigint, returnAddress: boolean): FrameRef {
+    const cached = this.#kernelNames.get(ip);
+    if (cached) {
+      if (cached.module === KERNEL_MODULE && cached.name.startsWith("[kernel] ")) this.labelled++;
+      else this.named++;
+      return cached;
+    }
+    const sym = this.#kallsyms.lookup(returnAddress ? ip - 1n : ip);
+    let frame: FrameRef;
+    if (sym) {
+      const module = sym.module ? this.#kernelModule(sym.module) : KERNEL_MODULE;
+      frame = { module, relPc: ip, name: sym.name };
+      this.named++;
+    } else {
+      frame = { module: KERNEL_MODULE, relPc: ip, name: `[kernel] 0x${ip.toString(16)}` };
+      this.labelled++;
+    }
+    if (this.#kernelNames.size < 1 << 18) this.#kernelNames.set(ip, frame);
+    return frame;
+  }
+
+  #kernelModule(name: string): ModuleRef {
+    let m = this.#kernelModules.get(name);
+    if (!m) {
+      m = { key: `[${name}]`, path: `[${name}]` };
+      this.#kernelModules.set(name, m);
+    }
+    return m;
+  }
+
+  /** A user frame of process `tgid` at time `ts` (relative ns). */
+  userFrame(tgid: number, ip: number, ts: number, returnAddress: boolean): UserFrameResult {
+    const mapping = this.#spaces.lookup(tgid, ip, ts);
+    if (!mapping || !mapping.executable) return { invalid: true };
+    const fileOffset = ip - mapping.start + mapping.pgoff;
+    const opened = this.#open(mapping, tgid);
+    const lookupOffset = returnAddress ? fileOffset - 1 : fileOffset;
+    if (opened.elf) {
+      const vaddr = opened.elf.fileOffsetToVaddr(lookupOffset);
+      if (vaddr !== undefined) {
+        const sym = opened.elf.symbolize(vaddr);
+        const relPc = BigInt(vaddr + (returnAddress ? 1 : 0));
+        if (sym) {
+          this.named++;
+          return {
+            invalid: false,
+            frame: { module: opened.module, relPc, name: demangle(sym.name) },
+          };
+        }
+      }
+    }
+    this.labelled++;
+    return {
+      invalid: false,
+      frame: {
+        module: opened.module,
+        relPc: BigInt(fileOffset),
+        name: `${basename(opened.module.path)}+0x${fileOffset.toString(16)}`,
+      },
+    };
+  }
+
+  #open(m: Mapping, tgid: number): OpenedFile {
+    if (m.path === "[vdso]") return this.#vdso ??= this.#openVdso();
+    const key = m.inode ? `${m.dev}:${m.inode}` : m.path;
+    let f = this.#files.get(key);
+    if (f) return f;
+    const module: ModuleRef = { key, path: m.path || "[anon]" };
+    f = { elf: undefined, module };
+    if (m.inode) {
+      // A process in another mount namespace sees the file under its own root.
+      const candidates = [m.path, `/proc/${tgid}/root${m.path}`];
+      for (const path of candidates) {
+        try {
+          const st = Deno.statSync(path);
+          if (st.ino !== m.inode) continue; // replaced since it was mapped
+          f.elf = ElfFile.open(path);
+          if (f.elf.buildId) module.buildId = hexToBytes(f.elf.buildId);
+          break;
+        } catch (e) {
+          f.error = (e as Error).message;
+        }
+      }
+      if (!f.elf) this.failures.set(m.path, f.error ?? "file replaced or gone");
+    }
+    this.#files.set(key, f);
+    return f;
+  }
+
+  /** The vDSO is the same image in every process: read ours from memory. */
+  #openVdso(): OpenedFile {
+    const module: ModuleRef = { key: "[vdso]", path: "[vdso]" };
+    try {
+      const line = Deno.readTextFileSync("/proc/self/maps").split("\n")
+        .find((l) => l.endsWith("[vdso]"));
+      if (!line) return { elf: undefined, module };
+      const [lo, hi] = line.split(" ")[0].split("-").map((h) => parseInt(h, 16));
+      const mem = Deno.openSync("/proc/self/mem");
+      try {
+        const bytes = new Uint8Array(hi - lo);
+        mem.seekSync(lo, Deno.SeekMode.Start);
+        let n = 0;
+        while (n < bytes.length) {
+          const r = mem.readSync(bytes.subarray(n));
+          if (r === null || r === 0) break;
+          n += r;
+        }
+        const elf = ElfFile.fromBytes(bytes.subarray(0, n));
+        if (elf.buildId) module.buildId = hexToBytes(elf.buildId);
+        return { elf, module };
+      } finally {
+        mem.close();
+      }
+    } catch (e) {
+      this.failures.set("[vdso]", (e as Error).message);
+      return { elf: undefined, module };
+    }
+  }
+
+  close(): void {
+    for (const f of this.#files.values()) f.elf?.close();
+    this.#files.clear();
+  }
+}
