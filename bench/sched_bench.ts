@@ -121,7 +121,8 @@ function systing(extra: string[] = []): Promise<Traced> {
   const out = `${tmp}/systing.pb`;
   return traced(
     DENO,
-    ["run", "-A", `${REPO}main.ts`, "-v", "-o", out, ...extra],
+    // -n: scheduler events only, the same content as the perf record baseline.
+    ["run", "-A", `${REPO}main.ts`, "-v", "-n", "-o", out, ...extra],
     /systing: recording/,
     out,
   );
@@ -141,6 +142,21 @@ function perfRecord(): Promise<Traced> {
       return pipeBench();
     },
   );
+}
+
+/** perf bench forks its partner; killing perf alone leaves it behind. */
+function killTree(pid: number): void {
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) Deno.kill(Number(e.name), "SIGKILL");
+    } catch { /* gone */ }
+  }
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch { /* gone */ }
 }
 
 function readTrace(path: string): Trace {
@@ -264,7 +280,7 @@ if (SOAK > 0) {
   );
   const soak = await traced(
     DENO,
-    ["run", "-A", `${REPO}main.ts`, "-v", "-o", `${tmp}/soak.pb`],
+    ["run", "-A", `${REPO}main.ts`, "-v", "-n", "-o", `${tmp}/soak.pb`],
     /systing: recording/,
     `${tmp}/soak.pb`,
     async (pid) => {
@@ -279,7 +295,7 @@ if (SOAK > 0) {
         await new Promise((r) => setTimeout(r, step * 1000));
         samples.push(rssKiB(pid, "VmRSS"));
       }
-      load.kill("SIGKILL");
+      killTree(load.pid);
       await load.status;
       console.log(`  ${samples.map((k) => (k / 1024).toFixed(0)).join(" ")} MiB`);
       return 0;
