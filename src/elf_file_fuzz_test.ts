@@ -341,3 +341,124 @@ Deno.test("mutated ELF files parse or throw ElfError, each within the time budge
   assert.ok(tally.cases > 5000, `${tally.cases} cases`);
   assert.ok(tally.elfErrors > 100 && tally.ok > 100, "mutations both broke and spared files");
 });
+
+interface CraftedSymbol {
+  name: number;
+  value: number;
+  size: number;
+  info?: number;
+}
+
+/**
+ * A minimal ELF64 shared object: one executable PT_LOAD, a .text section, and a .symtab whose
+ * string table is given, so tests can build pathological tables no compiler would emit.
+ */
+function craft(symbols: CraftedSymbol[], strtab: Uint8Array): Uint8Array {
+  const shstr = new TextEncoder().encode("\0.text\0.symtab\0.strtab\0.shstrtab\0");
+  const symAt = 0x200;
+  const strAt = symAt + (symbols.length + 1) * 24;
+  const shstrAt = strAt + strtab.length;
+  const shAt = (shstrAt + shstr.length + 7) & ~7;
+  const bytes = new Uint8Array(shAt + 5 * 64);
+  const dv = new DataView(bytes.buffer);
+  bytes.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+  dv.setUint16(16, 3, true);
+  dv.setUint16(18, 62, true);
+  dv.setBigUint64(32, 64n, true);
+  dv.setBigUint64(40, BigInt(shAt), true);
+  dv.setUint16(52, 64, true);
+  dv.setUint16(54, 56, true);
+  dv.setUint16(56, 1, true);
+  dv.setUint16(58, 64, true);
+  dv.setUint16(60, 5, true);
+  dv.setUint16(62, 4, true);
+  dv.setUint32(64, 1, true);
+  dv.setUint32(68, 5, true);
+  dv.setBigUint64(64 + 16, 0x1000n, true);
+  dv.setBigUint64(64 + 32, 0x100000n, true);
+  dv.setBigUint64(64 + 40, 0x100000n, true);
+  symbols.forEach((s, i) => {
+    const o = symAt + (i + 1) * 24;
+    dv.setUint32(o, s.name, true);
+    dv.setUint8(o + 4, s.info ?? 0x12);
+    dv.setUint16(o + 6, 1, true);
+    dv.setBigUint64(o + 8, BigInt(s.value), true);
+    dv.setBigUint64(o + 16, BigInt(s.size), true);
+  });
+  bytes.set(strtab, strAt);
+  bytes.set(shstr, shstrAt);
+  const section =
+    (i: number, name: number, type: number, flags: number, addr: number) =>
+    (offset: number, size: number, link = 0, entsize = 0) => {
+      const o = shAt + i * 64;
+      dv.setUint32(o, name, true);
+      dv.setUint32(o + 4, type, true);
+      dv.setBigUint64(o + 8, BigInt(flags), true);
+      dv.setBigUint64(o + 16, BigInt(addr), true);
+      dv.setBigUint64(o + 24, BigInt(offset), true);
+      dv.setBigUint64(o + 32, BigInt(size), true);
+      dv.setUint32(o + 40, link, true);
+      dv.setBigUint64(o + 56, BigInt(entsize), true);
+    };
+  section(1, 1, 1, 0x6, 0x1000)(0, 0x100000);
+  section(2, 7, 2, 0, 0)(symAt, (symbols.length + 1) * 24, 3, 24);
+  section(3, 15, 3, 0, 0)(strAt, strtab.length);
+  section(4, 23, 3, 0, 0)(shstrAt, shstr.length);
+  return bytes;
+}
+
+function timed<T>(f: () => T): [T, number] {
+  const t0 = performance.now();
+  const r = f();
+  return [r, performance.now() - t0];
+}
+
+Deno.test("crafted: the minimal file builder yields a readable file", () => {
+  const strtab = new TextEncoder().encode("\0one\0two\0");
+  const elf = ElfFile.fromBytes(craft([
+    { name: 1, value: 0x1000, size: 0x10 },
+    { name: 5, value: 0x1010, size: 0 },
+  ], strtab));
+  assert.deepEqual(elf.symbolize(0x1008), { name: "one", start: 0x1000, size: 0x10 });
+  // Unsized: runs to the end of .text (0x1000 + 0x100000).
+  assert.deepEqual(elf.symbolize(0x1010), { name: "two", start: 0x1010, size: 0x100000 - 0x10 });
+  assert.equal(elf.symbolize(0x101000), undefined);
+});
+
+Deno.test("crafted: 80k aliases at one address with unterminated names stay fast", () => {
+  const n = 80_000;
+  // No NUL anywhere: every name runs to the end of the table, the tie-break must not.
+  const strtab = new Uint8Array(n + 300_000).fill(0x61);
+  const syms = Array.from({ length: n }, (_, i) => ({ name: i + 1, value: 0x2000, size: 64 }));
+  const bytes = craft(syms, strtab);
+  const [got, ms] = timed(() => ElfFile.fromBytes(bytes).symbolize(0x2010));
+  assert.ok(got);
+  assert.equal(got.start, 0x2000);
+  // All names tie within the 256 bytes the tie-break compares, so the first symbol wins, and its
+  // decoded name stops at the 64 KiB cap.
+  assert.equal(got.name.length, 65536);
+  console.log(`80k aliases: ${ms.toFixed(1)} ms`);
+  assert.ok(ms < 1000, `${ms} ms`);
+});
+
+Deno.test("crafted: 80k nested symbols resolve to the innermost", () => {
+  const n = 80_000;
+  const strtab = new TextEncoder().encode("\0f\0");
+  const syms = Array.from({ length: n }, (_, i) => ({
+    name: 1,
+    value: 0x1000 + i,
+    size: 2 * (n - i),
+  }));
+  const bytes = craft(syms, strtab);
+  const [elf, ms] = timed(() => {
+    const e = ElfFile.fromBytes(bytes);
+    e.symbolize(0);
+    return e;
+  });
+  assert.deepEqual(elf.symbolize(0x1000 + 5), { name: "f", start: 0x1000 + 5, size: 2 * (n - 5) });
+  // Past the innermost symbol's end, the one around it resumes: symbol i ends at 0x1000+2n-i.
+  assert.equal(elf.symbolize(0x1000 + 2 * n - 1)?.start, 0x1000);
+  assert.equal(elf.symbolize(0x1000 + 2 * n), undefined);
+  console.log(`80k nested: ${ms.toFixed(1)} ms`);
+  assert.ok(ms < 1000, `${ms} ms`);
+});

@@ -76,6 +76,7 @@ let built: Built | undefined;
 function build(): Built {
   if (built) return built;
   const dir = Deno.makeTempDirSync({ prefix: "elf_file_test_" });
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
   Deno.writeTextFileSync(`${dir}/prog.c`, PROG);
   Deno.writeTextFileSync(`${dir}/lib.c`, LIB);
   const b: Built = {

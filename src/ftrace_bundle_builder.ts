@@ -89,6 +89,7 @@ export class FtraceBundleBuilder {
   #wN = 0;
   // full FtraceEvents: encoded bodies in #ev, sorted index in these arrays
   #ev = new ProtoWriter(1 << 14);
+  #evSpare = new ProtoWriter(1 << 14);
   #eTs = new Float64Array(256);
   #eStart = new Int32Array(256);
   #eEnd = new Int32Array(256);
@@ -360,7 +361,9 @@ export class FtraceBundleBuilder {
     if (k === 0) return;
     const n = this.#eN;
     const old = this.#ev.buf;
-    const next = new ProtoWriter(Math.max(1 << 14, old.length));
+    // Two writers take turns, so a flush allocates nothing once they have grown.
+    const next = this.#evSpare;
+    next.pos = 0;
     for (let i = k; i < n; i++) {
       const s = this.#eStart[i], e = this.#eEnd[i];
       this.#eTs[i - k] = this.#eTs[i];
@@ -370,6 +373,7 @@ export class FtraceBundleBuilder {
       next.pos += e - s;
       this.#eEnd[i - k] = next.pos;
     }
+    this.#evSpare = this.#ev;
     this.#ev = next;
     this.#eN = n - k;
   }
