@@ -146,13 +146,16 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const spaces = new AddressSpaces();
     if (wantStacks) {
       sideband = PerfSideband.open(cpus);
-      const kallsyms = Kallsyms.load();
-      if (kallsyms.restricted) {
-        opts.log(
-          "warning: /proc/kallsyms hides kernel addresses (kptr_restrict); kernel frames are labelled, not named",
-        );
-      }
-      symbolizer = new Symbolizer(kallsyms, spaces);
+      // Loaded on the first kernel frame: reading 100k+ symbols should not delay attaching.
+      symbolizer = new Symbolizer(() => {
+        const kallsyms = Kallsyms.load();
+        if (kallsyms.restricted) {
+          opts.log(
+            "warning: /proc/kallsyms hides kernel addresses (kptr_restrict); kernel frames are labelled, not named",
+          );
+        }
+        return kallsyms;
+      }, spaces);
       profiler = new StackProfiler({
         base: new TimestampBase(base),
         symbolizer,

@@ -36,7 +36,7 @@ function basename(path: string): string {
 }
 
 export class Symbolizer {
-  #kallsyms: Kallsyms;
+  #kallsyms: Kallsyms | (() => Kallsyms);
   #spaces: AddressSpaces;
   #files = new Map<string, OpenedFile>();
   #kernelNames = new Map<bigint, FrameRef>();
@@ -48,7 +48,8 @@ export class Symbolizer {
   named = 0;
   labelled = 0;
 
-  constructor(kallsyms: Kallsyms, spaces: AddressSpaces) {
+  /** `kallsyms` may be a loader: it then runs on the first kernel frame, not at start-up. */
+  constructor(kallsyms: Kallsyms | (() => Kallsyms), spaces: AddressSpaces) {
     this.#kallsyms = kallsyms;
     this.#spaces = spaces;
   }
@@ -65,6 +66,7 @@ export class Symbolizer {
       else this.named++;
       return cached;
     }
+    if (typeof this.#kallsyms === "function") this.#kallsyms = this.#kallsyms();
     const sym = this.#kallsyms.lookup(returnAddress ? ip - 1n : ip);
     let frame: FrameRef;
     if (sym) {
