@@ -145,7 +145,8 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     }
     const spaces = new AddressSpaces();
     if (wantStacks) {
-      sideband = PerfSideband.open(cpus);
+      // 1 MiB per CPU: an exec storm between two drains must not overflow it.
+      sideband = PerfSideband.open(cpus, 256);
       // Loaded on the first kernel frame: reading 100k+ symbols should not delay attaching.
       symbolizer = new Symbolizer(() => {
         const kallsyms = Kallsyms.load();
@@ -280,6 +281,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       const timer = opts.durationSec > 0 ? setTimeout(finish, opts.durationSec * 1000) : undefined;
       const tick = setInterval(() => {
         if (drainer!.failure) return finish();
+        applySideband(); // keep the side-band rings from filling between stack batches
         if (!opts.status) return;
         const s = drainer!.stats();
         const events = sum(s.counts);

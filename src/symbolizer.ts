@@ -130,8 +130,14 @@ export class Symbolizer {
     const module: ModuleRef = { key, path: m.path || "[anon]" };
     f = { elf: undefined, module };
     if (m.inode) {
-      // A process in another mount namespace sees the file under its own root.
-      const candidates = [m.path, `/proc/${tgid}/root${m.path}`];
+      // A process in another mount namespace sees the file under its own root;
+      // a file deleted since it was mapped is still reachable through map_files
+      // while the process lives.
+      const candidates = [
+        m.path,
+        `/proc/${tgid}/root${m.path}`,
+        `/proc/${tgid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`,
+      ];
       for (const path of candidates) {
         try {
           const st = Deno.statSync(path);

@@ -2,6 +2,8 @@
  * Reads a systing trace.pb for the tests: inflates compressed packets,
  * decodes every packet strictly and expands the compact_sched encoding into
  * plain per-CPU records, so that assertions read like the ftrace text format.
+ * Stack samples come out with their callstacks resolved through their
+ * sequence's interned data, which must define every id before it is used.
  */
 import { inflateSync } from "node:zlib";
 import { fromBinary, isFieldSet } from "@bufbuild/protobuf";
@@ -11,7 +13,9 @@ import {
   type FtraceEventBundle,
   FtraceEventBundleSchema,
   type FtraceStats,
+  type InternedData,
   type ProcessTree,
+  type StackSample,
   type SystemInfo,
   type TracePacket,
   TracePacketSchema,
@@ -81,6 +85,45 @@ export interface ProcessEntry {
   cmdline: string[];
 }
 
+/** One frame of a stack sample, resolved through its sequence's interned data. */
+export interface StackFrame {
+  name: string;
+  /** The mapping's path (its path components joined by "/"). */
+  mappingPath: string;
+  relPc: bigint;
+  /** The mapping's build id as hex; "" when it has none. */
+  buildId: string;
+}
+
+/** A `stack_sample` packet with everything it references looked up. */
+export interface StackSampleView {
+  packetIndex: number;
+  sequenceId: number;
+  /** stack_sample_defaults.source of the sequence's first packet. */
+  source: string;
+  ts: bigint;
+  pid: number;
+  tid: number;
+  cpu: number;
+  /** StackSample.Mode (1 user, 2 kernel). */
+  mode: number;
+  weight: bigint;
+  callstackIid: bigint;
+  /** Root first: the outermost caller first, the leaf last. */
+  frames: StackFrame[];
+}
+
+/** What a stack-sample sequence declares in its first packet. */
+export interface StackSequence {
+  sequenceId: number;
+  firstPacketIndex: number;
+  /** sequence_flags of the first packet. */
+  firstFlags: number;
+  source: string;
+  counterName: string;
+  unit: number;
+}
+
 export interface TraceView {
   /** Every packet, compressed ones replaced in place by the packets inside them. */
   packets: TracePacket[];
@@ -102,6 +145,10 @@ export interface TraceView {
   ftraceStats: FtraceStats[];
   clockSnapshots: ClockSnapshot[];
   systemInfos: SystemInfo[];
+  /** Every stack_sample packet in file order. */
+  stackSamples: StackSampleView[];
+  /** The sequences that carry stack samples, by trusted_packet_sequence_id. */
+  stackSequences: Map<number, StackSequence>;
 }
 
 export async function readTrace(path: string): Promise<TraceView> {
@@ -159,10 +206,23 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
     ftraceStats: [],
     clockSnapshots: [],
     systemInfos: [],
+    stackSamples: [],
+    stackSequences: new Map(),
   };
   const lastNextPid = new Map<number, number | undefined>();
+  const sequences = new Map<number, SequenceState>();
   for (const [i, p] of packets.entries()) {
     const ts = isFieldSet(p, TracePacketSchema.field.timestamp) ? p.timestamp : undefined;
+    if (p.optionalTrustedPacketSequenceId.case === "trustedPacketSequenceId") {
+      const seq = sequenceState(sequences, p, i);
+      if (p.internedData) intern(seq, p.internedData, `packets[${i}]`);
+      if (p.data.case === "stackSample") {
+        view.stackSamples.push(stackSampleView(seq, p, p.data.value, i));
+        if (!view.stackSequences.has(seq.id)) view.stackSequences.set(seq.id, seq.declared);
+      }
+    } else if (p.data.case === "stackSample" || p.internedData) {
+      throw new Error(`packets[${i}]: interned data or stack sample without a sequence id`);
+    }
     switch (p.data.case) {
       case "ftraceEvents": {
         const b = expandBundle(p.data.value, i, lastNextPid);
@@ -201,6 +261,157 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
     for (const e of view.eventsByCpu.get(cpu)!) view.events.push(e);
   }
   return view;
+}
+
+/** The interned state of one packet sequence, as a reader keeps it. */
+interface SequenceState {
+  id: number;
+  declared: StackSequence;
+  names: Map<bigint, string>;
+  paths: Map<bigint, string>;
+  buildIds: Map<bigint, string>;
+  mappings: Map<bigint, { path: string; buildId: string }>;
+  frames: Map<bigint, StackFrame>;
+  callstacks: Map<bigint, StackFrame[]>;
+}
+
+function sequenceState(
+  sequences: Map<number, SequenceState>,
+  p: TracePacket,
+  index: number,
+): SequenceState {
+  const id = p.optionalTrustedPacketSequenceId.value!;
+  let seq = sequences.get(id);
+  if (!seq) {
+    const d = p.tracePacketDefaults?.stackSampleDefaults;
+    const unit = d?.primaryDescriptor?.unitField;
+    seq = {
+      id,
+      declared: {
+        sequenceId: id,
+        firstPacketIndex: index,
+        firstFlags: p.sequenceFlags,
+        source: d?.source ?? "",
+        counterName: d?.primaryDescriptor?.name ?? "",
+        unit: unit?.case === "unit" ? unit.value : 0,
+      },
+      names: new Map(),
+      paths: new Map(),
+      buildIds: new Map(),
+      mappings: new Map(),
+      frames: new Map(),
+      callstacks: new Map(),
+    };
+    sequences.set(id, seq);
+  } else if (p.sequenceFlags & 1) {
+    // SEQ_INCREMENTAL_STATE_CLEARED: everything interned so far is forgotten.
+    for (
+      const m of [seq.names, seq.paths, seq.buildIds, seq.mappings, seq.frames, seq.callstacks]
+    ) {
+      m.clear();
+    }
+  }
+  return seq;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Adds a packet's interned data to its sequence, strictly: an id must be
+ * defined before anything refers to it (in an earlier packet of the sequence
+ * or in this packet's own interned data) and is defined only once.
+ */
+function intern(seq: SequenceState, d: InternedData, where: string): void {
+  const define = <T>(map: Map<bigint, T>, what: string, iid: bigint, value: T) => {
+    if (iid === 0n) throw new Error(`${where}: ${what} with iid 0 on sequence ${seq.id}`);
+    if (map.has(iid)) {
+      throw new Error(`${where}: ${what} ${iid} defined twice on sequence ${seq.id}`);
+    }
+    map.set(iid, value);
+  };
+  const get = <T>(map: Map<bigint, T>, what: string, iid: bigint, user: string): T => {
+    const v = map.get(iid);
+    if (v === undefined) {
+      throw new Error(
+        `${where}: ${user} refers to ${what} ${iid}, undefined on sequence ${seq.id}`,
+      );
+    }
+    return v;
+  };
+  const text = new TextDecoder("utf-8", { fatal: true });
+  for (const s of d.functionNames) define(seq.names, "function_name", s.iid, text.decode(s.str));
+  for (const s of d.mappingPaths) define(seq.paths, "mapping_path", s.iid, text.decode(s.str));
+  for (const s of d.buildIds) define(seq.buildIds, "build_id", s.iid, hex(s.str));
+  for (const m of d.mappings) {
+    const user = `mapping ${m.iid}`;
+    define(seq.mappings, "mapping", m.iid, {
+      path: m.pathStringIds.map((id) => get(seq.paths, "mapping_path", id, user)).join("/"),
+      buildId: m.buildId ? get(seq.buildIds, "build_id", m.buildId, user) : "",
+    });
+  }
+  for (const f of d.frames) {
+    const user = `frame ${f.iid}`;
+    const mapping = get(seq.mappings, "mapping", f.mappingId, user);
+    define(seq.frames, "frame", f.iid, {
+      name: get(seq.names, "function_name", f.functionNameId, user),
+      mappingPath: mapping.path,
+      relPc: f.relPc,
+      buildId: mapping.buildId,
+    });
+  }
+  for (const c of d.callstacks) {
+    const user = `callstack ${c.iid}`;
+    define(
+      seq.callstacks,
+      "callstack",
+      c.iid,
+      c.frameIds.map((id) => get(seq.frames, "frame", id, user)),
+    );
+  }
+}
+
+function stackSampleView(
+  seq: SequenceState,
+  p: TracePacket,
+  s: StackSample,
+  index: number,
+): StackSampleView {
+  const where = `packets[${index}]`;
+  if (!(seq.declared.firstFlags & 1)) {
+    throw new Error(
+      `${where}: stack sample on sequence ${seq.id}, whose first packet does not clear ` +
+        `incremental state (flags ${seq.declared.firstFlags})`,
+    );
+  }
+  if (s.callstackField.case !== "callstackIid") {
+    throw new Error(`${where}: stack sample without callstack_iid`);
+  }
+  const iid = s.callstackField.value;
+  const frames = seq.callstacks.get(iid);
+  if (!frames) {
+    throw new Error(
+      `${where}: stack sample refers to callstack ${iid}, undefined on sequence ${seq.id}`,
+    );
+  }
+  const task = s.taskContextField.case === "taskContext" ? s.taskContextField.value : undefined;
+  const exec = s.executionContextField.case === "executionContext"
+    ? s.executionContextField.value
+    : undefined;
+  return {
+    packetIndex: index,
+    sequenceId: seq.id,
+    source: seq.declared.source,
+    ts: p.timestamp,
+    pid: task?.pid ?? 0,
+    tid: task?.tid ?? 0,
+    cpu: exec?.cpu ?? 0,
+    mode: exec?.mode ?? 0,
+    weight: s.primaryWeight,
+    callstackIid: iid,
+    frames,
+  };
 }
 
 function pushTo<T>(map: Map<number, T[]>, key: number, items: T[]): void {

@@ -20,28 +20,57 @@ const compiled = new Map<string, Promise<string>>();
 
 /** Compiles test/c/NAME.c once per test process; returns the binary's path. */
 export function compileC(name: string): Promise<string> {
-  let bin = compiled.get(name);
+  return compile(`${name}.c`);
+}
+
+export interface CompileOptions {
+  /** The binary's name (default: the source's name without its extension). */
+  output?: string;
+  /** Default: g++ for .cpp sources, gcc otherwise. */
+  compiler?: "gcc" | "g++";
+  /** Added after the defaults (-O1 -g -pthread -Wall -Werror), so they win. */
+  flags?: string[];
+}
+
+/**
+ * Compiles test/c/SOURCE (e.g. "spin.c", "work.cpp") once per test process
+ * and output name; returns the binary's path.
+ */
+export function compile(source: string, opts: CompileOptions = {}): Promise<string> {
+  const output = opts.output ?? source.replace(/\.[^.]+$/, "");
+  let bin = compiled.get(output);
   if (!bin) {
-    bin = build(name);
-    compiled.set(name, bin);
+    bin = build(source, output, opts);
+    compiled.set(output, bin);
   }
   return bin;
 }
 
-async function build(name: string): Promise<string> {
+async function build(source: string, output: string, opts: CompileOptions): Promise<string> {
   if (!binDir) {
     binDir = Deno.makeTempDir({ prefix: "systing-test-bin-" });
     const dir = await binDir;
     globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
   }
-  const out = `${await binDir}/${name}`;
-  const gcc = await new Deno.Command("gcc", {
-    args: ["-O1", "-g", "-pthread", "-Wall", "-Werror", "-o", out, `${C_DIR}${name}.c`],
+  const out = `${await binDir}/${output}`;
+  const compiler = opts.compiler ?? (source.endsWith(".cpp") ? "g++" : "gcc");
+  const cc = await new Deno.Command(compiler, {
+    args: [
+      "-O1",
+      "-g",
+      "-pthread",
+      "-Wall",
+      "-Werror",
+      ...opts.flags ?? [],
+      "-o",
+      out,
+      `${C_DIR}${source}`,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
-  if (!gcc.success) {
-    throw new Error(`gcc ${name}.c failed:\n${new TextDecoder().decode(gcc.stderr)}`);
+  if (!cc.success) {
+    throw new Error(`${compiler} ${source} failed:\n${new TextDecoder().decode(cc.stderr)}`);
   }
   return out;
 }
