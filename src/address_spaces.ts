@@ -97,8 +97,13 @@ export class AddressSpaces {
     const existing = this.#images.get(childTgid);
     if (existing && existing.length > 0) {
       const first = existing[0];
+      if (first.since > ts) {
+        // The child already exec'd: the inherited image is an older one of its own.
+        existing.unshift({ id: this.#nextId++, since: ts, mappings: inherited, sorted: null });
+        return;
+      }
       first.mappings = [...inherited, ...first.mappings];
-      first.since = Math.min(first.since, ts);
+      first.since = ts;
       first.sorted = null;
       return;
     }

@@ -296,11 +296,12 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     });
     removeStopHook();
     const stopT = performance.now();
-    const endNs = clockNs(ClockId.BOOTTIME);
 
     // Stop recording in every program at once, then detach: the workers then
     // drain rings that no longer grow.
     setRecording(obj, false);
+    // Taken after recording stopped: no event in the trace is later than this.
+    const endNs = clockNs(ClockId.BOOTTIME);
     obj.detachAll();
     const drain = await drainer.stop();
     drainer = undefined;

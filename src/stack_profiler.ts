@@ -49,7 +49,13 @@ interface CachedStack {
   words: Uint32Array;
 }
 
+function sleepKey(tid: number, ts: number): string {
+  return `${tid}:${ts}`;
+}
+
 interface Pending {
+  /** No end can be later than this (the task's next sleep began then). */
+  bound: number;
   ts: number;
   pid: number;
   tid: number;
@@ -77,7 +83,12 @@ export class StackProfiler {
   #baseHi: number;
   #writers: Map<number, ProfileWriter>;
   #out = new ProtoWriter(1 << 16);
-  #pending = new Map<number, Pending>();
+  /** Sleeps waiting for their end, by task and start. */
+  #pending = new Map<string, Pending>();
+  /** Ends that arrived before their sleep's stack. */
+  #earlyEnds = new Map<string, number>();
+  /** Each task's newest pending sleep start. */
+  #latestSleep = new Map<number, number>();
   #cache = new Map<number, CachedStack[]>();
   #cached = 0;
   #cpuWeight: number;
@@ -132,16 +143,26 @@ export class StackProfiler {
       if (kind === RecordKind.Stack) this.#stack(dv, off, ts);
       else if (kind === RecordKind.SleepEnd) {
         const pid = dv.getUint32(off + Layout.rec_sleep_end.pid, true);
-        this.#endSleep(pid, ts);
+        const outTs = (dv.getUint32(off + Layout.rec_sleep_end.out_ts + 4, true) - this.#baseHi) *
+            4294967296 +
+          (dv.getUint32(off + Layout.rec_sleep_end.out_ts, true) - this.#baseLo);
+        this.#sleepEnd(pid, outTs, ts);
       }
       off += (size + 7) & ~7;
     }
     return this.#take();
   }
 
-  /** Writes the samples of tasks still asleep, weighed up to `endTs`. */
+  /**
+   * Writes the samples of tasks still asleep, weighed up to `endTs` (or up to
+   * their next sleep, for the few whose end record was lost).
+   */
   finish(endTs: number): Uint8Array | undefined {
-    for (const pid of [...this.#pending.keys()]) this.#endSleep(pid, endTs);
+    for (const [k, p] of this.#pending) {
+      this.#pending.delete(k);
+      this.#writeSleep(p, Math.min(endTs, p.bound));
+    }
+    this.#earlyEnds.clear();
     return this.#take();
   }
 
@@ -175,15 +196,44 @@ export class StackProfiler {
       return;
     }
     if (!this.#writers.has(source)) return;
-    // A task has at most one sleep in flight; a stale one (its end was lost) ends now.
-    if (this.#pending.has(pid)) this.#endSleep(pid, ts);
-    this.#pending.set(pid, { ts, pid: tgid, tid: pid, cpu, source, ...resolved });
+    const pending: Pending = { ts, pid: tgid, tid: pid, cpu, source, bound: Infinity, ...resolved };
+    const key = sleepKey(pid, ts);
+    // Records of different CPUs arrive in ring order, not time order: the
+    // end of this sleep may already be here.
+    const end = this.#earlyEnds.get(key);
+    if (end !== undefined) {
+      this.#earlyEnds.delete(key);
+      this.#writeSleep(pending, end);
+      return;
+    }
+    // An older sleep of this task still waiting for its end ended before this one began.
+    const older = this.#latestSleep.get(pid);
+    if (older !== undefined && older < ts) {
+      const p = this.#pending.get(sleepKey(pid, older));
+      if (p) p.bound = Math.min(p.bound, ts);
+    }
+    this.#latestSleep.set(pid, ts);
+    this.#pending.set(key, pending);
   }
 
-  #endSleep(tid: number, endTs: number): void {
-    const p = this.#pending.get(tid);
-    if (!p) return;
-    this.#pending.delete(tid);
+  #sleepEnd(tid: number, outTs: number, endTs: number): void {
+    const key = sleepKey(tid, outTs);
+    const p = this.#pending.get(key);
+    if (!p) {
+      // Its stack is still on its way (or was dropped: then this stays until
+      // the end of the trace, bounded below).
+      if (this.#earlyEnds.size >= 1 << 16) {
+        this.#earlyEnds.delete(this.#earlyEnds.keys().next().value!);
+      }
+      this.#earlyEnds.set(key, endTs);
+      return;
+    }
+    this.#pending.delete(key);
+    if (this.#latestSleep.get(tid) === outTs) this.#latestSleep.delete(tid);
+    this.#writeSleep(p, endTs);
+  }
+
+  #writeSleep(p: Pending, endTs: number): void {
     this.stats.sleepSamples++;
     const sample: StackSampleRecord = {
       ts: p.ts,
@@ -218,10 +268,11 @@ export class StackProfiler {
       if (!this.#spaces.lookup(tgid, ip, ts)?.executable) break;
       validUser++;
     }
-    const cutUser = validUser < nu && (validUser > 0 || nk === 0);
+    const cutUser = validUser < nu;
     nu = validUser;
     const nWords = (nk + nu) * 2;
-    let h = Math.imul(image ^ 0x9e3779b9, 0x85ebca6b) ^ (nu > 0 ? tgid : 0) ^ (nk << 16) ^ nu;
+    let h = Math.imul(image ^ 0x9e3779b9, 0x85ebca6b) ^ (nu > 0 ? tgid : 0) ^ (nk << 16) ^ nu ^
+      (cutUser ? 0x40000000 : 0);
     for (let i = 0; i < nWords; i++) {
       h = Math.imul(h ^ dv.getUint32(framesOff + 4 * i, true), 0x01000193);
       h ^= h >>> 15;
@@ -230,6 +281,7 @@ export class StackProfiler {
     if (bucket) {
       for (const e of bucket) {
         if (e.image !== image || e.nk !== nk || e.words.length !== nWords) continue;
+        if (e.truncated !== cutUser) continue;
         if (nu > 0 && e.tgid !== tgid) continue;
         let same = true;
         for (let i = 0; i < nWords; i++) {
@@ -259,7 +311,7 @@ export class StackProfiler {
       const r = this.#sym.userFrame(tgid, ip, ts, i > 0);
       if (r.invalid) {
         // Past here a frame-pointer walk reads garbage: cut, and say so.
-        if (i > 0 || nk === 0) truncated = true;
+        truncated = true;
         break;
       }
       leafFirst.push(r.frame!);

@@ -40,6 +40,7 @@ export class Symbolizer {
   #spaces: AddressSpaces;
   #files = new Map<string, OpenedFile>();
   #kernelNames = new Map<bigint, FrameRef>();
+  #kernelReturns = new Map<bigint, FrameRef>();
   #kernelModules = new Map<string, ModuleRef>();
   #vdso: OpenedFile | undefined;
   /** Files that could not be read, with why (reported once each in the summary). */
@@ -60,7 +61,10 @@ export class Symbolizer {
    * call was the caller's last instruction, so it is looked up one byte back.
    */
   kernelFrame(ip: bigint, returnAddress: boolean): FrameRef {
-    const cached = this.#kernelNames.get(ip);
+    // An address at a function's first byte names that function as the
+    // innermost frame but its caller's neighbour as a return address.
+    const cache = returnAddress ? this.#kernelReturns : this.#kernelNames;
+    const cached = cache.get(ip);
     if (cached) {
       if (cached.module === KERNEL_MODULE && cached.name.startsWith("[kernel] ")) this.labelled++;
       else this.named++;
@@ -77,7 +81,7 @@ export class Symbolizer {
       frame = { module: KERNEL_MODULE, relPc: ip, name: `[kernel] 0x${ip.toString(16)}` };
       this.labelled++;
     }
-    if (this.#kernelNames.size < 1 << 18) this.#kernelNames.set(ip, frame);
+    if (cache.size < 1 << 18) cache.set(ip, frame);
     return frame;
   }
 

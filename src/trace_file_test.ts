@@ -52,7 +52,7 @@ function checkSample(packets: TracePacket[]): void {
   const stats = packets[1].data;
   assert.ok(stats.case === "ftraceStats");
   assert.deepEqual(stats.value.cpuStats.map((c) => c.cpu), [0n, 1n, 2n]);
-  assert.deepEqual(stats.value.cpuStats.map((c) => c.overrun), [0n, 3n, 5n]);
+  assert.deepEqual(stats.value.cpuStats.map((c) => c.droppedEvents), [0n, 3n, 5n]);
   const info = packets[2].data;
   assert.ok(info.case === "systemInfo");
   assert.equal(info.value.pageSize, 4096);

@@ -106,7 +106,9 @@ export function processTreePacket(
 
 /**
  * Per-CPU loss in the form Perfetto's importer reports as data loss: the
- * END_OF_TRACE `overrun` minus the START_OF_TRACE one becomes a stat.
+ * END_OF_TRACE `dropped_events` minus the START_OF_TRACE one becomes the
+ * `ftrace_cpu_dropped_events_delta` stat, which the importer flags as an error:
+ * the field is meant for buffers that drop new events when full, as ours do.
  */
 export function ftraceStatsPacket(
   phase: "start" | "end",
@@ -121,7 +123,7 @@ export function ftraceStatsPacket(
         phase: phase === "start"
           ? FtraceStats_Phase.START_OF_TRACE
           : FtraceStats_Phase.END_OF_TRACE,
-        cpuStats: dropped.map((d) => ({ cpu: BigInt(d.cpu), overrun: BigInt(d.events) })),
+        cpuStats: dropped.map((d) => ({ cpu: BigInt(d.cpu), droppedEvents: BigInt(d.events) })),
       },
     },
   });

@@ -374,7 +374,7 @@ test("nothing was dropped", async () => {
   for (const { stats } of phases) {
     const cpus = stats.cpuStats.map((c) => Number(c.cpu));
     for (const cpu of view.bundlesByCpu.keys()) assert.ok(cpus.includes(cpu), `cpu ${cpu} stats`);
-    assert.deepEqual(stats.cpuStats.map((c) => c.overrun), stats.cpuStats.map(() => 0n));
+    assert.deepEqual(stats.cpuStats.map((c) => c.droppedEvents), stats.cpuStats.map(() => 0n));
   }
 });
 
@@ -495,8 +495,8 @@ test("a stalled consumer turns into counted drops, in the summary and the trace"
   const view = await readTrace(path);
   const end = view.ftraceStats.at(-1)!;
   assert.equal(end.phase, FtraceStats_Phase.END_OF_TRACE);
-  const overrun = end.cpuStats.reduce((n, c) => n + Number(c.overrun), 0);
-  assert.equal(overrun, dropped, "FtraceStats overrun vs the summary");
+  const inStats = end.cpuStats.reduce((n, c) => n + Number(c.droppedEvents), 0);
+  assert.equal(inStats, dropped, "FtraceStats dropped_events vs the summary");
   const lost = [...view.bundlesByCpu.values()].flat().filter((b) => b.lostEvents);
   assert.ok(lost.length > 0, "no bundle marked lost_events after the gap");
   // The per-kind counter tracks end at the same total.

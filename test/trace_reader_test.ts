@@ -321,3 +321,168 @@ Deno.test("trace_reader: refuses malformed traces", () => {
   // Truncated: the packet claims 3 bytes but only 2 follow.
   assert.throws(() => decodeTrace(Uint8Array.of(0x0a, 0x03, 0x40, 0x01)));
 });
+
+// Stack samples: two sequences with their own interned ids.
+type InternedInit = NonNullable<PacketInit["internedData"]>;
+const utf8 = (s: string) => new TextEncoder().encode(s);
+
+interface SequenceFields {
+  sequenceFlags?: number;
+  firstPacketOnSequence?: boolean;
+  tracePacketDefaults?: PacketInit["tracePacketDefaults"];
+}
+
+function stackPacket(
+  seq: number,
+  ts: bigint,
+  callstackIid: bigint,
+  extra: SequenceFields = {},
+  interned?: InternedInit,
+): PacketInit {
+  return {
+    timestamp: ts,
+    optionalTrustedPacketSequenceId: { case: "trustedPacketSequenceId", value: seq },
+    sequenceFlags: 2,
+    ...(interned ? { internedData: interned } : {}),
+    data: {
+      case: "stackSample",
+      value: {
+        taskContextField: { case: "taskContext", value: { pid: 40, tid: 41 } },
+        executionContextField: { case: "executionContext", value: { cpu: 1, mode: 1 } },
+        callstackField: { case: "callstackIid", value: callstackIid },
+        primaryWeight: 1000n,
+      },
+    },
+    ...extra,
+  };
+}
+
+function firstOf(source: string): SequenceFields {
+  return {
+    sequenceFlags: 3,
+    firstPacketOnSequence: true,
+    tracePacketDefaults: {
+      stackSampleDefaults: {
+        source,
+        primaryDescriptor: { name: "cpu-clock", unitField: { case: "unit", value: 1 } },
+      },
+    },
+  };
+}
+
+const appInterned: InternedInit = {
+  functionNames: [{ iid: 1n, str: utf8("main") }, { iid: 2n, str: utf8("leaf") }],
+  mappingPaths: [{ iid: 1n, str: utf8("/opt/app") }],
+  buildIds: [{ iid: 1n, str: Uint8Array.of(0xab, 0x01) }],
+  mappings: [{ iid: 1n, buildId: 1n, pathStringIds: [1n] }],
+  frames: [
+    { iid: 1n, functionNameId: 1n, mappingId: 1n, relPc: 0x1190n },
+    { iid: 2n, functionNameId: 2n, mappingId: 1n, relPc: 0x1120n },
+  ],
+  callstacks: [{ iid: 1n, frameIds: [1n, 2n] }],
+};
+
+Deno.test("trace_reader: stack samples resolve through their own sequence's interned data", () => {
+  const view = decodeTrace(traceBytes([
+    stackPacket(100, 10n, 1n, firstOf("on_cpu"), appInterned),
+    // Sequence 101 reuses iid 1 for something else.
+    stackPacket(101, 11n, 1n, firstOf("sleep.interruptible"), {
+      functionNames: [{ iid: 1n, str: utf8("schedule") }],
+      mappingPaths: [{ iid: 1n, str: utf8("[kernel.kallsyms]") }],
+      mappings: [{ iid: 1n, pathStringIds: [1n] }],
+      frames: [{ iid: 1n, functionNameId: 1n, mappingId: 1n, relPc: 0xffffffff81000000n }],
+      callstacks: [{ iid: 1n, frameIds: [1n] }],
+    }),
+    // Later packets use what the sequence interned earlier.
+    stackPacket(100, 12n, 2n, {}, { callstacks: [{ iid: 2n, frameIds: [2n, 1n] }] }),
+    stackPacket(100, 13n, 1n),
+  ]));
+  assert.deepEqual(
+    view.stackSamples.map((s) => [s.sequenceId, s.source, s.ts, s.frames.map((f) => f.name)]),
+    [
+      [100, "on_cpu", 10n, ["main", "leaf"]],
+      [101, "sleep.interruptible", 11n, ["schedule"]],
+      [100, "on_cpu", 12n, ["leaf", "main"]],
+      [100, "on_cpu", 13n, ["main", "leaf"]],
+    ],
+  );
+  const s = view.stackSamples[0];
+  assert.deepEqual(
+    { pid: s.pid, tid: s.tid, cpu: s.cpu, mode: s.mode, weight: s.weight, iid: s.callstackIid },
+    { pid: 40, tid: 41, cpu: 1, mode: 1, weight: 1000n, iid: 1n },
+  );
+  assert.deepEqual(s.frames[1], {
+    name: "leaf",
+    mappingPath: "/opt/app",
+    relPc: 0x1120n,
+    buildId: "ab01",
+  });
+  assert.equal(view.stackSamples[1].frames[0].buildId, "");
+  assert.deepEqual(view.stackSequences.get(100), {
+    sequenceId: 100,
+    firstPacketIndex: 0,
+    firstFlags: 3,
+    source: "on_cpu",
+    counterName: "cpu-clock",
+    unit: 1,
+  });
+  assert.deepEqual([...view.stackSequences.keys()], [100, 101]);
+});
+
+Deno.test("trace_reader: refuses stack samples that use an id before it is defined", () => {
+  const first = firstOf("on_cpu");
+  const cases: [PacketInit[], RegExp][] = [
+    // The callstack is only defined on another sequence.
+    [[
+      stackPacket(101, 1n, 1n, firstOf("x"), appInterned),
+      stackPacket(100, 2n, 1n, first),
+    ], /packets\[1\]: stack sample refers to callstack 1, undefined on sequence 100/],
+    // Defined, but in a later packet.
+    [[
+      stackPacket(100, 1n, 1n, first),
+      stackPacket(100, 2n, 1n, {}, appInterned),
+    ], /packets\[0\]: stack sample refers to callstack 1/],
+    [
+      [stackPacket(100, 1n, 1n, first, { ...appInterned, functionNames: [] })],
+      /frame 1 refers to function_name 1/,
+    ],
+    [
+      [stackPacket(100, 1n, 1n, first, { ...appInterned, mappings: [] })],
+      /frame 1 refers to mapping 1/,
+    ],
+    [
+      [stackPacket(100, 1n, 1n, first, { ...appInterned, mappingPaths: [] })],
+      /mapping 1 refers to mapping_path 1/,
+    ],
+    [
+      [stackPacket(100, 1n, 1n, first, { ...appInterned, buildIds: [] })],
+      /mapping 1 refers to build_id 1/,
+    ],
+    [
+      [stackPacket(100, 1n, 1n, first, { ...appInterned, frames: appInterned.frames!.slice(1) })],
+      /callstack 1 refers to frame 1/,
+    ],
+    // Cleared incremental state forgets what was interned.
+    [[
+      stackPacket(100, 1n, 1n, first, appInterned),
+      stackPacket(100, 2n, 1n, { sequenceFlags: 3 }),
+    ], /packets\[1\]: stack sample refers to callstack 1/],
+    // Interned twice on one sequence.
+    [[
+      stackPacket(100, 1n, 1n, first, appInterned),
+      stackPacket(100, 2n, 1n, {}, { functionNames: [{ iid: 2n, str: utf8("leaf") }] }),
+    ], /packets\[1\]: function_name 2 defined twice on sequence 100/],
+    // A first packet that does not clear incremental state.
+    [
+      [stackPacket(100, 1n, 1n, {}, appInterned)],
+      /whose first packet does not clear incremental state/,
+    ],
+    [[stackPacket(100, 1n, 1n, first, appInterned), {
+      optionalTrustedPacketSequenceId: { case: "trustedPacketSequenceId", value: 100 },
+      data: { case: "stackSample", value: { primaryWeight: 1n } },
+    }], /packets\[1\]: stack sample without callstack_iid/],
+  ];
+  for (const [packets, error] of cases) {
+    assert.throws(() => decodeTrace(traceBytes(packets)), error);
+  }
+});

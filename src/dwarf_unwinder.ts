@@ -1,0 +1,254 @@
+/**
+ * Walks a user stack from a sample's registers and a copy of the top of its stack, with the
+ * binaries' own `.eh_frame` rules, the way `perf --call-graph dwarf` does: Debian builds its
+ * libraries without frame pointers, so the rbp chain breaks at the first libc frame.
+ *
+ * Where a module has no unwind information (JIT code, binaries built without CFI, like Deno
+ * itself) the frame is unwound through the rbp chain instead, which such code keeps.
+ *
+ * Everything read comes from a snapshot of another process's memory and from files anyone can
+ * write, so the walk never throws on bad data: it stops and says why (`UnwindResult.end`).
+ */
+
+import { type CfaRule, EhFrameError, type RegisterRule, type UnwindRow } from "./eh_frame.ts";
+import type { EhFrame } from "./eh_frame.ts";
+import { DwarfExprError, evaluateDwarfExpr } from "./dwarf_expr.ts";
+import { type UnwindArch, X86_64 } from "./unwind_arch.ts";
+
+/** The executable mapping an address falls in. */
+export interface UnwindModule {
+  /** Its unwind table; undefined when the file has none (then rbp is followed). */
+  readonly table: EhFrame | undefined;
+  /** Run-time address minus link-time (ELF) address. */
+  readonly bias: number;
+}
+
+export interface UnwindInput {
+  readonly regs: { readonly ip: number; readonly sp: number; readonly bp: number };
+  /** User memory from `stackBase` up, as the sample copied it. */
+  readonly stack: Uint8Array;
+  /** The address of `stack[0]`, normally the sampled sp. */
+  readonly stackBase: number;
+  /** The executable mapping holding `ip`, or undefined when none does. */
+  moduleAt(ip: number): UnwindModule | undefined;
+  /** Default 128. */
+  readonly maxFrames?: number;
+}
+
+/**
+ * Why the walk stopped:
+ * - "complete": the outermost frame (its return address rule is undefined, or it returns to 0);
+ * - "truncated": a read beyond the end of the stack copy (the copy was too small), or maxFrames;
+ * - "no-unwind-info": a frame without CFI whose rbp does not point into the copy;
+ * - "bad-frame": the rules gave garbage (sp not increasing, a return address outside every
+ *   module, a read below the copy, a register the sample did not capture, a corrupt table).
+ */
+export type UnwindEnd = "complete" | "truncated" | "no-unwind-info" | "bad-frame";
+
+export interface UnwindResult {
+  /** Leaf first; ips[0] is regs.ip, the rest are return addresses (or exact signal pcs). */
+  readonly ips: number[];
+  readonly end: UnwindEnd;
+}
+
+export const DEFAULT_MAX_FRAMES = 128;
+// A read this far above the copy is not "the copy was too small": thread stacks are 8 MiB by
+// default, so such an address is garbage.
+const MAX_STACK_REACH = 512 << 20;
+
+/** Thrown inside a walk to stop it; never escapes `unwind`. */
+class Stop {
+  constructor(readonly end: UnwindEnd) {}
+}
+
+const BAD = new Stop("bad-frame");
+const TRUNCATED = new Stop("truncated");
+
+export class DwarfUnwinder {
+  readonly #arch: UnwindArch;
+
+  constructor(arch: UnwindArch = X86_64) {
+    this.#arch = arch;
+  }
+
+  unwind(input: UnwindInput): UnwindResult {
+    const arch = this.#arch;
+    const n = arch.registerCount;
+    const maxFrames = input.maxFrames ?? DEFAULT_MAX_FRAMES;
+    const stack = input.stack;
+    const dv = new DataView(stack.buffer, stack.byteOffset, stack.byteLength);
+    const base = input.stackBase;
+    const limit = base + stack.length;
+
+    // Two register files, swapped each frame: `cur` is the frame being unwound, `next` its caller.
+    let cur = new Float64Array(n);
+    let curKnown = new Uint8Array(n);
+    let next = new Float64Array(n);
+    let nextKnown = new Uint8Array(n);
+    cur[arch.raRegister] = input.regs.ip;
+    cur[arch.spRegister] = input.regs.sp;
+    cur[arch.fpRegister] = input.regs.bp;
+    curKnown[arch.raRegister] = curKnown[arch.spRegister] = curKnown[arch.fpRegister] = 1;
+
+    const classify = (address: number): Stop =>
+      address >= limit && address < limit + MAX_STACK_REACH ? TRUNCATED : BAD;
+    const read = (address: number): number => {
+      const off = address - base;
+      if (!(off >= 0 && off + 8 <= stack.length)) throw classify(address);
+      return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x1_0000_0000;
+    };
+    const exprCtx = {
+      reg: (r: number) => r < n && curKnown[r] ? BigInt(cur[r]) : undefined,
+      read: (address: bigint, size: number): bigint | undefined => {
+        const off = Number(address) - base;
+        if (!(off >= 0 && off + size <= stack.length)) return undefined;
+        let v = 0n;
+        for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(stack[off + i]);
+        return v;
+      },
+    };
+    const evaluate = (expr: Uint8Array, initial: number | undefined): number => {
+      try {
+        const v = evaluateDwarfExpr(
+          expr,
+          exprCtx,
+          initial === undefined ? undefined : { initial: [BigInt(initial)] },
+        );
+        return Number(v);
+      } catch (e) {
+        if (e instanceof DwarfExprError) {
+          throw e.reason === "memory" ? classify(Number(e.address)) : BAD;
+        }
+        throw e;
+      }
+    };
+    const cfaOf = (rule: CfaRule): number => {
+      if (rule.kind === "expression") return evaluate(rule.expr, undefined);
+      if (!(rule.register < n && curKnown[rule.register])) throw BAD;
+      return cur[rule.register] + rule.offset;
+    };
+    // The caller's value of one register; undefined when the rule makes it unknown.
+    const recover = (rule: RegisterRule, cfa: number): number | undefined => {
+      switch (rule.kind) {
+        case "undefined":
+          return undefined;
+        case "same":
+          return undefined; // handled by the copy; never reaches here
+        case "offset":
+          return read(cfa + rule.offset);
+        case "val_offset":
+          return cfa + rule.offset;
+        case "register":
+          return rule.register < n && curKnown[rule.register] ? cur[rule.register] : undefined;
+        case "expression":
+          return read(evaluate(rule.expr, cfa));
+        case "val_expression":
+          return evaluate(rule.expr, cfa);
+      }
+    };
+
+    const ips: number[] = [input.regs.ip];
+    let nextModule: UnwindModule | undefined;
+    let exactPc = true; // the leaf's ip, and a pc interrupted by a signal, are not return addresses
+    let end: UnwindEnd;
+    for (;;) {
+      const ip: number = cur[arch.raRegister];
+      const sp: number = cur[arch.spRegister];
+      const pc: number = exactPc ? ip : ip - 1;
+      const mod = nextModule ?? input.moduleAt(pc);
+      let row: UnwindRow | undefined;
+      try {
+        row = mod?.table?.rowAt(pc - mod.bias);
+      } catch (e) {
+        if (!(e instanceof EhFrameError)) throw e;
+        end = "bad-frame";
+        break;
+      }
+      let signal = false;
+      try {
+        if (row) {
+          const cfa = cfaOf(row.cfa);
+          next.set(cur);
+          nextKnown.set(curKnown);
+          next[arch.spRegister] = cfa;
+          nextKnown[arch.spRegister] = 1;
+          const raRule = row.rules.get(row.raRegister);
+          if (!raRule || raRule.kind === "undefined") {
+            end = raRule ? "complete" : "bad-frame";
+            break;
+          }
+          for (const [r, rule] of row.rules) {
+            if (r >= n || rule.kind === "same") continue;
+            if (r === row.raRegister) continue;
+            let v: number | undefined;
+            try {
+              v = recover(rule, cfa);
+            } catch (e) {
+              // A callee-saved register we cannot read only matters if a later rule needs it.
+              if (!(e instanceof Stop)) throw e;
+              v = undefined;
+            }
+            if (v === undefined) nextKnown[r] = 0;
+            else {
+              next[r] = v;
+              nextKnown[r] = 1;
+            }
+          }
+          const ra = recover(raRule, cfa);
+          if (ra === undefined) {
+            end = "bad-frame";
+            break;
+          }
+          next[arch.raRegister] = ra;
+          nextKnown[arch.raRegister] = 1;
+          signal = row.signalFrame;
+        } else {
+          const bp = cur[arch.fpRegister];
+          if (
+            !curKnown[arch.fpRegister] || !(bp >= sp && bp >= base) ||
+            bp + arch.fpCallerSpOffset > limit
+          ) {
+            end = "no-unwind-info";
+            break;
+          }
+          next.fill(0);
+          nextKnown.fill(0);
+          next[arch.fpRegister] = read(bp + arch.fpSavedFpOffset);
+          next[arch.raRegister] = read(bp + arch.fpReturnAddressOffset);
+          next[arch.spRegister] = bp + arch.fpCallerSpOffset;
+          nextKnown[arch.fpRegister] = nextKnown[arch.raRegister] = nextKnown[arch.spRegister] = 1;
+        }
+      } catch (e) {
+        if (!(e instanceof Stop)) throw e;
+        end = e.end;
+        break;
+      }
+      const ra = next[arch.raRegister];
+      if (ra === 0) {
+        end = "complete";
+        break;
+      }
+      // The stack grows down, so each caller's sp is higher. A signal frame may switch stacks
+      // (sigaltstack), which is the one legitimate exception.
+      if (!nextKnown[arch.spRegister] || (!signal && !(next[arch.spRegister] > sp))) {
+        end = "bad-frame";
+        break;
+      }
+      // The caller's module, looked up at the pc its frame will be unwound with.
+      nextModule = input.moduleAt(signal ? ra : ra - 1);
+      if (!nextModule) {
+        end = "bad-frame";
+        break;
+      }
+      if (ips.length >= maxFrames) {
+        end = "truncated";
+        break;
+      }
+      ips.push(ra);
+      exactPc = signal;
+      [cur, next] = [next, cur];
+      [curKnown, nextKnown] = [nextKnown, curKnown];
+    }
+    return { ips, end };
+  }
+}
