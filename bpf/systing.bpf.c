@@ -269,11 +269,11 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	void *rb;
 
 	/*
-	 * Dropping tracer<->idle switches keeps the implied prev chain intact:
-	 * the CPU's visible task is the same before and after the gap.
+	 * Every switch is kept, the tracer's own too: compact_sched implies each
+	 * switch's prev from the one before, so any gap would hand the previous
+	 * task's time to the next. (Its wake-ups are batched, so this is a few
+	 * hundred events a second, not a feedback loop.)
 	 */
-	if (is_quiet(prev) && is_quiet(next) && (is_tracer(prev) || is_tracer(next)))
-		return 0;
 	cur = bpf_map_lookup_elem(&current_task, &zero);
 	if (cur) {
 		cur->pid_plus_one = BPF_CORE_READ(next, pid) + 1;

@@ -361,22 +361,39 @@ test("S sleep: the nanosleep of sleeper_s, weighed by its length", async () => {
  */
 function sleepEnds(view: TraceView, tids?: Set<number>) {
   const switchIns = new Map<number, bigint[]>();
+  const switchAt = new Map<string, number | undefined>();
   for (const s of view.switches) {
     let list = switchIns.get(s.nextPid);
     if (!list) switchIns.set(s.nextPid, list = []);
     list.push(s.ts);
+    switchAt.set(`${s.cpu}:${s.ts}`, s.prevPid);
   }
   for (const list of switchIns.values()) list.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  // This kernel (this VM) never emits sched_switch when some threads leave
+  // the CPU — `perf record -e sched:sched_switch` misses the same switches —
+  // so a task can be switched in without a trace of it. A sleep that begins
+  // on a CPU whose last traced switch-in was someone else reveals one: the
+  // task's previous sleep ended at an untraced switch-in and cannot be checked.
+  const sleeps = view.stackSamples.filter((s) => s.source !== "on_cpu")
+    .sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+  const lastSleep = new Map<number, StackSampleView>();
+  const unverifiable = new Set<StackSampleView>();
+  for (const s of sleeps) {
+    const implied = switchAt.get(`${s.cpu}:${s.ts}`);
+    const before = lastSleep.get(s.tid);
+    if (before && implied !== undefined && implied !== s.tid) unverifiable.add(before);
+    lastSleep.set(s.tid, s);
+  }
   const exact: StackSampleView[] = [];
   const wrong: string[] = [];
-  for (const s of view.stackSamples) {
-    if (s.source === "on_cpu" || (tids && !tids.has(s.tid))) continue;
+  for (const s of sleeps) {
+    if ((tids && !tids.has(s.tid)) || unverifiable.has(s)) continue;
     const end = switchIns.get(s.tid)?.find((t) => t > s.ts);
     if (end === undefined) continue; // still asleep when the recording stopped
     if (s.ts + s.weight === end) exact.push(s);
     else wrong.push(`${show(s)}: switched in after ${end - s.ts} ns`);
   }
-  return { exact, wrong };
+  return { exact, wrong, unverifiable: unverifiable.size };
 }
 
 test("sleeps that end on another CPU weigh exactly up to the switch back in", async () => {
