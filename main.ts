@@ -29,6 +29,10 @@ Options:
                              no stacks of tasks going to sleep (D or S)
       --no-interruptible-stack-traces
                              no stacks of tasks going to interruptible sleep (S)
+      --user-stacks MODE     auto (default): copy the top of each user stack and unwind it
+                             with the binaries' unwind tables, falling back to frame
+                             pointers; fp: frame pointers only; dwarf: unwind tables only
+      --user-stack-bytes N   user stack bytes copied per stack (default: 16384, max: 61440)
   -v, --verbose              more detail; repeat (-vv) for libbpf's debug log
   -h, --help                 show this help
   -V, --version              show the version
@@ -51,6 +55,8 @@ interface Options {
   softwareEvent: boolean;
   sleepStacksD: boolean;
   sleepStacksS: boolean;
+  userStacks: "auto" | "fp" | "dwarf";
+  userStackBytes: number;
 }
 
 const VALUE_OPTIONS: Record<string, string> = {
@@ -60,6 +66,7 @@ const VALUE_OPTIONS: Record<string, string> = {
   "--output": "--output",
   "--ringbuf-size-mib": "--ringbuf-size-mib",
   "--sample-freq": "--sample-freq",
+  "--user-stack-bytes": "--user-stack-bytes",
 };
 
 /** `-d -1` is a value error, not a missing argument: join such values so validation names them. */
@@ -91,6 +98,8 @@ function parseOptions(args: string[]): Options | "help" | "version" {
         "no-cpu-stack-traces": { type: "boolean", default: false },
         "no-sleep-stack-traces": { type: "boolean", default: false },
         "no-interruptible-stack-traces": { type: "boolean", default: false },
+        "user-stacks": { type: "string", default: "auto" },
+        "user-stack-bytes": { type: "string", default: "16384" },
         verbose: { type: "boolean", short: "v", multiple: true },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
@@ -128,6 +137,17 @@ function parseOptions(args: string[]): Options | "help" | "version" {
       }: give samples per second, 1 to 100000`,
     );
   }
+  const mode = v["user-stacks"];
+  if (mode !== "auto" && mode !== "fp" && mode !== "dwarf") {
+    throw new UsageError(`invalid --user-stacks ${JSON.stringify(mode)}: give auto, fp or dwarf`);
+  }
+  const copy = Number(v["user-stack-bytes"]);
+  if (!/^\d+$/.test(v["user-stack-bytes"]) || copy < 512 || copy > 61440 || copy % 8 !== 0) {
+    throw new UsageError(
+      `invalid --user-stack-bytes ${JSON.stringify(v["user-stack-bytes"])}: ` +
+        "give a multiple of 8 from 512 to 61440",
+    );
+  }
   const noStacks = v["no-stack-traces"];
   const noSleep = noStacks || v["no-sleep-stack-traces"];
   return {
@@ -140,6 +160,8 @@ function parseOptions(args: string[]): Options | "help" | "version" {
     softwareEvent: v["sw-event"],
     sleepStacksD: !noSleep,
     sleepStacksS: !noSleep && !v["no-interruptible-stack-traces"],
+    userStacks: mode,
+    userStackBytes: copy,
   };
 }
 
@@ -175,9 +197,18 @@ function summary(r: RecordResult, output: string): string {
       `  stacks: ${s.cpuSamples} CPU samples${r.sampling ? ` (${r.sampling})` : ""}, ` +
         `${s.sleepSamples} sleep stacks, ${s.distinctStacks} distinct; ` +
         `${frames ? ((100 * s.named) / frames).toFixed(1) : "0"}% of their frames named, ` +
-        `${s.truncated} user stacks cut at a frame-pointer gap` +
+        `${s.truncated} user stacks cut short` +
         (s.sidebandLost ? `, ${s.sidebandLost} mapping records lost` : ""),
     );
+    const u = s.unwound;
+    const unwound = u.complete + u.truncated + u["no-unwind-info"] + u["bad-frame"];
+    if (unwound + s.framePointer > 0) {
+      lines.push(
+        `  user stacks: ${unwound} unwound from a stack copy (${u.complete} to the outermost ` +
+          `frame, ${u.truncated} past the copy, ${u["no-unwind-info"] + u["bad-frame"]} ` +
+          `cut at code without unwind info), ${s.framePointer} by frame pointers`,
+      );
+    }
     if (s.unreadable.length) {
       lines.push(
         `  unreadable files (frames labelled module+offset): ${

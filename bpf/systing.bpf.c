@@ -51,18 +51,39 @@ struct {
 	__type(value, __u64);
 } unreported SEC(".maps");
 
-/* Where variable-length stack records are assembled before bpf_ringbuf_output. */
+/*
+ * Where variable-length stack records are assembled before bpf_ringbuf_output.
+ * Too big for a per-CPU array (32 KiB limit): a plain array with two slots per
+ * CPU, one for the sampler (which may interrupt other programs from an NMI)
+ * and one for everything else. Userspace sizes it to the CPU count.
+ */
 struct stack_scratch {
 	struct rec_stack r;
 	__u64 frames[2 * SYSTING_MAX_FRAMES];
+	__u8 copy[SYSTING_MAX_STACK_COPY];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct stack_scratch);
+} stack_scratch SEC(".maps");
+
+/* Per-CPU budget for sleep stacks with a stack copy (a token bucket). */
+struct copy_budget {
+	__u64 last_ts;
+	__u64 tokens_ns; /* tokens × 1e9 / rate, to stay in integers */
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct stack_scratch);
-} stack_scratch SEC(".maps");
+	__type(value, struct copy_budget);
+} copy_budget SEC(".maps");
+
+#define COPY_BURST 16
 
 /* The task the last sched_switch on this CPU switched to (pid + 1, tgid). */
 struct current_task {
@@ -159,18 +180,72 @@ static __always_inline void submit(void *rb, void *rec, __u32 size)
  * Stack records vary in length, so they are assembled in per-CPU scratch
  * memory and copied with bpf_ringbuf_output (reserve needs a constant size).
  */
-static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgid, __u8 source,
-				       __u8 flags, bool user)
+/* Whether this sleep stack may carry a stack copy (token bucket per CPU). */
+static __always_inline bool sleep_copy_allowed(__u64 ts)
 {
-	__u32 zero = 0, cpu = bpf_get_smp_processor_id();
+	__u32 zero = 0;
+	struct copy_budget *b = bpf_map_lookup_elem(&copy_budget, &zero);
+	__u64 per, cap;
+
+	if (!b || !cfg.sleep_copies_per_sec)
+		return false;
+	per = 1000000000ULL / cfg.sleep_copies_per_sec;
+	cap = per * COPY_BURST;
+	b->tokens_ns += ts - b->last_ts;
+	if (b->tokens_ns > cap)
+		b->tokens_ns = cap;
+	b->last_ts = ts;
+	if (b->tokens_ns < per)
+		return false;
+	b->tokens_ns -= per;
+	return true;
+}
+
+/*
+ * Copies up to `want` bytes of the current task's user stack from sp, page
+ * by page: bpf_probe_read_user is all-or-nothing, and the top of the stack
+ * is often closer than `want`.
+ */
+static __always_inline __u32 copy_user_stack(__u8 *dst, __u64 sp, __u64 want)
+{
+	__u64 copied = 0, addr, chunk;
+
+	if (want > SYSTING_MAX_STACK_COPY)
+		want = SYSTING_MAX_STACK_COPY;
+	for (int i = 0; i < SYSTING_MAX_STACK_COPY / 4096 + 1; i++) {
+		if (copied >= want || copied > SYSTING_MAX_STACK_COPY - 4096)
+			break;
+		addr = sp + copied;
+		chunk = 4096 - (addr & 4095);
+		if (chunk > want - copied)
+			chunk = want - copied;
+		if (chunk > 4096)
+			break;
+		if (bpf_probe_read_user(dst + copied, chunk, (void *)addr) < 0)
+			break;
+		copied += chunk;
+	}
+	return copied;
+}
+
+/*
+ * Stack records vary in length, so they are assembled in scratch memory and
+ * copied with bpf_ringbuf_output (reserve needs a constant size).
+ */
+static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgid, __u8 source,
+				       __u8 flags, bool user, bool copy, __u32 slot)
+{
+	__u32 zero = 0, cpu = bpf_get_smp_processor_id(), key = cpu * 2 + slot;
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct stack_scratch *s;
 	__u64 *pending, lost = 0, size, wake;
 	long kb, ub = 0;
+	__u32 cb = 0;
 	void *rb;
 
 	if (!recording)
 		return false;
-	s = bpf_map_lookup_elem(&stack_scratch, &zero);
+	s = bpf_map_lookup_elem(&stack_scratch, &key);
 	rb = bpf_map_lookup_elem(&rings, &cpu);
 	if (!s || !rb) {
 		count_drop(REC_STACK);
@@ -182,7 +257,10 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	if (kb > SYSTING_MAX_FRAMES * 8)
 		kb = SYSTING_MAX_FRAMES * 8;
 	kb &= ~7L;
-	if (user) {
+	s->r.user_ip = 0;
+	s->r.user_sp = 0;
+	s->r.user_bp = 0;
+	if (user && (cfg.stack_bits & CFG_USER_FP)) {
 		ub = bpf_get_stack(ctx, (void *)s->frames + kb, SYSTING_MAX_FRAMES * 8,
 				   BPF_F_USER_STACK);
 		if (ub < 0)
@@ -191,7 +269,17 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 			ub = SYSTING_MAX_FRAMES * 8;
 		ub &= ~7L;
 	}
-	size = sizeof(struct rec_stack) + kb + ub;
+	if (user) {
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+
+		s->r.user_ip = BPF_CORE_READ(regs, ip);
+		s->r.user_sp = BPF_CORE_READ(regs, sp);
+		s->r.user_bp = BPF_CORE_READ(regs, bp);
+		if (copy && (cfg.stack_bits & CFG_USER_COPY))
+			cb = copy_user_stack((__u8 *)s->frames + kb + ub, s->r.user_sp,
+					     cfg.stack_copy_bytes);
+	}
+	size = sizeof(struct rec_stack) + kb + ub + cb;
 	s->r.hdr.kind = REC_STACK;
 	s->r.hdr.size = size;
 	s->r.hdr.ts = ts;
@@ -200,9 +288,10 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	s->r.cpu = cpu;
 	s->r.source = source;
 	s->r.flags = flags;
-	s->r.kernel_frames = kb / 8;
-	s->r.user_frames = ub / 8;
+	s->r.kernel_frames = (__u64)kb >> 3;
+	s->r.user_frames = (__u64)ub >> 3;
 	s->r.__pad0 = 0;
+	s->r.copy_bytes = cb;
 	s->r.__pad1 = 0;
 	pending = bpf_map_lookup_elem(&unreported, &zero);
 	if (pending && *pending)
@@ -266,6 +355,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	struct sleep_mark *mark;
 	__u8 source = 0;
 	__u32 zero = 0;
+	bool user;
 	void *rb;
 
 	/*
@@ -310,8 +400,9 @@ stacks:
 		source = STACK_SLEEP_D;
 	else if ((prev_state & TASK_INTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_S))
 		source = STACK_SLEEP_S;
+	user = BPF_CORE_READ(prev, mm) != NULL;
 	if (source && emit_stack(ctx, ts, BPF_CORE_READ(prev, pid), BPF_CORE_READ(prev, tgid), source,
-				 0, BPF_CORE_READ(prev, mm) != NULL)) {
+				 0, user, user && sleep_copy_allowed(ts), 0)) {
 		mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (mark)
 			mark->out_ts = ts;
@@ -341,10 +432,10 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 		if (cur->pid_plus_one == 1)
 			return 0; /* switching to idle */
 		emit_stack(ctx, ts, cur->pid_plus_one - 1, cur->tgid, STACK_CPU,
-			   flags | STACK_FLAG_SWITCHING, false);
+			   flags | STACK_FLAG_SWITCHING, false, false, 1);
 		return 0;
 	}
-	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL);
+	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL, true, 1);
 	return 0;
 }
 

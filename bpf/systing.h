@@ -27,6 +27,8 @@ typedef int64_t __s64;
 #define SYSTING_MAX_CPUS 1024
 /* The kernel's default perf_event_max_stack. */
 #define SYSTING_MAX_FRAMES 127
+/* Most user stack bytes a record can carry (rec_hdr.size is 16 bits). */
+#define SYSTING_MAX_STACK_COPY 61440
 
 /* Append only: the numbers are the wire format between BPF and userspace. */
 enum rec_kind {
@@ -153,8 +155,10 @@ enum stack_flags {
 
 /*
  * Variable length: hdr.size = sizeof(struct rec_stack) + 8 * (kernel_frames
- * + user_frames). The frames follow the struct: the kernel ips (leaf first),
- * then the user ips (leaf first, a frame-pointer walk).
+ * + user_frames) + copy_bytes. The frames follow the struct: the kernel ips
+ * (leaf first), then the user ips (leaf first, a frame-pointer walk), then
+ * copy_bytes of user stack memory from user_sp up, for unwinding with the
+ * binaries' own unwind tables (user_ip/sp/bp are the task's user registers).
  */
 struct rec_stack {
 	struct rec_hdr hdr;
@@ -166,8 +170,12 @@ struct rec_stack {
 	__u16 kernel_frames;
 	__u16 user_frames;
 	__u16 __pad0;
+	__u32 copy_bytes;
 	__u32 __pad1;
-	/* __u64 frames[kernel_frames + user_frames] follow. */
+	__u64 user_ip;
+	__u64 user_sp;
+	__u64 user_bp;
+	/* __u64 frames[kernel_frames + user_frames], then the stack copy, follow. */
 };
 
 /*
@@ -184,6 +192,8 @@ struct rec_sleep_end {
 enum config_stack_bits {
 	CFG_SLEEP_STACKS_D = 1,
 	CFG_SLEEP_STACKS_S = 2,
+	CFG_USER_FP = 4,   /* walk user frame pointers */
+	CFG_USER_COPY = 8, /* copy the top of the user stack */
 };
 
 /* Tunables, written into .rodata by userspace before the object is loaded. */
@@ -191,6 +201,9 @@ struct systing_config {
 	__u32 tracer_tgid;  /* excluded from its own trace */
 	__u32 wakeup_bytes; /* pending bytes that force a consumer wake-up */
 	__u32 stack_bits;   /* enum config_stack_bits */
+	__u32 stack_copy_bytes; /* per stack, a multiple of 8, <= SYSTING_MAX_STACK_COPY */
+	/* Sleep stacks with a user stack copy, per CPU per second (the rest walk frame pointers). */
+	__u32 sleep_copies_per_sec;
 	__u32 __pad0;
 };
 
@@ -203,9 +216,9 @@ _Static_assert(sizeof(struct rec_sched_process_exit) == 48, "rec_sched_process_e
 _Static_assert(sizeof(struct rec_task_rename) == 56, "rec_task_rename");
 _Static_assert(sizeof(struct rec_irq) == 56, "rec_irq");
 _Static_assert(sizeof(struct rec_softirq) == 24, "rec_softirq");
-_Static_assert(sizeof(struct rec_stack) == 40, "rec_stack");
+_Static_assert(sizeof(struct rec_stack) == 72, "rec_stack");
 _Static_assert(sizeof(struct rec_sleep_end) == 32, "rec_sleep_end");
-_Static_assert(sizeof(struct systing_config) == 16, "systing_config");
+_Static_assert(sizeof(struct systing_config) == 24, "systing_config");
 _Static_assert(__builtin_offsetof(struct rec_sched_switch, next_comm) == 40, "switch comm");
 _Static_assert(__builtin_offsetof(struct rec_sched_process_exec, args) == 304, "exec args");
 

@@ -55,7 +55,14 @@ export interface RecordOptions {
   /** Stacks of tasks switched out uninterruptible (D) / interruptible (S). */
   sleepStacksD: boolean;
   sleepStacksS: boolean;
+  /** How user stacks are taken: a frame-pointer walk, a stack copy unwound with CFI, or both. */
+  userStacks: "auto" | "fp" | "dwarf";
+  /** User stack bytes copied per stack (dwarf/auto). */
+  userStackBytes: number;
 }
+
+/** Sleep stacks with a stack copy, per CPU per second; the others walk frame pointers. */
+const SLEEP_COPIES_PER_SEC = 1000;
 
 export interface RecordResult {
   durationNs: number;
@@ -114,9 +121,15 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     cfg.setUint32(
       Layout.systing_config.stack_bits,
       (opts.sleepStacksD ? ConfigStackBit.SleepD : 0) |
-        (opts.sleepStacksS ? ConfigStackBit.SleepS : 0),
+        (opts.sleepStacksS ? ConfigStackBit.SleepS : 0) |
+        (opts.userStacks !== "dwarf" ? ConfigStackBit.UserFp : 0) |
+        (opts.userStacks !== "fp" ? ConfigStackBit.UserCopy : 0),
       true,
     );
+    cfg.setUint32(Layout.systing_config.stack_copy_bytes, opts.userStackBytes, true);
+    cfg.setUint32(Layout.systing_config.sleep_copies_per_sec, SLEEP_COPIES_PER_SEC, true);
+    // Two scratch slots per CPU: the sampler may interrupt another program.
+    obj.setMaxEntries("stack_scratch", 2 * obj.possibleCpus);
     obj.setReadOnlyData(new Uint8Array(cfg.buffer));
     const rings = obj.createRings("rings", cpus, ringBytes);
     try {

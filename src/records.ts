@@ -47,13 +47,14 @@ export const IRQ_NAME_LEN = 32;
 export const PATH_LEN = 256;
 export const ARGS_LEN = 512;
 export const MAX_FRAMES = 127;
+export const MAX_STACK_COPY = 61440;
 
 /** Why a stack was taken (enum stack_source). */
 export const StackSource = { Cpu: 1, SleepD: 2, SleepS: 3 } as const;
 /** enum stack_flags */
 export const StackFlag = { UserMode: 1, Switching: 2 } as const;
 /** enum config_stack_bits */
-export const ConfigStackBit = { SleepD: 1, SleepS: 2 } as const;
+export const ConfigStackBit = { SleepD: 1, SleepS: 2, UserFp: 4, UserCopy: 8 } as const;
 
 /** Byte offsets within each record; names follow the C fields. */
 export const Layout = {
@@ -91,7 +92,7 @@ export const Layout = {
   rec_irq: { size: 56, irq: 16, ret: 20, name: 24 },
   rec_softirq: { size: 24, vec: 16 },
   rec_stack: {
-    size: 40,
+    size: 72,
     pid: 16,
     tgid: 20,
     cpu: 24,
@@ -99,9 +100,20 @@ export const Layout = {
     flags: 29,
     kernel_frames: 30,
     user_frames: 32,
+    copy_bytes: 36,
+    user_ip: 48,
+    user_sp: 56,
+    user_bp: 64,
   },
   rec_sleep_end: { size: 32, pid: 16, out_ts: 24 },
-  systing_config: { size: 16, tracer_tgid: 0, wakeup_bytes: 4, stack_bits: 8 },
+  systing_config: {
+    size: 24,
+    tracer_tgid: 0,
+    wakeup_bytes: 4,
+    stack_bits: 8,
+    stack_copy_bytes: 12,
+    sleep_copies_per_sec: 16,
+  },
 } as const;
 
 /**

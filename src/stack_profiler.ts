@@ -21,8 +21,9 @@ import {
   type StackSampleRecord,
 } from "./profile_writer.ts";
 import { ProtoWriter } from "./proto_writer.ts";
-import { Layout, RecordKind, StackFlag, StackSource } from "./records.ts";
+import { Layout, MAX_FRAMES, RecordKind, StackFlag, StackSource } from "./records.ts";
 import type { Symbolizer } from "./symbolizer.ts";
+import { DwarfUnwinder, type UnwindEnd } from "./dwarf_unwinder.ts";
 
 const TRUNCATED: ModuleRef = { key: "[truncated]", path: "[truncated]" };
 
@@ -33,6 +34,10 @@ const TRACING_FRAME =
 export interface StackStats {
   cpuSamples: number;
   sleepSamples: number;
+  /** User stacks unwound with unwind tables from a stack copy, by how the walk ended. */
+  unwound: Record<UnwindEnd, number>;
+  /** User stacks from the frame-pointer walk (no stack copy, or it did worse). */
+  framePointer: number;
   /** User stacks cut where a return address left executable code. */
   truncated: number;
   /** Distinct raw stacks resolved. */
@@ -92,7 +97,15 @@ export class StackProfiler {
   #cache = new Map<number, CachedStack[]>();
   #cached = 0;
   #cpuWeight: number;
-  readonly stats: StackStats = { cpuSamples: 0, sleepSamples: 0, truncated: 0, distinctStacks: 0 };
+  readonly stats: StackStats = {
+    cpuSamples: 0,
+    sleepSamples: 0,
+    unwound: { "complete": 0, "truncated": 0, "no-unwind-info": 0, "bad-frame": 0 },
+    framePointer: 0,
+    truncated: 0,
+    distinctStacks: 0,
+  };
+  #unwinder = new DwarfUnwinder();
 
   constructor(o: StackProfilerOptions) {
     this.#sym = o.symbolizer;
@@ -166,6 +179,21 @@ export class StackProfiler {
     return this.#take();
   }
 
+  #wordBuf = new Uint32Array(2 * (2 * MAX_FRAMES + 256));
+
+  /** Kernel frames as raw words, then user ips as (lo, hi) words. */
+  #words(dv: DataView, framesOff: number, nk: number, ips: number[]): Uint32Array {
+    const need = 2 * (nk + ips.length);
+    if (need > this.#wordBuf.length) this.#wordBuf = new Uint32Array(need * 2);
+    const w = this.#wordBuf;
+    for (let i = 0; i < 2 * nk; i++) w[i] = dv.getUint32(framesOff + 4 * i, true);
+    for (let i = 0; i < ips.length; i++) {
+      w[2 * nk + 2 * i] = ips[i] >>> 0;
+      w[2 * nk + 2 * i + 1] = Math.floor(ips[i] / 4294967296);
+    }
+    return w;
+  }
+
   #take(): Uint8Array | undefined {
     return this.#out.pos > 0 ? this.#out.take() : undefined;
   }
@@ -179,8 +207,10 @@ export class StackProfiler {
     const flags = dv.getUint8(off + L.flags);
     const nk = dv.getUint16(off + L.kernel_frames, true);
     const nu = dv.getUint16(off + L.user_frames, true);
+    const copyBytes = dv.getUint32(off + L.copy_bytes, true);
     const framesOff = off + L.size;
-    const resolved = this.#resolve(dv, framesOff, nk, nu, tgid, ts, source !== StackSource.Cpu);
+    const user = this.#userIps(dv, off, framesOff + 8 * nk, nu, copyBytes, tgid, ts);
+    const resolved = this.#resolve(dv, framesOff, nk, user, tgid, ts, source !== StackSource.Cpu);
     if (source === StackSource.Cpu) {
       this.stats.cpuSamples++;
       const mode = flags & StackFlag.UserMode ? StackMode.User : StackMode.Kernel;
@@ -247,34 +277,74 @@ export class StackProfiler {
     this.#writers.get(p.source)!.write(this.#out, sample, p.key);
   }
 
+  /**
+   * The user part of a stack, leaf first: unwound with the binaries' unwind
+   * tables from the stack copy when there is one, else (or when that did
+   * worse) the frame-pointer walk cut where it left executable code.
+   */
+  #userIps(
+    dv: DataView,
+    off: number,
+    fpOff: number,
+    nu: number,
+    copyBytes: number,
+    tgid: number,
+    ts: number,
+  ): { ips: number[]; cut: boolean } {
+    const fp: number[] = [];
+    let fpCut = false;
+    for (let i = 0; i < nu; i++) {
+      const ip = Number(dv.getBigUint64(fpOff + 8 * i, true));
+      // Past a frame without frame pointers the walk reads garbage: stop there.
+      if (!this.#spaces.lookup(tgid, ip, ts)?.executable) {
+        fpCut = true;
+        break;
+      }
+      fp.push(ip);
+    }
+    const L = Layout.rec_stack;
+    const ip = Number(dv.getBigUint64(off + L.user_ip, true));
+    if (copyBytes === 0 || ip === 0) {
+      if (nu > 0) this.stats.framePointer++;
+      return { ips: fp, cut: fpCut };
+    }
+    const sp = Number(dv.getBigUint64(off + L.user_sp, true));
+    const bp = Number(dv.getBigUint64(off + L.user_bp, true));
+    const stack = new Uint8Array(dv.buffer, dv.byteOffset + fpOff + 8 * nu, copyBytes);
+    const r = this.#unwinder.unwind({
+      regs: { ip, sp, bp },
+      stack,
+      stackBase: sp,
+      moduleAt: (pc) => this.#sym.unwindModule(tgid, pc, ts),
+    });
+    if (r.end !== "complete" && !fpCut && fp.length > r.ips.length) {
+      this.stats.framePointer++;
+      return { ips: fp, cut: false };
+    }
+    this.stats.unwound[r.end]++;
+    return { ips: r.ips, cut: r.end !== "complete" };
+  }
+
   #resolve(
     dv: DataView,
     framesOff: number,
     nk: number,
-    nu: number,
+    user: { ips: number[]; cut: boolean },
     tgid: number,
     ts: number,
     trimTracing: boolean,
   ): { frames: FrameRef[]; key: number } {
-    // The cache key: the raw words plus the process image the user part
-    // belongs to, hashed without building strings (this runs per sample).
+    // The cache key: the kernel words, the user ips and the process image the
+    // user part belongs to, hashed without building strings (this runs per sample).
+    const nu = user.ips.length;
+    const cutUser = user.cut;
     const image = nu > 0 ? this.#spaces.imageId(tgid, ts) : 0;
-    // A frame-pointer walk through code built without frame pointers yields
-    // garbage after the first bad frame; it differs from sample to sample,
-    // so cut it before hashing or identical stacks would never match.
-    let validUser = 0;
-    while (validUser < nu) {
-      const ip = Number(dv.getBigUint64(framesOff + 8 * (nk + validUser), true));
-      if (!this.#spaces.lookup(tgid, ip, ts)?.executable) break;
-      validUser++;
-    }
-    const cutUser = validUser < nu;
-    nu = validUser;
     const nWords = (nk + nu) * 2;
+    const words = this.#words(dv, framesOff, nk, user.ips);
     let h = Math.imul(image ^ 0x9e3779b9, 0x85ebca6b) ^ (nu > 0 ? tgid : 0) ^ (nk << 16) ^ nu ^
       (cutUser ? 0x40000000 : 0);
     for (let i = 0; i < nWords; i++) {
-      h = Math.imul(h ^ dv.getUint32(framesOff + 4 * i, true), 0x01000193);
+      h = Math.imul(h ^ words[i], 0x01000193);
       h ^= h >>> 15;
     }
     const bucket = this.#cache.get(h);
@@ -285,7 +355,7 @@ export class StackProfiler {
         if (nu > 0 && e.tgid !== tgid) continue;
         let same = true;
         for (let i = 0; i < nWords; i++) {
-          if (e.words[i] !== dv.getUint32(framesOff + 4 * i, true)) {
+          if (e.words[i] !== words[i]) {
             same = false;
             break;
           }
@@ -307,7 +377,7 @@ export class StackProfiler {
     }
     let truncated = cutUser;
     for (let i = 0; i < nu; i++) {
-      const ip = Number(dv.getBigUint64(framesOff + 8 * (nk + i), true));
+      const ip = user.ips[i];
       const r = this.#sym.userFrame(tgid, ip, ts, i > 0);
       if (r.invalid) {
         // Past here a frame-pointer walk reads garbage: cut, and say so.
@@ -323,8 +393,6 @@ export class StackProfiler {
     if (leafFirst.length === 0) {
       leafFirst.push({ module: TRUNCATED, relPc: 0n, name: "[no stack]" });
     }
-    const words = new Uint32Array(nWords);
-    for (let i = 0; i < nWords; i++) words[i] = dv.getUint32(framesOff + 4 * i, true);
     const entry: CachedStack = {
       frames: leafFirst.reverse(),
       key: ++this.stats.distinctStacks,
@@ -332,7 +400,7 @@ export class StackProfiler {
       image,
       tgid,
       nk,
-      words,
+      words: words.slice(0, nWords),
     };
     if (this.#cached < 1 << 20) {
       this.#cached++;

@@ -8,6 +8,8 @@
 import type { AddressSpaces, Mapping } from "./address_spaces.ts";
 import { demangle } from "./demangle.ts";
 import { ElfFile } from "./elf_file.ts";
+import { EhFrame, EhFrameError } from "./eh_frame.ts";
+import type { UnwindModule } from "./dwarf_unwinder.ts";
 import type { Kallsyms } from "./kallsyms.ts";
 import type { FrameRef, ModuleRef } from "./profile_writer.ts";
 
@@ -23,6 +25,8 @@ interface OpenedFile {
   elf: ElfFile | undefined;
   module: ModuleRef;
   error?: string;
+  /** Parsed on first use; null when the file has no usable unwind table. */
+  eh?: EhFrame | null;
 }
 
 function hexToBytes(hex: string): Uint8Array {
@@ -124,6 +128,28 @@ export class Symbolizer {
         name: `${basename(opened.module.path)}+0x${fileOffset.toString(16)}`,
       },
     };
+  }
+
+  /**
+   * What the DWARF unwinder needs for `ip` in process `tgid` at `ts`: the
+   * module's unwind table (parsed once per file) and its load bias.
+   */
+  unwindModule(tgid: number, ip: number, ts: number): UnwindModule | undefined {
+    const m = this.#spaces.lookup(tgid, ip, ts);
+    if (!m || !m.executable) return undefined;
+    const f = this.#open(m, tgid);
+    if (!f.elf) return { table: undefined, bias: 0 };
+    if (f.eh === undefined) {
+      try {
+        f.eh = EhFrame.fromElf(f.elf, m.path) ?? null;
+      } catch (e) {
+        if (!(e instanceof EhFrameError)) throw e;
+        f.eh = null;
+      }
+    }
+    const vaddr = f.elf.fileOffsetToVaddr(m.pgoff);
+    const bias = vaddr === undefined ? m.start - m.pgoff : m.start - vaddr;
+    return { table: f.eh ?? undefined, bias };
   }
 
   #open(m: Mapping, tgid: number): OpenedFile {

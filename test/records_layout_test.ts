@@ -7,6 +7,7 @@ import {
   IRQ_NAME_LEN,
   Layout,
   MAX_FRAMES,
+  MAX_STACK_COPY,
   PATH_LEN,
   RECORD_KIND_COUNT,
   RECORD_KIND_NAMES,
@@ -82,6 +83,7 @@ Deno.test("records layout: string field lengths match the TypeScript constants",
     SYSTING_ARGS_LEN: ARGS_LEN,
     SYSTING_MAX_CPUS: 1024,
     SYSTING_MAX_FRAMES: MAX_FRAMES,
+    SYSTING_MAX_STACK_COPY: MAX_STACK_COPY,
   });
   const sizes = (struct: string, ...fields: string[]) =>
     fields.map((f) => layout.structs[struct].fields[f].size);

@@ -39,9 +39,9 @@ int main(void)
 {
 	printf("{\"constants\":{\"SYSTING_COMM_LEN\":%d,\"SYSTING_IRQ_NAME_LEN\":%d,"
 	       "\"SYSTING_PATH_LEN\":%d,\"SYSTING_ARGS_LEN\":%d,\"SYSTING_MAX_CPUS\":%d,"
-	       "\"SYSTING_MAX_FRAMES\":%d},",
+	       "\"SYSTING_MAX_FRAMES\":%d,\"SYSTING_MAX_STACK_COPY\":%d},",
 	       SYSTING_COMM_LEN, SYSTING_IRQ_NAME_LEN, SYSTING_PATH_LEN, SYSTING_ARGS_LEN,
-	       SYSTING_MAX_CPUS, SYSTING_MAX_FRAMES);
+	       SYSTING_MAX_CPUS, SYSTING_MAX_FRAMES, SYSTING_MAX_STACK_COPY);
 
 	printf("\"kinds\":{");
 #define KIND(k) printf("\"%s\":%d,", #k, (int)k)
@@ -149,7 +149,11 @@ int main(void)
 	FIELD(rec_stack, kernel_frames);
 	FIELD(rec_stack, user_frames);
 	FIELD(rec_stack, __pad0);
+	FIELD(rec_stack, copy_bytes);
 	FIELD(rec_stack, __pad1);
+	FIELD(rec_stack, user_ip);
+	FIELD(rec_stack, user_sp);
+	FIELD(rec_stack, user_bp);
 	end();
 
 	BEGIN(rec_sleep_end);
@@ -163,6 +167,8 @@ int main(void)
 	FIELD(systing_config, tracer_tgid);
 	FIELD(systing_config, wakeup_bytes);
 	FIELD(systing_config, stack_bits);
+	FIELD(systing_config, stack_copy_bytes);
+	FIELD(systing_config, sleep_copies_per_sec);
 	FIELD(systing_config, __pad0);
 	end();
 
