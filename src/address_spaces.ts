@@ -36,6 +36,8 @@ interface Image {
 
 export class AddressSpaces {
   #images = new Map<number, Image[]>();
+  /** Exit time of processes that are gone, oldest first (insertion order). */
+  #exited = new Map<number, number>();
   #nextId = 1;
   /** Mappings recorded so far (the memory this costs grows with it). */
   mappingsSeen = 0;
@@ -89,6 +91,7 @@ export class AddressSpaces {
   /** A new process starts with a copy of its parent's address space. */
   fork(parentTgid: number, childTgid: number, ts: number): void {
     if (parentTgid === childTgid) return; // a thread: same address space
+    this.#exited.delete(childTgid); // a reused pid
     const parent = this.#images.get(parentTgid);
     const from = parent ? imageAt(parent, ts) : undefined;
     const inherited = (from?.mappings ?? []).filter((m) => m.since <= ts);
@@ -113,6 +116,31 @@ export class AddressSpaces {
       mappings: inherited,
       sorted: null,
     }]);
+  }
+
+  /** The process is gone; its mappings stay until prune() passes `ts`. */
+  exit(tgid: number, ts: number): void {
+    this.#exited.delete(tgid);
+    this.#exited.set(tgid, ts);
+  }
+
+  /**
+   * Forgets processes that exited before `ts`: no sample still to be
+   * resolved is that old. This is what bounds memory on fork-heavy hosts.
+   */
+  prune(ts: number): number {
+    let n = 0;
+    for (const [tgid, exitTs] of this.#exited) {
+      if (exitTs >= ts) break;
+      this.#exited.delete(tgid);
+      const images = this.#images.get(tgid);
+      // A reused pid whose new process started after the exit stays.
+      if (images && images[images.length - 1].since <= exitTs) {
+        this.#images.delete(tgid);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Which exec image (a unique number) process `tgid` ran at time `ts`; 0 if unknown. */

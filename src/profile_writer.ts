@@ -76,6 +76,7 @@ export interface StackSampleRecord {
 }
 
 const encoder = new TextEncoder();
+const MAX_INTERNED = 200_000;
 
 export class ProfileWriter {
   readonly sequenceId: number;
@@ -92,6 +93,8 @@ export class ProfileWriter {
   #pending: { field: number; body: Uint8Array }[] = [];
   #scratch = new ProtoWriter(1 << 12);
   samples = 0;
+  /** Times the interned state was started over to bound memory. */
+  resets = 0;
 
   constructor(sequenceId: number, stream: ProfileStream, base: TimestampBase) {
     this.sequenceId = sequenceId;
@@ -105,6 +108,9 @@ export class ProfileWriter {
    * same key must always come with the same frames.
    */
   write(w: ProtoWriter, s: StackSampleRecord, stackKey?: number): void {
+    // Interned state grows with every distinct frame and stack; past a bound,
+    // start the sequence over (the next packet clears the importer's state too).
+    if (this.#frames.size + this.#callstacks.size > MAX_INTERNED) this.#reset();
     let callstack = stackKey === undefined ? undefined : this.#byKey.get(stackKey);
     if (callstack === undefined) {
       callstack = this.#callstackIid(s.frames);
@@ -159,6 +165,18 @@ export class ProfileWriter {
     w.end(ss);
     w.end(packet);
     this.samples++;
+  }
+
+  #reset(): void {
+    this.#started = false;
+    this.#names.clear();
+    this.#modules.clear();
+    this.#frames.clear();
+    this.#callstacks.clear();
+    this.#byKey.clear();
+    this.#nextIid = { name: 1, module: 1, path: 1, build: 1, frame: 1, callstack: 1 };
+    this.#pending = [];
+    this.resets++;
   }
 
   #intern(field: number, build: (w: ProtoWriter) => void): void {

@@ -61,6 +61,9 @@ export interface RecordOptions {
   userStackBytes: number;
 }
 
+/** How long an exited process's mappings are kept for samples still in flight. */
+const EXITED_MAPPINGS_KEPT_NS = 5e9;
+
 /** Sleep stacks with a stack copy, per CPU per second; the others walk frame pointers. */
 const SLEEP_COPIES_PER_SEC = 1000;
 
@@ -207,6 +210,9 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
           case "fork":
             spaces.fork(r.ppid, r.pid, r.time - baseNum);
             break;
+          case "exit":
+            if (r.pid === r.tid) spaces.exit(r.pid, r.time - baseNum);
+            break;
         }
       }
     };
@@ -295,6 +301,8 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       const tick = setInterval(() => {
         if (drainer!.failure) return finish();
         applySideband(); // keep the side-band rings from filling between stack batches
+        // Samples are resolved well within this of being taken; older exits can go.
+        spaces.prune(Number(clockNs(ClockId.BOOTTIME) - base) - EXITED_MAPPINGS_KEPT_NS);
         if (!opts.status) return;
         const s = drainer!.stats();
         const events = sum(s.counts);

@@ -25,6 +25,8 @@ import { Layout, MAX_FRAMES, RecordKind, StackFlag, StackSource } from "./record
 import type { Symbolizer } from "./symbolizer.ts";
 import { DwarfUnwinder, type UnwindEnd } from "./dwarf_unwinder.ts";
 
+const MAX_CACHED_STACKS = 1 << 16;
+
 const TRUNCATED: ModuleRef = { key: "[truncated]", path: "[truncated]" };
 
 /** Kernel frames of the tracing machinery itself, above the code that slept. */
@@ -402,11 +404,15 @@ export class StackProfiler {
       nk,
       words: words.slice(0, nWords),
     };
-    if (this.#cached < 1 << 20) {
-      this.#cached++;
-      if (bucket) bucket.push(entry);
-      else this.#cache.set(h, [entry]);
+    // Bounded: on fork-heavy hosts every process brings new entries.
+    if (this.#cached >= MAX_CACHED_STACKS) {
+      this.#cache.clear();
+      this.#cached = 0;
     }
+    this.#cached++;
+    const b = this.#cache.get(h);
+    if (b) b.push(entry);
+    else this.#cache.set(h, [entry]);
     return entry;
   }
 }
