@@ -27,6 +27,8 @@ interface OpenedFile {
   error?: string;
   /** Parsed on first use; null when the file has no usable unwind table. */
   eh?: EhFrame | null;
+  /** Its separate debug file, looked up on first use; null when there is none. */
+  debug?: ElfFile | null;
 }
 
 function hexToBytes(hex: string): Uint8Array {
@@ -108,7 +110,7 @@ export class Symbolizer {
     if (opened.elf) {
       const vaddr = opened.elf.fileOffsetToVaddr(lookupOffset);
       if (vaddr !== undefined) {
-        const sym = opened.elf.symbolize(vaddr);
+        const sym = opened.elf.symbolize(vaddr) ?? this.#debugFile(opened)?.symbolize(vaddr);
         const relPc = BigInt(vaddr + (returnAddress ? 1 : 0));
         if (sym) {
           this.named++;
@@ -128,6 +130,24 @@ export class Symbolizer {
         name: `${basename(opened.module.path)}+0x${fileOffset.toString(16)}`,
       },
     };
+  }
+
+  /**
+   * Separate debug symbols where the distribution installed them (Debian's
+   * *-dbg / *-dbgsym packages), found by build id: stripped libraries such
+   * as libc keep only exported names, the debug file has the rest.
+   */
+  #debugFile(f: OpenedFile): ElfFile | undefined {
+    if (f.debug !== undefined) return f.debug ?? undefined;
+    f.debug = null;
+    const id = f.elf?.buildId;
+    if (id && id.length > 2) {
+      const path = `/usr/lib/debug/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
+      try {
+        f.debug = ElfFile.open(path);
+      } catch { /* not installed: exported names only */ }
+    }
+    return f.debug ?? undefined;
   }
 
   /**
@@ -216,7 +236,10 @@ export class Symbolizer {
   }
 
   close(): void {
-    for (const f of this.#files.values()) f.elf?.close();
+    for (const f of this.#files.values()) {
+      f.elf?.close();
+      f.debug?.close();
+    }
     this.#files.clear();
   }
 }
