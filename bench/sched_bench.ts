@@ -36,9 +36,14 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
+/**
+ * Both ends of the pipe on CPU 0: the switch rate is then set by the CPU, not
+ * by cross-CPU wake-up latency (which in a VM swings between runs by 10×), and
+ * the tracer's own threads run on the other CPUs.
+ */
 async function pipeBench(): Promise<number> {
-  const out = await new Deno.Command("perf", {
-    args: ["bench", "sched", "pipe", "-l", String(LOOPS)],
+  const out = await new Deno.Command("taskset", {
+    args: ["-c", "0", "perf", "bench", "sched", "pipe", "-l", String(LOOPS)],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -284,8 +289,8 @@ if (SOAK > 0) {
     /systing: recording/,
     `${tmp}/soak.pb`,
     async (pid) => {
-      const load = new Deno.Command("perf", {
-        args: ["bench", "sched", "pipe", "-l", "100000000"],
+      const load = new Deno.Command("taskset", {
+        args: ["-c", "0", "perf", "bench", "sched", "pipe", "-l", "100000000"],
         stdout: "null",
         stderr: "null",
       }).spawn();

@@ -18,7 +18,9 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     rounds: { type: "string", default: "5" },
-    iterations: { type: "string", default: "300000000" },
+    // About 4 s of work per thread here: long enough that the tracer's one-time
+    // costs (JIT warm-up, the first symbol tables) do not dominate.
+    iterations: { type: "string", default: "2000000000" },
     soak: { type: "string", default: "0" },
   },
 });
