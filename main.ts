@@ -288,6 +288,16 @@ async function main(args: string[]): Promise<number> {
           `drain worker CPU ${(d.cpuNs / Math.max(events, 1)).toFixed(0)} ns/event, ` +
           `${d.reordered} reordered, ${d.malformed} malformed, ${d.stalls} stalls`,
       );
+      const st = result.stacks;
+      if (st && st.cpuSamples + st.sleepSamples > 0) {
+        const n = st.cpuSamples + st.sleepSamples;
+        console.error(
+          `  stacks: ${(st.recordBytes / n).toFixed(0)} B/stack from BPF, unwinding ` +
+            `${(st.unwindNs / 1e6).toFixed(1)} ms CPU in all (${
+              (st.unwindNs / n / 1e3).toFixed(1)
+            } µs/stack)`,
+        );
+      }
     }
     return 0;
   } catch (e) {

@@ -44,6 +44,9 @@ export interface StackStats {
   truncated: number;
   /** Distinct raw stacks resolved. */
   distinctStacks: number;
+  /** Time spent unwinding stack copies, and the stack records' bytes. */
+  unwindNs: number;
+  recordBytes: number;
 }
 
 interface CachedStack {
@@ -106,6 +109,8 @@ export class StackProfiler {
     framePointer: 0,
     truncated: 0,
     distinctStacks: 0,
+    unwindNs: 0,
+    recordBytes: 0,
   };
   #unwinder = new DwarfUnwinder();
 
@@ -155,8 +160,10 @@ export class StackProfiler {
       if (size < Layout.rec_hdr.size || off + size > batch.length) break;
       const ts = (dv.getUint32(off + 12, true) - this.#baseHi) * 4294967296 +
         (dv.getUint32(off + 8, true) - this.#baseLo);
-      if (kind === RecordKind.Stack) this.#stack(dv, off, ts);
-      else if (kind === RecordKind.SleepEnd) {
+      if (kind === RecordKind.Stack) {
+        this.stats.recordBytes += size;
+        this.#stack(dv, off, ts);
+      } else if (kind === RecordKind.SleepEnd) {
         const pid = dv.getUint32(off + Layout.rec_sleep_end.pid, true);
         const outTs = (dv.getUint32(off + Layout.rec_sleep_end.out_ts + 4, true) - this.#baseHi) *
             4294967296 +
@@ -313,12 +320,14 @@ export class StackProfiler {
     const sp = Number(dv.getBigUint64(off + L.user_sp, true));
     const bp = Number(dv.getBigUint64(off + L.user_bp, true));
     const stack = new Uint8Array(dv.buffer, dv.byteOffset + fpOff + 8 * nu, copyBytes);
+    const t0 = performance.now();
     const r = this.#unwinder.unwind({
       regs: { ip, sp, bp },
       stack,
       stackBase: sp,
       moduleAt: (pc) => this.#sym.unwindModule(tgid, pc, ts),
     });
+    this.stats.unwindNs += (performance.now() - t0) * 1e6;
     if (r.end !== "complete" && !fpCut && fp.length > r.ips.length) {
       this.stats.framePointer++;
       return { ips: fp, cut: false };
