@@ -40,9 +40,11 @@ async function gcc(name: string): Promise<string> {
 const cpuWork = await gcc("cpu_work");
 const forkLoad = await gcc("fork_load");
 
-async function job(): Promise<number> {
+/** Wall seconds and CPU seconds (user + system) of the fixed job. */
+async function job(): Promise<{ wall: number; cpu: number }> {
   const r = await new Deno.Command(cpuWork, { args: [values.iterations] }).output();
-  return Number(new TextDecoder().decode(r.stdout));
+  const [wall, cpu] = new TextDecoder().decode(r.stdout).trim().split(" ").map(Number);
+  return { wall, cpu };
 }
 
 function rssKiB(pid: number, field: string): number {
@@ -87,6 +89,12 @@ class Systing {
   }
 }
 
+function procCpuSec(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -94,21 +102,32 @@ function median(xs: number[]): number {
 
 console.log(`stack benchmark, ${navigator.hardwareConcurrency} CPUs, ${ROUNDS} rounds`);
 await job(); // warm-up
-const plain: number[] = [], traced: number[] = [];
+const plain: { wall: number; cpu: number }[] = [], traced: { wall: number; cpu: number }[] = [];
+const tracerCpu: number[] = [];
 let last = "";
 for (let r = 0; r < ROUNDS; r++) {
   plain.push(await job());
   const s = await Systing.start(["-o", `${tmp}/overhead.pb`]);
+  const c0 = procCpuSec(s.child.pid);
   traced.push(await job());
+  tracerCpu.push(procCpuSec(s.child.pid) - c0);
   await s.stop();
   last = s.stderr;
 }
-const ratio = median(traced) / median(plain);
+const med = (xs: { wall: number; cpu: number }[], k: "wall" | "cpu") => median(xs.map((x) => x[k]));
+const pct = (a: number, b: number) => `${((a / b - 1) * 100).toFixed(2)} %`;
+console.log(`CPU-bound job on every CPU, median of ${ROUNDS}:`);
 console.log(
-  `CPU-bound job (s, median): untraced ${median(plain).toFixed(3)}, ` +
-    `with 1000 Hz stacks ${median(traced).toFixed(3)} → overhead ${
-      ((ratio - 1) * 100).toFixed(2)
-    } %`,
+  `  wall ${med(plain, "wall").toFixed(3)} s untraced, ${med(traced, "wall").toFixed(3)} s with ` +
+    `1000 Hz stacks (${pct(med(traced, "wall"), med(plain, "wall"))}; the VM's steal included)`,
+);
+console.log(
+  `  the job's CPU time ${med(plain, "cpu").toFixed(3)} s → ${med(traced, "cpu").toFixed(3)} s ` +
+    `(${pct(med(traced, "cpu"), med(plain, "cpu"))}: sampling runs in its context)`,
+);
+console.log(
+  `  systing's own CPU during the job ${median(tracerCpu).toFixed(2)} s ` +
+    `(${((100 * median(tracerCpu)) / med(traced, "cpu")).toFixed(2)} % of the job's CPU time)`,
 );
 console.log(`  ${/stacks: .*/.exec(last)?.[0] ?? "(no stack line)"}`);
 
