@@ -204,6 +204,14 @@ export class DwarfUnwinder {
           signal = row.signalFrame;
         } else {
           const bp = cur[arch.fpRegister];
+          // A process's first instructions: the dynamic loader's _start has no
+          // unwind entry and clears rbp, which the x86-64 ABI uses to mark the
+          // outermost frame. Only at the sampled pc itself: deeper in a walk a
+          // zero rbp is as likely a register in other use.
+          if (mod && curKnown[arch.fpRegister] && bp === 0 && ips.length === 1) {
+            end = "complete";
+            break;
+          }
           if (
             !curKnown[arch.fpRegister] || !(bp >= sp && bp >= base) ||
             bp + arch.fpCallerSpOffset > limit

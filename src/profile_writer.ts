@@ -114,7 +114,11 @@ export class ProfileWriter {
     let callstack = stackKey === undefined ? undefined : this.#byKey.get(stackKey);
     if (callstack === undefined) {
       callstack = this.#callstackIid(s.frames);
-      if (stackKey !== undefined) this.#byKey.set(stackKey, callstack);
+      if (stackKey !== undefined) {
+        // Only a shortcut: forgetting it costs one lookup by frames.
+        if (this.#byKey.size >= 1 << 14) this.#byKey.clear();
+        this.#byKey.set(stackKey, callstack);
+      }
     }
     const packet = w.begin(P.tracePacket);
     w.tag(P.timestamp, WireType.Varint);

@@ -25,7 +25,9 @@ import { Layout, MAX_FRAMES, RecordKind, StackFlag, StackSource } from "./record
 import type { Symbolizer } from "./symbolizer.ts";
 import { DwarfUnwinder, type UnwindEnd } from "./dwarf_unwinder.ts";
 
-const MAX_CACHED_STACKS = 1 << 16;
+const MAX_CACHED_STACKS = 1 << 14;
+/** How long after a task's next sleep its previous sleep's end may still arrive. */
+const LATE_END_NS = 2e9;
 
 const TRUNCATED: ModuleRef = { key: "[truncated]", path: "[truncated]" };
 
@@ -99,6 +101,9 @@ export class StackProfiler {
   #earlyEnds = new Map<string, number>();
   /** Each task's newest pending sleep start. */
   #latestSleep = new Map<number, number>();
+  /** Pending sleeps whose end must already have happened (lost to a drop, or late). */
+  #bounded: Pending[] = [];
+  #newest = -Infinity;
   #cache = new Map<number, CachedStack[]>();
   #cached = 0;
   #cpuWeight: number;
@@ -160,6 +165,7 @@ export class StackProfiler {
       if (size < Layout.rec_hdr.size || off + size > batch.length) break;
       const ts = (dv.getUint32(off + 12, true) - this.#baseHi) * 4294967296 +
         (dv.getUint32(off + 8, true) - this.#baseLo);
+      if (ts > this.#newest) this.#newest = ts;
       if (kind === RecordKind.Stack) {
         this.stats.recordBytes += size;
         this.#stack(dv, off, ts);
@@ -172,7 +178,26 @@ export class StackProfiler {
       }
       off += (size + 7) & ~7;
     }
+    this.#flushBounded(this.#newest - LATE_END_NS);
     return this.#take();
+  }
+
+  /**
+   * A sleep whose task slept again has ended; if its end record has not come
+   * within LATE_END_NS it was dropped: write it weighed up to the next sleep,
+   * so that lost ends cannot pile up.
+   */
+  #flushBounded(before: number): void {
+    let i = 0;
+    for (; i < this.#bounded.length; i++) {
+      const p = this.#bounded[i];
+      if (p.bound >= before) break;
+      const key = sleepKey(p.tid, p.ts);
+      if (this.#pending.get(key) !== p) continue; // its end came after all
+      this.#pending.delete(key);
+      this.#writeSleep(p, p.bound);
+    }
+    if (i > 0) this.#bounded.splice(0, i);
   }
 
   /**
@@ -185,6 +210,7 @@ export class StackProfiler {
       this.#writeSleep(p, Math.min(endTs, p.bound));
     }
     this.#earlyEnds.clear();
+    this.#bounded = [];
     return this.#take();
   }
 
@@ -249,7 +275,10 @@ export class StackProfiler {
     const older = this.#latestSleep.get(pid);
     if (older !== undefined && older < ts) {
       const p = this.#pending.get(sleepKey(pid, older));
-      if (p) p.bound = Math.min(p.bound, ts);
+      if (p && p.bound === Infinity) {
+        p.bound = ts;
+        this.#bounded.push(p);
+      }
     }
     this.#latestSleep.set(pid, ts);
     this.#pending.set(key, pending);

@@ -29,6 +29,9 @@ interface OpenedFile {
   eh?: EhFrame | null;
   /** Its separate debug file, looked up on first use; null when there is none. */
   debug?: ElfFile | null;
+  /** Resolved frames by file offset (negative: looked up as a return address). */
+  frames?: Map<number, FrameRef>;
+  label?: string;
 }
 
 function hexToBytes(hex: string): Uint8Array {
@@ -39,6 +42,11 @@ function hexToBytes(hex: string): Uint8Array {
 
 function basename(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1) || path;
+}
+
+/** Unnamed frames read `libfoo.so+0x1234`. */
+function labelPrefix(f: OpenedFile): string {
+  return f.label ??= `${basename(f.module.path)}+`;
 }
 
 export class Symbolizer {
@@ -106,6 +114,23 @@ export class Symbolizer {
     if (!mapping || !mapping.executable) return { invalid: true };
     const fileOffset = ip - mapping.start + mapping.pgoff;
     const opened = this.#open(mapping, tgid);
+    // The same code in every process that maps the file names alike: on a
+    // fork-heavy host most samples are of processes seen for the first time.
+    const cacheKey = returnAddress ? -fileOffset - 1 : fileOffset;
+    const cache = opened.frames ??= new Map();
+    const hit = cache.get(cacheKey);
+    if (hit) {
+      if (hit.name.startsWith(labelPrefix(opened))) this.labelled++;
+      else this.named++;
+      return { invalid: false, frame: hit };
+    }
+    const r = this.#resolveUser(opened, fileOffset, returnAddress);
+    if (cache.size >= 1 << 16) cache.clear();
+    cache.set(cacheKey, r);
+    return { invalid: false, frame: r };
+  }
+
+  #resolveUser(opened: OpenedFile, fileOffset: number, returnAddress: boolean): FrameRef {
     const lookupOffset = returnAddress ? fileOffset - 1 : fileOffset;
     if (opened.elf) {
       const vaddr = opened.elf.fileOffsetToVaddr(lookupOffset);
@@ -114,21 +139,15 @@ export class Symbolizer {
         const relPc = BigInt(vaddr + (returnAddress ? 1 : 0));
         if (sym) {
           this.named++;
-          return {
-            invalid: false,
-            frame: { module: opened.module, relPc, name: demangle(sym.name) },
-          };
+          return { module: opened.module, relPc, name: demangle(sym.name) };
         }
       }
     }
     this.labelled++;
     return {
-      invalid: false,
-      frame: {
-        module: opened.module,
-        relPc: BigInt(fileOffset),
-        name: `${basename(opened.module.path)}+0x${fileOffset.toString(16)}`,
-      },
+      module: opened.module,
+      relPc: BigInt(fileOffset),
+      name: `${labelPrefix(opened)}0x${fileOffset.toString(16)}`,
     };
   }
 
