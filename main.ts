@@ -206,7 +206,8 @@ function summary(r: RecordResult, output: string): string {
       lines.push(
         `  user stacks: ${unwound} unwound from a stack copy (${u.complete} to the outermost ` +
           `frame, ${u.truncated} past the copy, ${u["no-unwind-info"] + u["bad-frame"]} ` +
-          `cut at code without unwind info), ${s.framePointer} by frame pointers`,
+          `cut at code without unwind info), ${s.reused} reused their task's last walk, ` +
+          `${s.framePointer} by frame pointers`,
       );
     }
     if (s.unreadable.length) {

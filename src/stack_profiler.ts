@@ -42,6 +42,8 @@ export interface StackStats {
   unwound: Record<UnwindEnd, number>;
   /** User stacks from the frame-pointer walk (no stack copy, or it did worse). */
   framePointer: number;
+  /** Sleep stacks without a copy that reused their task's last walk from the same pc and sp. */
+  reused: number;
   /** User stacks cut where a return address left executable code. */
   truncated: number;
   /** Distinct raw stacks resolved. */
@@ -112,12 +114,18 @@ export class StackProfiler {
     sleepSamples: 0,
     unwound: { "complete": 0, "truncated": 0, "no-unwind-info": 0, "bad-frame": 0 },
     framePointer: 0,
+    reused: 0,
     truncated: 0,
     distinctStacks: 0,
     unwindNs: 0,
     recordBytes: 0,
   };
   #unwinder = new DwarfUnwinder();
+  /** Each task's last unwound user stack, by the registers it was taken with. */
+  #lastUnwind = new Map<
+    number,
+    { ip: number; sp: number; image: number; ips: number[]; cut: boolean }
+  >();
 
   constructor(o: StackProfilerOptions) {
     this.#sym = o.symbolizer;
@@ -342,11 +350,24 @@ export class StackProfiler {
     }
     const L = Layout.rec_stack;
     const ip = Number(dv.getBigUint64(off + L.user_ip, true));
+    const sp = Number(dv.getBigUint64(off + L.user_sp, true));
+    const tid = dv.getUint32(off + L.pid, true);
+    if (copyBytes === 0 && ip !== 0) {
+      // No copy (sleep stacks have a budget): a task asleep at the same user
+      // pc and sp as the last time it was unwound is almost always in the
+      // same call (a loop around read, usleep, futex…): reuse that walk.
+      const last = this.#lastUnwind.get(tid);
+      if (
+        last && last.ip === ip && last.sp === sp && last.image === this.#spaces.imageId(tgid, ts)
+      ) {
+        this.stats.reused++;
+        return { ips: last.ips, cut: last.cut };
+      }
+    }
     if (copyBytes === 0 || ip === 0) {
       if (nu > 0) this.stats.framePointer++;
       return { ips: fp, cut: fpCut };
     }
-    const sp = Number(dv.getBigUint64(off + L.user_sp, true));
     const bp = Number(dv.getBigUint64(off + L.user_bp, true));
     const stack = new Uint8Array(dv.buffer, dv.byteOffset + fpOff + 8 * nu, copyBytes);
     const t0 = performance.now();
@@ -362,7 +383,10 @@ export class StackProfiler {
       return { ips: fp, cut: false };
     }
     this.stats.unwound[r.end]++;
-    return { ips: r.ips, cut: r.end !== "complete" };
+    const result = { ips: r.ips, cut: r.end !== "complete" };
+    if (this.#lastUnwind.size >= 1 << 14) this.#lastUnwind.clear();
+    this.#lastUnwind.set(tid, { ip, sp, image: this.#spaces.imageId(tgid, ts), ...result });
+    return result;
   }
 
   #resolve(

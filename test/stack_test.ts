@@ -4,13 +4,9 @@
 // defined on its sequence). One recording of every workload at once serves
 // most checks; two short ones cover -n and --no-interruptible-stack-traces.
 import assert from "node:assert/strict";
-import {
-  readTrace,
-  type StackFrame,
-  type StackSampleView,
-  type TraceView,
-} from "./trace_reader.ts";
-import { compile, record, type Recording, runJson } from "./workload.ts";
+import { type StackFrame, type StackSampleView, type TraceView } from "./trace_reader.ts";
+import { compile, runJson } from "./workload.ts";
+import { RecordingCache } from "./recording_cache.ts";
 
 /** Not the default (1000 Hz): the weight of a CPU sample shows the option took effect. */
 const FREQ = 800;
@@ -67,35 +63,9 @@ async function runWorkloads(): Promise<Workloads> {
   return { spin, stripped, sleep, children: children.children, cpp, migrate };
 }
 
-const tempDirs: string[] = [];
-globalThis.addEventListener("unload", () => {
-  if (Deno.env.get("SYSTING_KEEP_TRACES")) return;
-  for (const d of tempDirs) Deno.removeSync(d, { recursive: true });
-});
-
-interface Recorded<T> {
-  rec: Recording<T>;
-  view: TraceView;
-}
-
-const recordings = new Map<string, Promise<Recorded<unknown>>>();
-
-/** One recording per argument list, shared by the tests that check it. */
-function recording<T>(extra: string[], workload: () => Promise<T>): Promise<Recorded<T>> {
-  const key = extra.join(" ");
-  let r = recordings.get(key);
-  if (!r) {
-    r = (async () => {
-      await binaries(); // compile before recording starts, not during it
-      const rec = await record(workload, extra);
-      tempDirs.push(rec.dir);
-      assert.equal(rec.exit.code, 0, `recorder exit code; stderr:\n${rec.exit.stderr}`);
-      return { rec, view: await readTrace(rec.tracePath) };
-    })();
-    recordings.set(key, r);
-  }
-  return r as Promise<Recorded<T>>;
-}
+const recordings = new RecordingCache(binaries);
+const recording = <T>(extra: string[], workload: () => Promise<T>) =>
+  recordings.get(extra, workload);
 
 const main = () => recording(["-s", "--sample-freq", String(FREQ)], runWorkloads);
 

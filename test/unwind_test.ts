@@ -4,13 +4,9 @@
 // through test/trace_reader.ts. One recording with the default options serves
 // most checks; two short ones cover --user-stacks fp and --user-stack-bytes 512.
 import assert from "node:assert/strict";
-import {
-  readTrace,
-  type StackFrame,
-  type StackSampleView,
-  type TraceView,
-} from "./trace_reader.ts";
-import { compile, record, type Recording, runJson, runRecorder } from "./workload.ts";
+import { type StackFrame, type StackSampleView, type TraceView } from "./trace_reader.ts";
+import { compile, runJson, runRecorder } from "./workload.ts";
+import { type Recorded, RecordingCache } from "./recording_cache.ts";
 
 /** Plain `gcc -O2`, as distributions build: no frame pointers, asynchronous unwind tables. */
 const O2 = ["-O2"];
@@ -63,35 +59,9 @@ async function runWorkloads(): Promise<Workloads> {
   return { qsort, fp, deep };
 }
 
-const tempDirs: string[] = [];
-globalThis.addEventListener("unload", () => {
-  if (Deno.env.get("SYSTING_KEEP_TRACES")) return;
-  for (const d of tempDirs) Deno.removeSync(d, { recursive: true });
-});
-
-interface Recorded<T> {
-  rec: Recording<T>;
-  view: TraceView;
-}
-
-const recordings = new Map<string, Promise<Recorded<unknown>>>();
-
-/** One recording per argument list, shared by the tests that check it. */
-function recording<T>(extra: string[], workload: () => Promise<T>): Promise<Recorded<T>> {
-  const key = extra.join(" ");
-  let r = recordings.get(key);
-  if (!r) {
-    r = (async () => {
-      await binaries(); // compile before recording starts, not during it
-      const rec = await record(workload, extra);
-      tempDirs.push(rec.dir);
-      assert.equal(rec.exit.code, 0, `recorder exit code; stderr:\n${rec.exit.stderr}`);
-      return { rec, view: await readTrace(rec.tracePath) };
-    })();
-    recordings.set(key, r);
-  }
-  return r as Promise<Recorded<T>>;
-}
+const recordings = new RecordingCache(binaries);
+const recording = <T>(extra: string[], workload: () => Promise<T>) =>
+  recordings.get(extra, workload);
 
 const defaults = () => recording([], runWorkloads);
 
@@ -192,10 +162,10 @@ interface UserStackSummary {
 /** The summary's "user stacks:" line, parsed. */
 function userStackSummary(stderr: string): UserStackSummary {
   const m = stderr.match(
-    /user stacks: (\d+) unwound from a stack copy \((\d+) to the outermost frame, (\d+) past the copy, (\d+) cut at code without unwind info\), (\d+) by frame pointers/,
+    /user stacks: (\d+) unwound from a stack copy \((\d+) to the outermost frame, (\d+) past the copy, (\d+) cut at code without unwind info\), (\d+) reused their task's last walk, (\d+) by frame pointers/,
   );
   assert.ok(m, `no "user stacks:" summary line in:\n${stderr}`);
-  const [unwound, complete, pastCopy, noUnwindInfo, framePointer] = m.slice(1).map(Number);
+  const [unwound, complete, pastCopy, noUnwindInfo, , framePointer] = m.slice(1).map(Number);
   return { unwound, complete, pastCopy, noUnwindInfo, framePointer };
 }
 
