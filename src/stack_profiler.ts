@@ -26,6 +26,8 @@ import type { Symbolizer } from "./symbolizer.ts";
 import { DwarfUnwinder, type UnwindEnd } from "./dwarf_unwinder.ts";
 
 const MAX_CACHED_STACKS = 1 << 14;
+/** Functions nothing calls: a walk that reaches one is whole. */
+const OUTERMOST = new Set(["_start", "__clone", "__clone3", "clone", "clone3", "start_thread"]);
 /** How long after a task's next sleep its previous sleep's end may still arrive. */
 const LATE_END_NS = 2e9;
 
@@ -382,8 +384,15 @@ export class StackProfiler {
       this.stats.framePointer++;
       return { ips: fp, cut: false };
     }
-    this.stats.unwound[r.end]++;
-    const result = { ips: r.ips, cut: r.end !== "complete" };
+    let end = r.end;
+    if (end !== "complete" && end !== "truncated" && r.ips.length > 1) {
+      // Reaching an entry point is reaching the end, even where its CFI does
+      // not say so (musl's _start, a static binary's thread start).
+      const last = this.#sym.userFrame(tgid, r.ips[r.ips.length - 1], ts, true).frame;
+      if (last && OUTERMOST.has(last.name)) end = "complete";
+    }
+    this.stats.unwound[end]++;
+    const result = { ips: r.ips, cut: end !== "complete" };
     if (this.#lastUnwind.size >= 1 << 14) this.#lastUnwind.clear();
     this.#lastUnwind.set(tid, { ip, sp, image: this.#spaces.imageId(tgid, ts), ...result });
     return result;
