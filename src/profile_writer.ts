@@ -76,7 +76,7 @@ export interface StackSampleRecord {
 }
 
 const encoder = new TextEncoder();
-const MAX_INTERNED = 200_000;
+const MAX_INTERNED = 65_536;
 
 export class ProfileWriter {
   readonly sequenceId: number;
