@@ -112,6 +112,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
   let removeStopHook = () => {};
   let sideband: PerfSideband | undefined;
   let sampling: PerfEventSet | undefined;
+  let symbolizer: Symbolizer | undefined;
   try {
     const cpus = onlineCpus();
     const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
@@ -149,7 +150,6 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     // Stacks: sampling events, the mmap side-band and the symbolizer.
     const wantStacks = opts.sampleFreq > 0 || opts.sleepStacksD || opts.sleepStacksS;
     let profiler: StackProfiler | undefined;
-    let symbolizer: Symbolizer | undefined;
     if (opts.sampleFreq > 0) {
       sampling = openSamplingEvents(cpus, opts.sampleFreq, { forceSoftware: opts.softwareEvent });
       if (opts.verbosity > 0) {
@@ -379,6 +379,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     obj?.close();
     sideband?.close();
     sampling?.close();
+    symbolizer?.close();
     libbpfLog.close();
   }
 }

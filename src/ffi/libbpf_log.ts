@@ -4,7 +4,7 @@
  */
 import { loadLibbpf, loadLibc } from "./library.ts";
 
-const LEVEL_WARN = 0;
+/** libbpf's levels: 0 warn, 1 info, 2 debug. */
 const LEVEL_INFO = 1;
 
 export class LibbpfLog {
@@ -33,7 +33,6 @@ export class LibbpfLog {
         return 0;
       },
     );
-    void LEVEL_WARN;
     loadLibbpf().libbpf_set_print(this.#callback.pointer);
   }
 
