@@ -162,7 +162,15 @@ Deno.test("mutated .eh_frame / .eh_frame_hdr: EhFrameError or an answer, each ca
     } catch (e) {
       throw new Error(`case ${i}: ${e instanceof Error ? e.stack : e}`);
     }
-    const took = performance.now() - t;
+    let took = performance.now() - t;
+    // A busy machine can stall one run; a pathological case is slow every time.
+    for (let retry = 0; retry < 2 && took >= CASE_BUDGET_MS; retry++) {
+      const t2 = performance.now();
+      try {
+        exercise(s, orig.probes);
+      } catch { /* already passed once */ }
+      took = Math.min(took, performance.now() - t2);
+    }
     slowest = Math.max(slowest, took);
     assert.ok(took < CASE_BUDGET_MS, `case ${i} took ${took.toFixed(1)} ms`);
   }
