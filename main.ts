@@ -296,7 +296,7 @@ async function main(args: string[]): Promise<number> {
           `  stacks: ${(st.recordBytes / n).toFixed(0)} B/stack from BPF, unwinding ` +
             `${(st.unwindNs / 1e6).toFixed(1)} ms CPU in all (${
               (st.unwindNs / n / 1e3).toFixed(1)
-            } µs/stack)`,
+            } µs/stack), all stack processing ${((st.processingMs * 1e3) / n).toFixed(1)} µs/stack`,
         );
       }
     }

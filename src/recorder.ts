@@ -83,6 +83,8 @@ export interface RecordResult {
     unreadable: string[];
     /** Mapping/exec/fork records perf could not deliver: their samples may be labelled. */
     sidebandLost: number;
+    /** Main-thread time spent turning stack records into packets (unwinding included). */
+    processingMs: number;
   };
   sampling?: string;
 }
@@ -183,6 +185,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       });
     }
     const baseNum = Number(base);
+    let stackMs = 0;
     const applySideband = () => {
       if (!sideband) return;
       // Each CPU's ring is in time order, the rings together are not.
@@ -247,8 +250,10 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
         if (stacks.length && profiler) {
           // Every mapping a sample can use was recorded before the sample was
           // drained, so the side-band is complete for this batch.
+          const t = performance.now();
           applySideband();
           const out = profiler.consume(stacks);
+          stackMs += performance.now() - t;
           if (out) file.write(out);
         }
       },
@@ -364,6 +369,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
           labelled: symbolizer.labelled,
           unreadable: [...symbolizer.failures.keys()],
           sidebandLost: sideband?.lost ?? 0,
+          processingMs: stackMs,
         }
         : undefined,
       sampling: sampling
