@@ -43,10 +43,22 @@ export class TimestampBase {
   readonly big: bigint;
   readonly #num: number;
   readonly #exact: boolean;
+  readonly #lo: number;
+  readonly #hi: number;
   constructor(base: bigint) {
     this.big = base;
     this.#num = Number(base);
     this.#exact = BigInt(this.#num) === base;
+    this.#lo = Number(base & 0xffffffffn);
+    this.#hi = Number(base >> 32n);
+  }
+
+  /**
+   * A record's u64 timestamp, given as its two 32-bit halves, relative to the
+   * base: exact as a number without building a BigInt per record.
+   */
+  relative(lo: number, hi: number): number {
+    return (hi - this.#hi) * 4294967296 + (lo - this.#lo);
   }
 
   /** Writes base + rel as a varint (absolute CLOCK_BOOTTIME ns). */

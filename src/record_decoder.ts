@@ -6,7 +6,7 @@
  * ProcessEvents for the process table.
  */
 import type { CommInterner } from "./comm_interner.ts";
-import type { FtraceBundleBuilder } from "./ftrace_bundle_builder.ts";
+import { type FtraceBundleBuilder, TimestampBase } from "./ftrace_bundle_builder.ts";
 import {
   ARGS_LEN,
   COMM_LEN,
@@ -45,8 +45,7 @@ export interface RecordMemory {
 
 export class RecordDecoder {
   #comms: CommInterner;
-  #baseLo: number;
-  #baseHi: number;
+  #base: TimestampBase;
   /** Events decoded per kind (index = RecordKind). */
   readonly counts = new Float64Array(RECORD_KIND_COUNT);
   /** Records whose size or kind did not match the header (a build mismatch). */
@@ -64,8 +63,7 @@ export class RecordDecoder {
 
   constructor(comms: CommInterner, base: bigint, cpus: number) {
     this.#comms = comms;
-    this.#baseLo = Number(base & 0xffffffffn);
-    this.#baseHi = Number(base >> 32n);
+    this.#base = new TimestampBase(base);
     this.lostByCpu = new Float64Array(cpus);
     this.#current = new Int32Array(cpus);
   }
@@ -90,7 +88,7 @@ export class RecordDecoder {
       this.lostByCpu[b.cpu] += lost;
       b.markLost();
     }
-    const ts = (u32[w + 3] - this.#baseHi) * 4294967296 + (u32[w + 2] - this.#baseLo);
+    const ts = this.#base.relative(u32[w + 2], u32[w + 3]);
     switch (kind) {
       case RecordKind.SchedSwitch: {
         if (size !== L.rec_sched_switch.size) break;

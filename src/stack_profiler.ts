@@ -95,8 +95,7 @@ export interface StackProfilerOptions {
 export class StackProfiler {
   #sym: Symbolizer;
   #spaces: AddressSpaces;
-  #baseLo: number;
-  #baseHi: number;
+  #base: TimestampBase;
   #writers: Map<number, ProfileWriter>;
   #out = new ProtoWriter(1 << 16);
   /** Sleeps waiting for their end, by task and start. */
@@ -132,8 +131,7 @@ export class StackProfiler {
   constructor(o: StackProfilerOptions) {
     this.#sym = o.symbolizer;
     this.#spaces = o.spaces;
-    this.#baseLo = Number(o.base.big & 0xffffffffn);
-    this.#baseHi = Number(o.base.big >> 32n);
+    this.#base = o.base;
     this.#cpuWeight = o.cpuSampleWeight;
     this.#writers = new Map([
       [
@@ -173,17 +171,15 @@ export class StackProfiler {
       const kind = dv.getUint16(off, true);
       const size = dv.getUint16(off + 2, true);
       if (size < Layout.rec_hdr.size || off + size > batch.length) break;
-      const ts = (dv.getUint32(off + 12, true) - this.#baseHi) * 4294967296 +
-        (dv.getUint32(off + 8, true) - this.#baseLo);
+      const ts = this.#base.relative(dv.getUint32(off + 8, true), dv.getUint32(off + 12, true));
       if (ts > this.#newest) this.#newest = ts;
       if (kind === RecordKind.Stack) {
         this.stats.recordBytes += size;
         this.#stack(dv, off, ts);
       } else if (kind === RecordKind.SleepEnd) {
         const pid = dv.getUint32(off + Layout.rec_sleep_end.pid, true);
-        const outTs = (dv.getUint32(off + Layout.rec_sleep_end.out_ts + 4, true) - this.#baseHi) *
-            4294967296 +
-          (dv.getUint32(off + Layout.rec_sleep_end.out_ts, true) - this.#baseLo);
+        const at = off + Layout.rec_sleep_end.out_ts;
+        const outTs = this.#base.relative(dv.getUint32(at, true), dv.getUint32(at + 4, true));
         this.#sleepEnd(pid, outTs, ts);
       }
       off += (size + 7) & ~7;

@@ -4,6 +4,7 @@
  * Pure: values in, framed bytes out.
  */
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { ProtoWriter } from "./proto_writer.ts";
 import {
   BuiltinClock,
   CounterDescriptor_Unit,
@@ -21,18 +22,9 @@ export const MAIN_SEQUENCE_ID = 1;
 
 /** Frames a serialized TracePacket as one `Trace.packet` field (tag 1, length-delimited). */
 export function framePacket(packet: Uint8Array): Uint8Array<ArrayBuffer> {
-  let len = packet.length;
-  const lenBytes: number[] = [];
-  while (len >= 0x80) {
-    lenBytes.push((len % 0x80) | 0x80);
-    len = Math.floor(len / 0x80);
-  }
-  lenBytes.push(len);
-  const out = new Uint8Array(1 + lenBytes.length + packet.length);
-  out[0] = 0x0a;
-  out.set(lenBytes, 1);
-  out.set(packet, 1 + lenBytes.length);
-  return out;
+  const w = new ProtoWriter(packet.length + 11);
+  w.fieldBytes(1, packet);
+  return w.take();
 }
 
 export function encodePacket(init: PacketInit, sequenceId = MAIN_SEQUENCE_ID): Uint8Array {
