@@ -3,6 +3,11 @@
  * target and renamed over it only once the trace is complete, so an existing
  * trace is never replaced by a broken one and a crash leaves no half trace
  * under the real name.
+ *
+ * The output directory may be writable by others (/tmp), so the temporary
+ * file gets an unpredictable name and is created exclusively: a link planted
+ * there is never followed, and the file we rename is checked to still be the
+ * one we wrote. Only regular files are ever replaced.
  */
 import { deflateSync } from "node:zlib";
 import { encodePacket } from "./trace_packets.ts";
@@ -13,19 +18,63 @@ export class TraceFileError extends Error {
 
 /** Uncompressed bytes per compressed_packets chunk (Perfetto's own tools use ~this order). */
 const COMPRESS_CHUNK = 1 << 20;
+/** Names tried before giving up: each collision means someone planted that very name. */
+const TEMP_ATTEMPTS = 16;
 
 function dirOf(path: string): string {
   const i = path.lastIndexOf("/");
   return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
 }
 
+function describeType(info: Deno.FileInfo): string | undefined {
+  if (info.isFile) return undefined;
+  if (info.isDirectory) return "a directory";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isFifo) return "a FIFO";
+  if (info.isSocket) return "a socket";
+  return "not a regular file";
+}
+
+function statOrUndefined(stat: () => Deno.FileInfo): Deno.FileInfo | undefined {
+  try {
+    return stat();
+  } catch {
+    return undefined; // missing (or a dangling link): a new file goes there
+  }
+}
+
+/** Refuses a target that renaming over would destroy or that is not a file at all. */
+function checkTarget(path: string): void {
+  const link = statOrUndefined(() => Deno.lstatSync(path));
+  if (!link) return;
+  // A symlink itself is replaced by the rename; what it points to must still be a plain file,
+  // or the user meant a device or stream (/dev/stdout is a link to one).
+  const target = link.isSymlink ? statOrUndefined(() => Deno.statSync(path)) : link;
+  const what = target && describeType(target);
+  if (what) {
+    throw new TraceFileError(
+      `output ${path} is ${what}, not a regular file; give a file path with -o`,
+    );
+  }
+}
+
+function randomSuffix(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+type State = "writing" | "finished" | "kept" | "discarded";
+
 export class TraceFile {
   readonly path: string;
   readonly tempPath: string;
   #file: Deno.FsFile | null;
+  #ino: number | null;
   #compress: boolean;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
+  #state: State = "writing";
   /** Bytes written to disk so far. */
   bytesWritten = 0;
   /** Bytes of packets before compression. */
@@ -35,52 +84,37 @@ export class TraceFile {
     this.path = path;
     this.tempPath = tempPath;
     this.#file = file;
+    this.#ino = file.statSync().ino;
     this.#compress = compress;
   }
 
-  /** Hidden, beside the target (same filesystem, so the final rename is atomic). */
-  static tempPathFor(path: string): string {
+  /** Opens the temporary file; fails early, with the fix, when the target is not usable. */
+  static create(path: string, options: { compress?: boolean } = {}): TraceFile {
+    checkTarget(path);
     const dir = dirOf(path);
     const base = path.slice(path.lastIndexOf("/") + 1);
-    return `${dir}/.${base}.tmp-${Deno.pid}`;
-  }
-
-  /** For an abort from outside the recorder (second Ctrl-C). */
-  static removeTemp(path: string): void {
-    try {
-      Deno.removeSync(TraceFile.tempPathFor(path));
-    } catch { /* not there */ }
-  }
-
-  /** Opens the temporary file; fails early, with the fix, when the target is not writable. */
-  static create(path: string, options: { compress?: boolean } = {}): TraceFile {
-    const dir = dirOf(path);
-    let info: Deno.FileInfo | undefined;
-    try {
-      info = Deno.statSync(path);
-    } catch { /* does not exist yet: fine */ }
-    if (info?.isDirectory) {
-      throw new TraceFileError(`output ${path} is a directory; pass a file name with -o`);
+    let lastError: unknown;
+    for (let attempt = 0; attempt < TEMP_ATTEMPTS; attempt++) {
+      // Hidden, beside the target: the same filesystem, so the final rename is atomic.
+      const tempPath = `${dir}/.${base}.tmp-${randomSuffix()}`;
+      try {
+        // O_CREAT|O_EXCL: fails on anything already there, a symlink included.
+        const file = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o644 });
+        return new TraceFile(path, tempPath, file, options.compress ?? false);
+      } catch (e) {
+        lastError = e;
+        if (!(e instanceof Deno.errors.AlreadyExists)) break;
+      }
     }
-    const tempPath = TraceFile.tempPathFor(path);
-    try {
-      // The name carries our pid, so a file already there is a leftover of a
-      // dead process that had the same pid (common in containers): reuse it.
-      const file = Deno.openSync(tempPath, {
-        write: true,
-        create: true,
-        truncate: true,
-        mode: 0o644,
-      });
-      return new TraceFile(path, tempPath, file, options.compress ?? false);
-    } catch (e) {
-      const why = e instanceof Deno.errors.NotFound
-        ? `directory ${dir} does not exist`
-        : e instanceof Deno.errors.PermissionDenied || /read-only/i.test((e as Error).message)
-        ? `${dir} is not writable`
-        : (e as Error).message;
-      throw new TraceFileError(`cannot write output ${path}: ${why}; choose another path with -o`);
-    }
+    const e = lastError as Error;
+    const why = e instanceof Deno.errors.NotFound
+      ? `directory ${dir} does not exist`
+      : e instanceof Deno.errors.PermissionDenied || /read-only/i.test(e.message)
+      ? `${dir} is not writable`
+      : e instanceof Deno.errors.AlreadyExists
+      ? `every temporary name tried in ${dir} was taken`
+      : e.message;
+    throw new TraceFileError(`cannot write output ${path}: ${why}; choose another path with -o`);
   }
 
   /** Appends framed packets (each a `Trace.packet` field). */
@@ -122,24 +156,50 @@ export class TraceFile {
     this.bytesWritten += bytes.length;
   }
 
-  /** Completes the trace: everything is on disk under its real name. */
+  /**
+   * Completes the trace: everything is on disk under its real name. If the rename fails (a
+   * directory planted at the name, say), the complete trace stays at tempPath and the error says
+   * so; `discard` then leaves it alone.
+   */
   finish(): void {
-    if (!this.#file) return;
-    if (this.#compress) this.#flushCompressed();
-    this.#file.syncSync();
-    this.#file.close();
+    const f = this.#file;
+    if (!f) return;
+    try {
+      if (this.#compress) this.#flushCompressed();
+      f.syncSync();
+    } catch (e) {
+      if (e instanceof TraceFileError) throw e;
+      throw new TraceFileError(`writing ${this.tempPath} failed: ${(e as Error).message}`);
+    }
+    // Whoever can write the directory could have swapped the name for a link of theirs.
+    const atName = statOrUndefined(() => Deno.lstatSync(this.tempPath));
+    f.close();
     this.#file = null;
+    if (!atName || atName.isSymlink || atName.ino !== this.#ino) {
+      this.#state = "discarded";
+      throw new TraceFileError(
+        `${this.tempPath} was replaced by another file while recording; no trace was written`,
+      );
+    }
     try {
       Deno.renameSync(this.tempPath, this.path);
     } catch (e) {
+      this.#state = "kept";
       throw new TraceFileError(
-        `renaming ${this.tempPath} to ${this.path} failed: ${(e as Error).message}`,
+        `the trace is complete but renaming it to ${this.path} failed (${(e as Error).message}); ` +
+          `it is kept as ${this.tempPath}`,
       );
     }
+    this.#state = "finished";
   }
 
-  /** Drops the unfinished trace; idempotent. */
-  abort(): void {
+  /**
+   * Drops an unfinished trace (closes and removes the temporary file); idempotent, and a no-op
+   * once the trace was finished or kept. Returns whether a temporary file was removed.
+   */
+  discard(): boolean {
+    if (this.#state !== "writing") return false;
+    this.#state = "discarded";
     if (this.#file) {
       try {
         this.#file.close();
@@ -148,6 +208,9 @@ export class TraceFile {
     }
     try {
       Deno.removeSync(this.tempPath);
-    } catch { /* never created or already gone */ }
+      return true;
+    } catch {
+      return false; // never created or already gone
+    }
   }
 }

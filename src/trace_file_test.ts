@@ -63,8 +63,7 @@ Deno.test("finish: the file decodes as a Trace with the packets; temp file gone"
     const path = `${dir}/out.pftrace`;
     const f = TraceFile.create(path);
     assert.equal(f.path, path);
-    assert.equal(f.tempPath, TraceFile.tempPathFor(path));
-    assert.ok(f.tempPath.startsWith(`${dir}/.out.pftrace.tmp-`));
+    assert.match(f.tempPath, new RegExp(`^${dir}/\\.out\\.pftrace\\.tmp-[0-9a-f]{16}$`));
     assert.ok(exists(f.tempPath));
     assert.ok(!exists(path));
     const packets = samplePackets();
@@ -93,46 +92,140 @@ Deno.test("finish replaces an existing trace", async () => {
   });
 });
 
-Deno.test("abort: neither the file nor the temp file exists", async () => {
+Deno.test("discard: neither the file nor the temp file exists", async () => {
   await withDir((dir) => {
     const path = `${dir}/out.pftrace`;
     const f = TraceFile.create(path);
     for (const p of samplePackets()) f.write(p);
-    f.abort();
+    assert.equal(f.discard(), true);
     assert.ok(!exists(path));
     assert.ok(!exists(f.tempPath));
     assert.deepEqual([...Deno.readDirSync(dir)], []);
     // Idempotent, and writing afterwards is an error.
-    f.abort();
+    assert.equal(f.discard(), false);
     assert.throws(() => f.write(samplePackets()[0]), TraceFileError);
   });
 });
 
-Deno.test("abort leaves an existing target untouched", async () => {
+Deno.test("discard leaves an existing target untouched", async () => {
   await withDir((dir) => {
     const path = `${dir}/keep.pftrace`;
     const old = new Uint8Array([1, 2, 3, 4, 5]);
     Deno.writeFileSync(path, old);
     const f = TraceFile.create(path);
     f.write(samplePackets()[0]);
-    f.abort();
+    f.discard();
     assert.deepEqual(Deno.readFileSync(path), old);
     assert.ok(!exists(f.tempPath));
   });
 });
 
-Deno.test("removeTemp drops the temp file of an unfinished trace", async () => {
+Deno.test("temp names are unpredictable and never follow a planted link", async () => {
   await withDir((dir) => {
-    const path = `${dir}/x.pftrace`;
-    const f = TraceFile.create(path);
-    f.write(samplePackets()[0]);
-    TraceFile.removeTemp(path);
-    assert.ok(!exists(f.tempPath));
-    TraceFile.removeTemp(path); // nothing there: no error
-    assert.ok(!exists(path));
-    f.abort(); // closes the handle
-    assert.ok(!exists(path));
+    const victim = `${dir}/victim`;
+    Deno.writeTextFileSync(victim, "root's file");
+    // The names an attacker could have guessed before: the pid and the next few hundred.
+    for (let pid = Deno.pid; pid < Deno.pid + 300; pid++) {
+      Deno.symlinkSync(victim, `${dir}/.t.pb.tmp-${pid}`);
+    }
+    const a = TraceFile.create(`${dir}/t.pb`);
+    const b = TraceFile.create(`${dir}/t.pb`);
+    assert.notEqual(a.tempPath, b.tempPath);
+    for (const f of [a, b]) {
+      assert.ok(!Deno.lstatSync(f.tempPath).isSymlink);
+      f.write(samplePackets()[0]);
+    }
+    a.finish();
+    b.discard();
+    assert.equal(Deno.readTextFileSync(victim), "root's file");
+    assert.deepEqual(Deno.readFileSync(`${dir}/t.pb`), samplePackets()[0]);
   });
+});
+
+Deno.test("special files are refused as output, directly or through a link", async () => {
+  await withDir(async (dir) => {
+    const fifo = `${dir}/fifo`;
+    assert.ok((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success);
+    Deno.symlinkSync("/dev/null", `${dir}/null-link`);
+    for (
+      const [path, what] of [
+        ["/dev/null", "a character device"],
+        [fifo, "a FIFO"],
+        [`${dir}/null-link`, "a character device"],
+      ]
+    ) {
+      assert.throws(() => TraceFile.create(path), (e: unknown) => {
+        assert.ok(e instanceof TraceFileError);
+        assert.match(e.message, new RegExp(`^output ${path} is ${what}, not a regular file`));
+        return true;
+      });
+    }
+    assert.ok(Deno.lstatSync("/dev/null").isCharDevice);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((d) => d.name).sort(), ["fifo", "null-link"]);
+    // A link to a regular file, or a dangling one, is replaced by the trace (not followed).
+    Deno.writeTextFileSync(`${dir}/real`, "kept");
+    Deno.symlinkSync(`${dir}/real`, `${dir}/link`);
+    const f = TraceFile.create(`${dir}/link`);
+    f.write(samplePackets()[0]);
+    f.finish();
+    assert.equal(Deno.readTextFileSync(`${dir}/real`), "kept");
+    assert.ok(Deno.lstatSync(`${dir}/link`).isFile);
+  });
+});
+
+Deno.test("a directory planted at the final name: the complete trace is kept and named", async () => {
+  await withDir((dir) => {
+    const path = `${dir}/t.pb`;
+    const f = TraceFile.create(path);
+    for (const p of samplePackets()) f.write(p);
+    Deno.mkdirSync(path);
+    assert.throws(() => f.finish(), (e: unknown) => {
+      assert.ok(e instanceof TraceFileError);
+      assert.match(e.message, /^the trace is complete but renaming it to .* failed/);
+      assert.ok(e.message.endsWith(`it is kept as ${f.tempPath}`), e.message);
+      return true;
+    });
+    assert.equal(f.discard(), false);
+    checkSample(fromBinary(TraceSchema, Deno.readFileSync(f.tempPath)).packet);
+  });
+});
+
+Deno.test("a temp file swapped for a link is not renamed into place", async () => {
+  await withDir((dir) => {
+    const f = TraceFile.create(`${dir}/t.pb`);
+    f.write(samplePackets()[0]);
+    Deno.removeSync(f.tempPath);
+    Deno.symlinkSync("/etc/passwd", f.tempPath);
+    assert.throws(() => f.finish(), /was replaced by another file/);
+    assert.ok(!exists(`${dir}/t.pb`));
+  });
+});
+
+Deno.test({
+  name: "a full disk: writing fails with TraceFileError and discard removes the temp file",
+  ignore: Deno.uid() !== 0,
+  fn: () =>
+    withDir(async (dir) => {
+      const mount = await new Deno.Command("mount", {
+        args: ["-t", "tmpfs", "-o", "size=64k", "systing-test", dir],
+      }).output();
+      assert.ok(mount.success);
+      try {
+        const f = TraceFile.create(`${dir}/t.pb`);
+        const chunk = new Uint8Array(16384);
+        assert.throws(() => {
+          for (let i = 0; i < 100; i++) f.write(chunk);
+        }, (e: unknown) => {
+          assert.ok(e instanceof TraceFileError);
+          assert.match(e.message, /No space left on device/);
+          return true;
+        });
+        assert.equal(f.discard(), true);
+        assert.deepEqual([...Deno.readDirSync(dir)], []);
+      } finally {
+        await new Deno.Command("umount", { args: [dir] }).output();
+      }
+    }),
 });
 
 Deno.test("write after finish throws TraceFileError", async () => {
