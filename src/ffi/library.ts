@@ -45,6 +45,13 @@ export function describeError(err: number): string {
   return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
 }
 
+/** libc's message for an errno, for failures outside libbpf. */
+export function describeSyscallError(errno: number): string {
+  if (errno === 0) return "unknown error";
+  const p = loadLibc().strerror(errno);
+  return p ? Deno.UnsafePointerView.getCString(p) : `errno ${errno}`;
+}
+
 /** Throws a LibbpfError for a libbpf call that returned -errno. */
 export function check(rc: number, operation: string): number {
   if (rc < 0) throw new LibbpfError(operation, -rc, describeError(rc));

@@ -90,4 +90,22 @@ export const libcSymbols = {
   },
   // int ioctl(int fd, unsigned long request, ...); bound with one integer argument.
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
+  // int open(const char *pathname, int flags, ...); bound with the mode argument.
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  // long syscall(long number, ...); bound as openat2(2), which glibc 2.36 does not wrap:
+  // syscall(SYS_openat2, int dirfd, const char *pathname, struct open_how *how, size_t size).
+  openat2: {
+    name: "syscall",
+    parameters: ["i64", "i32", "buffer", "buffer", "usize"],
+    result: "i64",
+  },
+  // int statx(int dirfd, const char *pathname, int flags, unsigned int mask,
+  //           struct statx *statxbuf);
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+  // int fstatfs(int fd, struct statfs *buf);
+  fstatfs: { parameters: ["i32", "buffer"], result: "i32" },
+  // ssize_t pread(int fd, void *buf, size_t count, off_t offset);
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact);
+  sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
