@@ -74,7 +74,8 @@ bench: build
 # `deno compile` needs Deno's runtime (denort); offline, point DENORT_BIN at a copy.
 dist: build
 	@mkdir -p dist
-	$(DENO) compile -A --include src/drain_worker.ts --output dist/systing main.ts
+	$(DENO) compile -A --include src/drain_worker.ts --include src/inspector_guard_worker.ts \
+		--output dist/systing main.ts
 
 clean:
 	rm -rf build dist src/gen bpf/vmlinux.h
