@@ -4,8 +4,8 @@
  * picks exit codes.
  */
 import { parseArgs } from "node:util";
-import { record, type RecordResult } from "./src/recorder.ts";
-import { TraceFile } from "./src/trace_file.ts";
+import { guardInspectorSignal } from "./src/inspector_guard.ts";
+import { record, type RecordingControl, type RecordResult } from "./src/recorder.ts";
 import { VERSION } from "./src/version.ts";
 
 class UsageError extends Error {
@@ -219,8 +219,41 @@ function summary(r: RecordResult, output: string): string {
       );
     }
   }
+  if (r.contained.count > 0) {
+    lines.push(
+      `  warning: ${r.contained.count} batches of records could not be processed ` +
+        `(first: ${r.contained.first}); please report this`,
+    );
+  }
   lines.push(`  open it at https://ui.perfetto.dev (Open trace file)`);
   return lines.join("\n");
+}
+
+/**
+ * A closed terminal (HUP), Ctrl-C (INT), Ctrl-\\ (QUIT) and kill (TERM) all end the recording with
+ * a complete trace. A second one while finishing means "now": the unfinished file is removed.
+ */
+const STOP_SIGNALS: Deno.Signal[] = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM"];
+
+function stopOnSignals(control: RecordingControl): () => void {
+  let signals = 0;
+  const handler = () => {
+    if (++signals === 1) {
+      control.stop();
+      return;
+    }
+    const removed = control.discard();
+    console.error(
+      removed
+        ? "\nsysting: stopped by a second signal; the unfinished trace was removed"
+        : "\nsysting: stopped by a second signal",
+    );
+    Deno.exit(130);
+  };
+  for (const s of STOP_SIGNALS) Deno.addSignalListener(s, handler);
+  return () => {
+    for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, handler);
+  };
 }
 
 async function main(args: string[]): Promise<number> {
@@ -241,6 +274,8 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
 
+  // Before anything else: as root, an open inspector is a root shell for any local user.
+  guardInspectorSignal();
   const tty = Deno.stderr.isTerminal();
   let statusShown = false;
   const encoder = new TextEncoder();
@@ -261,24 +296,7 @@ async function main(args: string[]): Promise<number> {
           statusShown = true;
         }
         : undefined,
-    }, (stop) => {
-      let signals = 0;
-      const handler = () => {
-        if (++signals > 1) {
-          // A second Ctrl-C means "now": leave no partial file behind.
-          TraceFile.removeTemp(opts.output);
-          console.error("\nsysting: aborted, no trace written");
-          Deno.exit(130);
-        }
-        stop();
-      };
-      Deno.addSignalListener("SIGINT", handler);
-      Deno.addSignalListener("SIGTERM", handler);
-      return () => {
-        Deno.removeSignalListener("SIGINT", handler);
-        Deno.removeSignalListener("SIGTERM", handler);
-      };
-    });
+    }, stopOnSignals);
     clearStatus();
     console.error(summary(result, opts.output));
     if (opts.verbosity > 0) {

@@ -24,6 +24,8 @@ const CPUS_PER_WORKER = 16;
 
 export interface DrainSink {
   packets(bytes: Uint8Array, stacks: Uint8Array, processEvents: ProcessEvent[]): void;
+  /** A worker died, or `packets` threw: the recording cannot go on. Called once. */
+  failed(error: Error): void;
 }
 
 export class Drainer {
@@ -32,7 +34,13 @@ export class Drainer {
   #ctl = new Int32Array(this.#control);
   #latest: (DrainStats | undefined)[] = [];
   #done: Promise<void>[] = [];
-  #failed: string | undefined;
+  #failed: Error | undefined;
+
+  #fail(error: Error, sink: DrainSink): void {
+    if (this.#failed) return;
+    this.#failed = error;
+    sink.failed(error);
+  }
 
   /** Starts the workers; resolves once every one has mapped its rings. */
   static async start(
@@ -69,6 +77,9 @@ export class Drainer {
               case "packets":
                 try {
                   sink.packets(m.bytes, m.stacks, m.processEvents);
+                } catch (e) {
+                  // Thrown out of a message handler it would end the process, trace unwritten.
+                  d.#fail(e instanceof Error ? e : new Error(String(e)), sink);
                 } finally {
                   Atomics.sub(
                     d.#ctl,
@@ -84,17 +95,20 @@ export class Drainer {
                 d.#latest[i] = m.stats;
                 resolve();
                 break;
-              case "error":
-                d.#failed = m.message;
-                onFail(new DrainError(`draining the ring buffers failed: ${m.message}`));
+              case "error": {
+                const err = new DrainError(`draining the ring buffers failed: ${m.message}`);
+                d.#fail(err, sink);
+                onFail(err);
                 resolve();
                 break;
+              }
             }
           };
           worker.onerror = (e) => {
             e.preventDefault();
-            d.#failed = e.message;
-            onFail(new DrainError(`draining the ring buffers failed: ${e.message}`));
+            const err = new DrainError(`draining the ring buffers failed: ${e.message}`);
+            d.#fail(err, sink);
+            onFail(err);
             resolve();
           };
         }),
@@ -139,11 +153,11 @@ export class Drainer {
     await Promise.all(this.#done);
     for (const w of this.#workers) w.terminate();
     this.#workers = [];
-    if (this.#failed) throw new DrainError(`draining the ring buffers failed: ${this.#failed}`);
+    if (this.#failed instanceof DrainError) throw this.#failed;
     return this.stats();
   }
 
-  get failure(): string | undefined {
+  get failure(): Error | undefined {
     return this.#failed;
   }
 }

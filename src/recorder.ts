@@ -16,7 +16,7 @@ import { checkBtf, checkPrivileges, ensureTracefs } from "./preflight.ts";
 import { scanProcesses } from "./proc_scan.ts";
 import { ProcessTable } from "./process_table.ts";
 import { Layout, type ProcessEvent, RECORD_KIND_COUNT, RECORD_KIND_NAMES } from "./records.ts";
-import { TraceFile } from "./trace_file.ts";
+import { TraceFile, TraceFileError } from "./trace_file.ts";
 import {
   clockSnapshotPacket,
   dropCounterTracks,
@@ -87,14 +87,30 @@ export interface RecordResult {
     processingMs: number;
   };
   sampling?: string;
+  /** Batches userspace failed to process (a bug, not a drop): how many, and the first error. */
+  contained: { count: number; first?: string };
 }
 
 const SEQUENCE_ID_WORKERS = 2;
 /** One sequence per stack stream (on-CPU, D sleep, S sleep). */
 const SEQUENCE_IDS_STACKS: [number, number, number] = [100, 101, 102];
 
-/** Called with a function that stops the recording early (signal handlers). */
-export type StopHook = (stop: () => void) => () => void;
+/** What a signal handler may do to a recording in progress. */
+export interface RecordingControl {
+  /** Ends the recording early; the trace is finished as after the duration. */
+  stop(): void;
+  /**
+   * Gives up at once: removes the unfinished trace file. Returns false when there was nothing to
+   * remove (already complete, or kept under its temporary name).
+   */
+  discard(): boolean;
+}
+
+/**
+ * Called once recording starts; returns a function that uninstalls the hook. It stays installed
+ * until record() has finished the file, so a second signal while finishing can still discard it.
+ */
+export type StopHook = (control: RecordingControl) => () => void;
 
 export async function record(opts: RecordOptions, onStop: StopHook): Promise<RecordResult> {
   const t0 = performance.now();
@@ -108,14 +124,46 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     if (opts.verbosity > 0) opts.log(`warning: ${(e as Error).message}`);
   }
   const file = TraceFile.create(opts.output, { compress: opts.compress });
-  const libbpfLog = new LibbpfLog(opts.verbosity);
+  // The first error on the packet path (a full disk, say): recording stops and it is reported.
+  let failure: Error | undefined;
+  // Until the wait below begins, a stop request is only remembered: the trace then ends as soon
+  // as it has started, still complete.
+  let stopRequested = false;
+  let stopNow = () => {
+    stopRequested = true;
+  };
+  const removeStopHook = onStop({ stop: () => stopNow(), discard: () => file.discard() });
+  const fail = (e: unknown) => {
+    failure ??= e instanceof Error ? e : new Error(String(e));
+    stopNow();
+  };
+  const write = (bytes: Uint8Array) => {
+    if (failure) return;
+    try {
+      file.write(bytes);
+    } catch (e) {
+      fail(e);
+    }
+  };
+  /** Errors that cost records but not the recording (a bug on one record's path). */
+  let contained = 0;
+  let containedFirst: string | undefined;
+  const contain = (what: string, f: () => void) => {
+    try {
+      f();
+    } catch (e) {
+      contained++;
+      containedFirst ??= `${what}: ${(e as Error).message}`;
+    }
+  };
+  let libbpfLog: LibbpfLog | undefined;
   let obj: BpfObject | undefined;
   let drainer: Drainer | undefined;
-  let removeStopHook = () => {};
   let sideband: PerfSideband | undefined;
   let sampling: PerfEventSet | undefined;
   let symbolizer: Symbolizer | undefined;
   try {
+    libbpfLog = new LibbpfLog(opts.verbosity);
     const cpus = onlineCpus();
     const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
     const base = clockNs(ClockId.BOOTTIME);
@@ -230,8 +278,10 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       // Workers batch per CPU; the table needs them in time order.
       events.sort((a, b) => a.ts - b.ts);
       for (const ev of events) {
-        const delta = table.apply(ev);
-        if (delta) file.write(processTreePacket(delta, base + BigInt(Math.trunc(ev.ts))));
+        contain("process events", () => {
+          const delta = table!.apply(ev);
+          if (delta) write(processTreePacket(delta, base + BigInt(Math.trunc(ev.ts))));
+        });
       }
     };
 
@@ -245,18 +295,21 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       maxPendingBytes: 64 * 1024 * 1024,
     }, {
       packets(bytes, stacks, events) {
-        file.write(bytes);
+        write(bytes);
         if (events.length) applyEvents(events);
         if (stacks.length && profiler) {
           // Every mapping a sample can use was recorded before the sample was
           // drained, so the side-band is complete for this batch.
           const t = performance.now();
-          applySideband();
-          const out = profiler.consume(stacks);
+          contain("stack side-band", applySideband);
+          contain("stacks", () => {
+            const out = profiler!.consume(stacks);
+            if (out) write(out);
+          });
           stackMs += performance.now() - t;
-          if (out) file.write(out);
         }
       },
+      failed: fail,
     });
     const attached = obj.attachAll(["on_cpu_sample"]);
     if (sampling) {
@@ -274,16 +327,16 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     }
 
     // Header packets: clocks first (it also starts the main sequence).
-    file.write(clockSnapshotPacket(readClocks()));
-    file.write(systemInfoPacket(describeSystem(cpus.length), attachNs));
-    file.write(ftraceStatsPacket("start", cpus.map((cpu) => ({ cpu, events: 0 })), attachNs));
-    for (const p of dropCounterTracks(RECORD_KIND_NAMES)) file.write(p);
-    for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) file.write(p);
+    write(clockSnapshotPacket(readClocks()));
+    write(systemInfoPacket(describeSystem(cpus.length), attachNs));
+    write(ftraceStatsPacket("start", cpus.map((cpu) => ({ cpu, events: 0 })), attachNs));
+    for (const p of dropCounterTracks(RECORD_KIND_NAMES)) write(p);
+    for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) write(p);
     // Scanned after attaching so that no process can fall between scan and events.
     const snapshot = scanProcesses();
     table = new ProcessTable(snapshot, base);
     if (wantStacks) seedMappings(spaces, snapshot.map((p) => p.pid));
-    file.write(processTreePacket(table.initialTree(), clockNs(ClockId.BOOTTIME)));
+    write(processTreePacket(table.initialTree(), clockNs(ClockId.BOOTTIME)));
     applyEvents(early.splice(0));
 
     opts.log(
@@ -291,7 +344,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
         (opts.durationSec > 0 ? ` for ${opts.durationSec}s` : "") + " (Ctrl-C to stop)",
     );
 
-    // Wait for the duration, a signal, or a failed worker.
+    // Wait for the duration, a signal, or a failure on the packet path.
     const started = performance.now();
     await new Promise<void>((resolve) => {
       let finished = false;
@@ -304,8 +357,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       };
       const timer = opts.durationSec > 0 ? setTimeout(finish, opts.durationSec * 1000) : undefined;
       const tick = setInterval(() => {
-        if (drainer!.failure) return finish();
-        applySideband(); // keep the side-band rings from filling between stack batches
+        contain("stack side-band", applySideband); // keep its rings from filling between batches
         // Samples are resolved well within this of being taken; older exits can go.
         spaces.prune(Number(clockNs(ClockId.BOOTTIME) - base) - EXITED_MAPPINGS_KEPT_NS);
         if (!opts.status) return;
@@ -318,9 +370,9 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
             `${fmtCount(events)} events  ${drops} dropped`,
         );
       }, opts.status ? 1000 : 200);
-      removeStopHook = onStop(finish);
+      stopNow = finish;
+      if (stopRequested || failure) finish();
     });
-    removeStopHook();
     const stopT = performance.now();
 
     // Stop recording in every program at once, then detach: the workers then
@@ -333,16 +385,19 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     drainer = undefined;
     const drops = readDrops(obj, dropsFd);
     if (profiler) {
-      applySideband();
-      const out = profiler.finish(Number(endNs - base));
-      if (out) file.write(out);
+      contain("stack side-band", applySideband);
+      contain("stacks", () => {
+        const out = profiler!.finish(Number(endNs - base));
+        if (out) write(out);
+      });
     }
-    file.write(ftraceStatsPacket(
+    write(ftraceStatsPacket(
       "end",
       cpus.map((cpu) => ({ cpu, events: drops.byCpu[cpu] ?? 0 })),
       endNs,
     ));
-    for (const p of dropCounterValues(RECORD_KIND_NAMES, drops.byKind, endNs)) file.write(p);
+    for (const p of dropCounterValues(RECORD_KIND_NAMES, drops.byKind, endNs)) write(p);
+    if (failure) throw failure;
     file.finish();
     const finishMs = performance.now() - stopT;
 
@@ -375,9 +430,14 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       sampling: sampling
         ? `${sampling.source}${sampling.fallback ? ` (${sampling.fallback})` : ""}`
         : undefined,
+      contained: { count: contained, first: containedFirst },
     };
   } catch (e) {
-    file.abort();
+    const removed = file.discard();
+    const err = e as Error;
+    if (removed && err instanceof TraceFileError) {
+      throw new TraceFileError(`${err.message}; the unfinished trace was removed`);
+    }
     throw e;
   } finally {
     removeStopHook();
@@ -386,7 +446,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     sideband?.close();
     sampling?.close();
     symbolizer?.close();
-    libbpfLog.close();
+    libbpfLog?.close();
   }
 }
 
