@@ -8,10 +8,14 @@
  * `ElfError`; garbage inside a table that could be read (a symbol whose name is out of range, a
  * malformed note) is skipped, because one bad entry should not cost the rest of the file's symbols.
  *
- * Files are read lazily: `open` reads the headers, the section name table, the notes and
- * .gnu_debuglink (all small); symbol tables only on the first `symbolize`. Binaries of 100+ MB are
- * common (Deno itself), so nothing reads the whole file.
+ * What a file costs is bounded by what it holds, not by what its headers claim: nothing reads a
+ * whole section because it is said to be large. `open` reads the headers, the section headers, the
+ * section names and the notes (all capped); the symbol table is streamed once on the first
+ * `symbolize`, keeping only function symbols, within a read budget; names are read where a lookup
+ * needs them. A sparse file that claims a 256 MiB string table costs the few blocks looked at.
  */
+import { BlockCache, type ByteSource, MemorySource, SliceSource } from "./byte_source.ts";
+import { RegularFile, type RegularFileOptions } from "./ffi/regular_file.ts";
 
 /** A file that is not a readable ELF64 little-endian object, or is truncated or corrupt. */
 export class ElfError extends Error {
@@ -85,84 +89,60 @@ const SHN_ABS = 0xfff1;
 const SHN_XINDEX = 0xffff;
 const PN_XNUM = 0xffff;
 
-// Caps on what a file may make us read or allocate. Real files stay far below them: the largest
-// section counts seen are ~70k (-ffunction-sections objects), symbol tables of big C++ binaries
-// are tens of MB.
-const MAX_PHNUM = 65536;
-const MAX_SHNUM = 262144;
-const MAX_SHSTRTAB = 16 << 20;
+// Caps on what a file may make us read or keep. Mapped binaries have a dozen segments and a few
+// dozen sections; symbol tables of the biggest C++ libraries on a desktop are tens of MB.
+const MAX_PHNUM = 4096;
+const MAX_LOADS = 256;
+const MAX_SHNUM = 65536;
+const MAX_SHSTRTAB = 1 << 20;
 const MAX_NOTE_BYTES = 1 << 20;
 const MAX_NOTE_REGIONS = 16;
 const MAX_BUILD_ID = 64;
 const MAX_DEBUGLINK = 4096;
 const MAX_SYMTAB = 256 << 20;
-const MAX_STRTAB = 256 << 20;
 const MAX_SECTION_BYTES = 256 << 20;
-const MAX_NAME = 65536;
+/** Function symbols kept from one file (a symbol costs ~70 bytes in the index). */
+const MAX_FUNCTIONS = 4 << 20;
+/** Bytes read to build one file's index besides its symbol table: alias tie-breaks read names. */
+export const INDEX_NAME_READ_BUDGET = 64 << 20;
+export const MAX_NAME = 65536;
 // Alias tie-breaks only need to tell names apart by length; beyond this they count as equal,
 // which bounds the work a table of identical addresses can cause.
 const NAME_CMP_CAP = 256;
 const SYMTAB_CHUNK = SYM_SIZE * 65536;
 
 const decoder = new TextDecoder("utf-8", { fatal: false });
-
-/** Where the bytes come from: memory for tests and fuzzing, positioned reads for real files. */
-interface ByteSource {
-  readonly size: number;
-  /** Callers have bounds-checked offset and length against size. */
-  read(offset: number, length: number): Uint8Array;
-  close(): void;
-}
-
-class MemorySource implements ByteSource {
-  readonly size: number;
-  constructor(private readonly bytes: Uint8Array) {
-    this.size = bytes.length;
-  }
-  read(offset: number, length: number): Uint8Array {
-    return this.bytes.subarray(offset, offset + length);
-  }
-  close(): void {}
-}
+const encoder = new TextEncoder();
 
 class FileSource implements ByteSource {
-  #file: Deno.FsFile | undefined;
-  constructor(file: Deno.FsFile, readonly size: number, private readonly label: string) {
-    this.#file = file;
-  }
+  constructor(readonly file: RegularFile, readonly size: number) {}
   read(offset: number, length: number): Uint8Array {
-    const file = this.#file;
-    if (!file) throw new ElfError(`${this.label}: read after close`);
-    const out = new Uint8Array(length);
     try {
-      file.seekSync(offset, Deno.SeekMode.Start);
-      let got = 0;
-      while (got < length) {
-        const n = file.readSync(out.subarray(got));
-        if (n === null || n === 0) {
-          throw new ElfError(
-            `${this.label}: file ended at ${offset + got} reading ${length} bytes`,
-          );
-        }
-        got += n;
-      }
+      return this.file.read(offset, length);
     } catch (e) {
-      if (e instanceof ElfError) throw e;
-      throw new ElfError(`${this.label}: read of ${length} bytes at ${offset} failed: ${e}`, {
-        cause: e,
-      });
+      throw new ElfError(`${this.file.path}: ${(e as Error).message}`, { cause: e });
     }
-    return out;
-  }
-  close(): void {
-    this.#file?.close();
-    this.#file = undefined;
   }
 }
 
-interface RawSection extends ElfSection {
-  readonly link: number;
-  readonly entsize: number;
+/** Counts down the bytes one operation may read, so a hostile layout cannot make it read more. */
+class BudgetedSource implements ByteSource {
+  #left: number;
+  constructor(
+    private readonly inner: ByteSource,
+    private readonly budget: number,
+    private readonly what: string,
+  ) {
+    this.#left = budget;
+  }
+  get size(): number {
+    return this.inner.size;
+  }
+  read(offset: number, length: number): Uint8Array {
+    this.#left -= length;
+    if (this.#left < 0) throw new ElfError(`${this.what} needs more than ${this.budget} bytes`);
+    return this.inner.read(offset, length);
+  }
 }
 
 /** Function symbols after dedup, flattened into non-overlapping ranges for binary search. */
@@ -174,8 +154,8 @@ interface SymbolIndex {
   readonly symSize: Float64Array;
   readonly symNameOff: Uint32Array;
   readonly symTable: Uint8Array;
-  readonly strtabs: Uint8Array[];
-  readonly names: (string | undefined)[];
+  readonly strtabs: BlockCache[];
+  readonly names: Map<number, string>;
 }
 
 function u64(dv: DataView, at: number): number {
@@ -199,6 +179,65 @@ function bindRank(bind: number): number {
   return 3;
 }
 
+/** Growable typed columns for the symbols a table yields: memory follows what is kept. */
+class Columns {
+  n = 0;
+  start = new Float64Array(1024);
+  size = new Float64Array(1024);
+  nameOff = new Uint32Array(1024);
+  table = new Uint8Array(1024);
+  rank = new Uint8Array(1024);
+  shndx = new Uint16Array(1024);
+
+  push(start: number, size: number, nameOff: number, table: number, rank: number, shndx: number) {
+    if (this.n === this.start.length) this.#grow();
+    const i = this.n++;
+    this.start[i] = start;
+    this.size[i] = size;
+    this.nameOff[i] = nameOff;
+    this.table[i] = table;
+    this.rank[i] = rank;
+    this.shndx[i] = shndx;
+  }
+
+  #grow(): void {
+    const cap = this.start.length * 2;
+    const f64 = (a: Float64Array) => {
+      const b = new Float64Array(cap);
+      b.set(a);
+      return b;
+    };
+    this.start = f64(this.start);
+    this.size = f64(this.size);
+    const nameOff = new Uint32Array(cap);
+    nameOff.set(this.nameOff);
+    this.nameOff = nameOff;
+    const table = new Uint8Array(cap);
+    table.set(this.table);
+    this.table = table;
+    const rank = new Uint8Array(cap);
+    rank.set(this.rank);
+    this.rank = rank;
+    const shndx = new Uint16Array(cap);
+    shndx.set(this.shndx);
+    this.shndx = shndx;
+  }
+}
+
+/** The section header table, kept as columns: thousands of hostile headers cost no objects. */
+interface SectionTable {
+  readonly count: number;
+  readonly nameOff: Uint32Array;
+  readonly type: Uint32Array;
+  readonly link: Uint32Array;
+  readonly flags: Float64Array;
+  readonly addr: Float64Array;
+  readonly offset: Float64Array;
+  readonly size: Float64Array;
+  readonly entsize: Float64Array;
+  readonly names: Uint8Array;
+}
+
 export class ElfFile {
   readonly type: ElfType;
   /** e_machine, e.g. EM_X86_64 or EM_AARCH64. */
@@ -206,19 +245,24 @@ export class ElfFile {
   /** Lower-case hex of NT_GNU_BUILD_ID, or undefined when the file has none. */
   readonly buildId: string | undefined;
   readonly segments: readonly ElfSegment[];
-  readonly sections: readonly ElfSection[];
   /** File name from .gnu_debuglink, where a separate debug file would be. */
   readonly debugLink: string | undefined;
+  /** The file's size in bytes. */
+  readonly size: number;
 
   readonly #src: ByteSource;
+  readonly #file: RegularFile | undefined;
   readonly #label: string;
-  readonly #sections: RawSection[];
+  readonly #sh: SectionTable;
   #closed = false;
   #index: SymbolIndex | undefined;
+  #work = 0;
 
-  private constructor(src: ByteSource, label: string) {
+  private constructor(src: ByteSource, label: string, file?: RegularFile) {
     this.#src = src;
+    this.#file = file;
     this.#label = label;
+    this.size = src.size;
     const hdr = this.#read(0, EHDR_SIZE, "ELF header");
     if (hdr[0] !== 0x7f || hdr[1] !== 0x45 || hdr[2] !== 0x4c || hdr[3] !== 0x46) {
       throw new ElfError(`${label}: not an ELF file (bad magic)`);
@@ -275,6 +319,10 @@ export class ElfFile {
         const o = i * PHDR_SIZE;
         const pType = ph.getUint32(o, true);
         if (pType === PT_LOAD) {
+          // Every address lookup walks the segments: their number must stay small.
+          if (segments.length >= MAX_LOADS) {
+            throw new ElfError(`${label}: more than ${MAX_LOADS} PT_LOAD segments`);
+          }
           segments.push({
             flags: ph.getUint32(o + 4, true),
             offset: u64(ph, o + 8),
@@ -288,39 +336,40 @@ export class ElfFile {
       }
     }
     this.segments = segments;
-
-    this.#sections = shnum > 0 ? this.#readSections(shoff, shnum, shstrndx) : [];
-    this.sections = this.#sections;
+    this.#sh = this.#readSections(shoff, shnum, shstrndx);
 
     let buildId = this.#buildIdFrom(notes);
     if (buildId === undefined) {
-      const noteSections = this.#sections
-        .filter((s) => s.type === SHT_NOTE)
-        .sort((a, b) =>
-          Number(b.name === ".note.gnu.build-id") - Number(a.name === ".note.gnu.build-id")
-        )
-        .slice(0, MAX_NOTE_REGIONS)
-        .map((s) => ({ offset: s.offset, size: s.size, align: 4 }));
+      const noteSections: { offset: number; size: number; align: number }[] = [];
+      const named = this.#find(".note.gnu.build-id");
+      if (named >= 0 && this.#sh.type[named] === SHT_NOTE) {
+        noteSections.push({ offset: this.#sh.offset[named], size: this.#sh.size[named], align: 4 });
+      }
+      for (let i = 0; i < this.#sh.count && noteSections.length < MAX_NOTE_REGIONS; i++) {
+        if (this.#sh.type[i] === SHT_NOTE && i !== named) {
+          noteSections.push({ offset: this.#sh.offset[i], size: this.#sh.size[i], align: 4 });
+        }
+      }
       buildId = this.#buildIdFrom(noteSections);
     }
     this.buildId = buildId;
     this.debugLink = this.#readDebugLink();
   }
 
-  /** Opens a file and reads its headers; the handle stays open for lazy reads until `close()`. */
-  static open(path: string): ElfFile {
-    let file: Deno.FsFile;
-    let size: number;
+  /**
+   * Opens a regular file (see RegularFile: never a FIFO or device) and reads its headers; the file
+   * stays open for lazy reads until `close()`. Symlinks are followed unless `options` say
+   * otherwise: paths that other users can change must be opened with `links: "refuse"`.
+   */
+  static open(path: string, options: RegularFileOptions = { links: "follow" }): ElfFile {
+    let file: RegularFile;
     try {
-      file = Deno.openSync(path, { read: true });
+      file = RegularFile.open(path, options);
     } catch (e) {
-      throw new ElfError(`${path}: cannot open: ${e}`, { cause: e });
+      throw new ElfError(`${path}: cannot open: ${(e as Error).message}`, { cause: e });
     }
     try {
-      const st = file.statSync();
-      if (!st.isFile) throw new ElfError(`${path}: not a regular file`);
-      size = st.size;
-      return new ElfFile(new FileSource(file, size, path), path);
+      return new ElfFile(new FileSource(file, file.identity.size), path, file);
     } catch (e) {
       file.close();
       if (e instanceof ElfError) throw e;
@@ -328,20 +377,45 @@ export class ElfFile {
     }
   }
 
-  /** Parses ELF bytes held in memory (tests, fuzzing); the bytes must not change afterwards. */
+  /** Parses ELF bytes held in memory (tests, fuzzing, the vDSO); they must not change later. */
   static fromBytes(bytes: Uint8Array, label = "<bytes>"): ElfFile {
     return new ElfFile(new MemorySource(bytes), label);
   }
 
-  /** Idempotent. Lookups keep working if the symbol tables were already loaded. */
+  /** Idempotent. Lookups of names already read keep working; anything else throws ElfError. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#src.close();
+    this.#file?.close();
   }
 
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** The identity of the opened file (undefined for bytes in memory). */
+  get identity(): RegularFile["identity"] | undefined {
+    return this.#file?.identity;
+  }
+
+  /**
+   * Work done so far: bytes read (from the file or memory) plus alias comparisons. What bounds a
+   * hostile file's cost, and what tests check instead of time.
+   */
+  get work(): number {
+    return this.#work;
+  }
+
+  /** A rough count of the bytes this reader keeps in memory (for cache budgets). */
+  get retainedBytes(): number {
+    let n = 1024 + this.#sh.count * 60 + this.#sh.names.length;
+    const idx = this.#index;
+    if (idx) {
+      n += idx.rangeStart.length * 20 + idx.symStart.length * 29;
+      for (const s of idx.strtabs) n += s.retainedBytes;
+      n += idx.names.size * 80;
+    }
+    return n;
   }
 
   /** The link-time address of a file offset, via the PT_LOAD segment whose file bytes hold it. */
@@ -381,22 +455,84 @@ export class ElfFile {
     const r = lo - 1;
     if (r < 0 || !(vaddr < idx.rangeEnd[r])) return undefined;
     const s = idx.rangeSym[r];
-    const name = idx.names[s] ??= this.#decodeName(idx.strtabs[idx.symTable[s]], idx.symNameOff[s]);
+    let name = idx.names.get(s);
+    if (name === undefined) {
+      this.#check(0, 0, "symbol name");
+      name = this.#nameIn(idx.strtabs[idx.symTable[s]], idx.symNameOff[s]);
+      idx.names.set(s, name);
+    }
     return { name, start: idx.symStart[s], size: idx.symSize[s] };
   }
 
-  /** Contents of the first section with this name; undefined if absent or without file bytes. */
-  sectionBytes(name: string): Uint8Array | undefined {
-    const s = this.#sections.find((x) => x.name === name);
-    if (!s || s.type === SHT_NOBITS) return undefined;
-    if (s.size > MAX_SECTION_BYTES) {
-      throw new ElfError(`${this.#label}: section ${name} of ${s.size} bytes exceeds cap`);
+  /** Every section header, decoded (for tests and tools; lookups use `section`). */
+  get sections(): readonly ElfSection[] {
+    const out: ElfSection[] = [];
+    for (let i = 0; i < this.#sh.count; i++) out.push(this.#section(i));
+    return out;
+  }
+
+  /** The first section with this name, or undefined. */
+  section(name: string): ElfSection | undefined {
+    const i = this.#find(name);
+    return i < 0 ? undefined : this.#section(i);
+  }
+
+  /**
+   * The bytes of the first section with this name, read on demand; undefined if absent or
+   * without file bytes (SHT_NOBITS).
+   */
+  sectionSource(name: string): ByteSource | undefined {
+    const i = this.#find(name);
+    if (i < 0 || this.#sh.type[i] === SHT_NOBITS) return undefined;
+    const offset = this.#sh.offset[i];
+    const size = this.#sh.size[i];
+    if (size > MAX_SECTION_BYTES) {
+      throw new ElfError(`${this.#label}: section ${name} of ${size} bytes exceeds cap`);
     }
-    return this.#read(s.offset, s.size, `section ${name}`);
+    this.#check(offset, size, `section ${name}`);
+    return new SliceSource(
+      { size: this.#src.size, read: (o, l) => this.#read(o, l, name) },
+      offset,
+      size,
+    );
+  }
+
+  /** Contents of the first section with this name, read whole (small sections, tests). */
+  sectionBytes(name: string): Uint8Array | undefined {
+    const src = this.sectionSource(name);
+    return src?.read(0, src.size);
+  }
+
+  #section(i: number): ElfSection {
+    const sh = this.#sh;
+    const off = sh.nameOff[i];
+    return {
+      name: off < sh.names.length ? this.#decodeName(sh.names, off) : "",
+      type: sh.type[i],
+      flags: sh.flags[i],
+      addr: sh.addr[i],
+      offset: sh.offset[i],
+      size: sh.size[i],
+    };
+  }
+
+  /** Index of the first section named `name`, comparing bytes in place; -1 when none. */
+  #find(name: string): number {
+    const want = encoder.encode(name);
+    const sh = this.#sh;
+    const names = sh.names;
+    outer: for (let i = 0; i < sh.count; i++) {
+      const off = sh.nameOff[i];
+      if (off + want.length >= names.length || names[off + want.length] !== 0) continue;
+      for (let k = 0; k < want.length; k++) if (names[off + k] !== want[k]) continue outer;
+      return i;
+    }
+    return -1;
   }
 
   #read(offset: number, length: number, what: string): Uint8Array {
     this.#check(offset, length, what);
+    this.#work += length;
     return this.#src.read(offset, length);
   }
 
@@ -411,42 +547,41 @@ export class ElfFile {
     }
   }
 
-  #readSections(shoff: number, shnum: number, shstrndx: number): RawSection[] {
-    const sh = view(this.#read(shoff, shnum * SHDR_SIZE, "section headers"));
-    const names: number[] = [];
-    const raw: Omit<RawSection, "name">[] = [];
+  #readSections(shoff: number, shnum: number, shstrndx: number): SectionTable {
+    const sh = view(
+      shnum > 0 ? this.#read(shoff, shnum * SHDR_SIZE, "section headers") : new Uint8Array(0),
+    );
+    const t: SectionTable = {
+      count: shnum,
+      nameOff: new Uint32Array(shnum),
+      type: new Uint32Array(shnum),
+      link: new Uint32Array(shnum),
+      flags: new Float64Array(shnum),
+      addr: new Float64Array(shnum),
+      offset: new Float64Array(shnum),
+      size: new Float64Array(shnum),
+      entsize: new Float64Array(shnum),
+      names: new Uint8Array(0),
+    };
     for (let i = 0; i < shnum; i++) {
       const o = i * SHDR_SIZE;
-      names.push(sh.getUint32(o, true));
-      raw.push({
-        type: sh.getUint32(o + 4, true),
-        flags: u64(sh, o + 8),
-        addr: u64(sh, o + 16),
-        offset: u64(sh, o + 24),
-        size: u64(sh, o + 32),
-        link: sh.getUint32(o + 40, true),
-        entsize: u64(sh, o + 56),
-      });
+      t.nameOff[i] = sh.getUint32(o, true);
+      t.type[i] = sh.getUint32(o + 4, true);
+      t.flags[i] = u64(sh, o + 8);
+      t.addr[i] = u64(sh, o + 16);
+      t.offset[i] = u64(sh, o + 24);
+      t.size[i] = u64(sh, o + 32);
+      t.link[i] = sh.getUint32(o + 40, true);
+      t.entsize[i] = u64(sh, o + 56);
     }
-    let strtab: Uint8Array = new Uint8Array(0);
-    if (shstrndx !== 0 && shstrndx < shnum && raw[shstrndx].type !== SHT_NOBITS) {
-      const s = raw[shstrndx];
-      if (s.size > MAX_SHSTRTAB) {
-        throw new ElfError(`${this.#label}: section name table of ${s.size} bytes exceeds cap`);
+    if (shstrndx !== 0 && shstrndx < shnum && t.type[shstrndx] !== SHT_NOBITS) {
+      const size = t.size[shstrndx];
+      if (size > MAX_SHSTRTAB) {
+        throw new ElfError(`${this.#label}: section name table of ${size} bytes exceeds cap`);
       }
-      strtab = this.#read(s.offset, s.size, "section name table");
+      return { ...t, names: this.#read(t.offset[shstrndx], size, "section name table") };
     }
-    // Hostile files can point thousands of headers at one name; decode each offset once.
-    const cache = new Map<number, string>();
-    return raw.map((r, i) => {
-      const off = names[i];
-      let name = cache.get(off);
-      if (name === undefined) {
-        name = off < strtab.length ? this.#decodeName(strtab, off) : "";
-        cache.set(off, name);
-      }
-      return { name, ...r };
-    });
+    return t;
   }
 
   #buildIdFrom(regions: { offset: number; size: number; align: number }[]): string | undefined {
@@ -481,9 +616,13 @@ export class ElfFile {
   }
 
   #readDebugLink(): string | undefined {
-    const s = this.#sections.find((x) => x.name === ".gnu_debuglink");
-    if (!s || s.type === SHT_NOBITS) return undefined;
-    const bytes = this.#read(s.offset, Math.min(s.size, MAX_DEBUGLINK), ".gnu_debuglink");
+    const i = this.#find(".gnu_debuglink");
+    if (i < 0 || this.#sh.type[i] === SHT_NOBITS) return undefined;
+    const bytes = this.#read(
+      this.#sh.offset[i],
+      Math.min(this.#sh.size[i], MAX_DEBUGLINK),
+      ".gnu_debuglink",
+    );
     const nul = bytes.indexOf(0);
     if (nul <= 0) return undefined;
     return decoder.decode(bytes.subarray(0, nul));
@@ -495,95 +634,101 @@ export class ElfFile {
     return decoder.decode(nul < 0 ? window : window.subarray(0, nul));
   }
 
+  /** A NUL-terminated name of a string table, read where it is (at most MAX_NAME bytes). */
+  #nameIn(strtab: BlockCache, off: number): string {
+    let want = NAME_CMP_CAP;
+    for (;;) {
+      const bytes = strtab.bytes(off, want);
+      const nul = bytes.indexOf(0);
+      if (nul >= 0) return decoder.decode(bytes.subarray(0, nul));
+      if (bytes.length < want || want >= MAX_NAME) return decoder.decode(bytes);
+      want = Math.min(MAX_NAME, want * 16);
+    }
+  }
+
   #buildIndex(): SymbolIndex {
-    const sections = this.#sections;
-    const strtabs: Uint8Array[] = [];
+    const sh = this.#sh;
     // A valid file has at most one of each; taking only the first bounds the work a file with
     // many fake symbol tables can cause.
-    const tables = [
-      sections.find((s) => s.type === SHT_SYMTAB),
-      sections.find((s) => s.type === SHT_DYNSYM),
-    ].filter((s) => s !== undefined);
-    // Everything about a table is checked before anything is sized from it: a lying sh_size
-    // must not allocate hundreds of MB only to fail afterwards.
-    const total: number[] = [];
-    for (const sec of tables) {
-      if (sec.entsize !== SYM_SIZE && sec.entsize !== 0) {
-        throw new ElfError(`${this.#label}: symbol table ${sec.name} entry size ${sec.entsize}`);
+    const tables: number[] = [];
+    for (const type of [SHT_SYMTAB, SHT_DYNSYM]) {
+      for (let i = 0; i < sh.count; i++) {
+        if (sh.type[i] === type) {
+          tables.push(i);
+          break;
+        }
       }
-      if (sec.size > MAX_SYMTAB) {
-        throw new ElfError(
-          `${this.#label}: symbol table ${sec.name} of ${sec.size} bytes exceeds cap`,
-        );
-      }
-      const bytes = Math.floor(sec.size / SYM_SIZE) * SYM_SIZE;
-      this.#check(sec.offset, bytes, `symbol table ${sec.name}`);
-      total.push(bytes);
-      const str = sec.link < sections.length ? sections[sec.link] : undefined;
-      if (!str || str.type !== SHT_STRTAB) {
-        throw new ElfError(
-          `${this.#label}: symbol table ${sec.name} links to bad section ${sec.link}`,
-        );
-      }
-      if (str.size > MAX_STRTAB) {
-        throw new ElfError(
-          `${this.#label}: string table ${str.name} of ${str.size} bytes exceeds cap`,
-        );
-      }
-      strtabs.push(this.#read(str.offset, str.size, `string table of ${sec.name}`));
     }
-    // Typed arrays keep the symbols of a large C++ library out of the garbage collector's way.
-    let capacity = 0;
-    for (const bytes of total) capacity += bytes / SYM_SIZE;
-    const start = new Float64Array(capacity);
-    const size = new Float64Array(capacity);
-    const nameOff = new Uint32Array(capacity);
-    const table = new Uint8Array(capacity);
-    const rank = new Uint8Array(capacity);
-    const shndxOf = new Uint16Array(capacity);
-    let n = 0;
+    // Everything about a table is checked before anything is read from it.
+    const total: number[] = [];
+    const strtabs: BlockCache[] = [];
+    const names = new BudgetedSource(
+      { size: this.#src.size, read: (o, l) => this.#read(o, l, "string table") },
+      INDEX_NAME_READ_BUDGET,
+      `${this.#label}: reading symbol names`,
+    );
+    for (const t of tables) {
+      const label = `symbol table ${t}`;
+      if (sh.entsize[t] !== SYM_SIZE && sh.entsize[t] !== 0) {
+        throw new ElfError(`${this.#label}: ${label} entry size ${sh.entsize[t]}`);
+      }
+      if (sh.size[t] > MAX_SYMTAB) {
+        throw new ElfError(`${this.#label}: ${label} of ${sh.size[t]} bytes exceeds cap`);
+      }
+      const bytes = Math.floor(sh.size[t] / SYM_SIZE) * SYM_SIZE;
+      this.#check(sh.offset[t], bytes, label);
+      total.push(bytes);
+      const link = sh.link[t];
+      if (!(link < sh.count) || sh.type[link] !== SHT_STRTAB) {
+        throw new ElfError(`${this.#label}: ${label} links to bad section ${link}`);
+      }
+      this.#check(sh.offset[link], sh.size[link], `string table of ${label}`);
+      // Names are read where they are needed: a string table is never loaded whole.
+      strtabs.push(new BlockCache(new SliceSource(names, sh.offset[link], sh.size[link])));
+    }
+    const cols = new Columns();
     for (let t = 0; t < tables.length; t++) {
       const sec = tables[t];
-      const strtab = strtabs[t];
+      const strtabSize = strtabs[t].size;
       for (let chunkAt = 0; chunkAt < total[t]; chunkAt += SYMTAB_CHUNK) {
         const len = Math.min(SYMTAB_CHUNK, total[t] - chunkAt);
-        const dv = view(this.#read(sec.offset + chunkAt, len, `symbol table ${sec.name}`));
+        const dv = view(this.#read(sh.offset[sec] + chunkAt, len, `symbol table ${sec}`));
         for (let o = 0; o < len; o += SYM_SIZE) {
           const info = dv.getUint8(o + 4);
           const type = info & 0xf;
           const shndx = dv.getUint16(o + 6, true);
           if (shndx === SHN_UNDEF || (shndx >= SHN_LORESERVE && shndx !== SHN_ABS)) continue;
-          if (shndx !== SHN_ABS && shndx >= sections.length) continue;
+          if (shndx !== SHN_ABS && shndx >= sh.count) continue;
           const value = u64(dv, o + 8);
           const sz = u64(dv, o + 16);
           if (type === STT_NOTYPE) {
             if (sz === 0 || shndx === SHN_ABS) continue;
-            if ((sections[shndx].flags & SHF_EXECINSTR) === 0) continue;
+            if ((sh.flags[shndx] & SHF_EXECINSTR) === 0) continue;
           } else if (type !== STT_FUNC && type !== STT_GNU_IFUNC) {
             continue;
           }
           if (value + sz > Number.MAX_SAFE_INTEGER) continue;
           const nOff = dv.getUint32(o, true);
-          if (nOff >= strtab.length) continue;
-          start[n] = value;
-          size[n] = sz;
-          nameOff[n] = nOff;
-          table[n] = t;
-          rank[n] = bindRank(info >> 4);
-          shndxOf[n] = shndx;
-          n++;
+          if (nOff >= strtabSize) continue;
+          if (cols.n >= MAX_FUNCTIONS) {
+            throw new ElfError(`${this.#label}: more than ${MAX_FUNCTIONS} function symbols`);
+          }
+          cols.push(value, sz, nOff, t, bindRank(info >> 4), shndx);
         }
       }
     }
+    const n = cols.n;
+    const { start, size, nameOff, table, rank, shndx: shndxOf } = cols;
 
     const order = new Int32Array(n);
     for (let i = 0; i < n; i++) order[i] = i;
     order.sort((a, b) => start[a] - start[b] || a - b);
 
+    const nameBytes = (i: number) => strtabs[table[i]].bytes(nameOff[i], NAME_CMP_CAP);
     const nameLen = new Int32Array(n).fill(-1);
     const lenOf = (i: number): number => {
       if (nameLen[i] < 0) {
-        const w = strtabs[table[i]].subarray(nameOff[i], nameOff[i] + NAME_CMP_CAP);
+        const w = nameBytes(i);
         const nul = w.indexOf(0);
         nameLen[i] = nul < 0 ? w.length : nul;
       }
@@ -591,17 +736,18 @@ export class ElfFile {
     };
     // Negative when alias a is the better name for the address than alias b.
     const better = (a: number, b: number): number => {
+      this.#work++;
       if (rank[a] !== rank[b]) return rank[a] - rank[b];
-      const sa = strtabs[table[a]];
-      const sb = strtabs[table[b]];
-      const ua = lenOf(a) > 0 && sa[nameOff[a]] === 0x5f ? 1 : 0;
-      const ub = lenOf(b) > 0 && sb[nameOff[b]] === 0x5f ? 1 : 0;
-      if (ua !== ub) return ua - ub;
       const la = lenOf(a);
       const lb = lenOf(b);
+      const sa = nameBytes(a);
+      const ua = la > 0 && sa[0] === 0x5f ? 1 : 0;
+      const sb = nameBytes(b);
+      const ub = lb > 0 && sb[0] === 0x5f ? 1 : 0;
+      if (ua !== ub) return ua - ub;
       if (la !== lb) return la - lb;
       for (let k = 0; k < la; k++) {
-        const d = sa[nameOff[a] + k] - sb[nameOff[b] + k];
+        const d = sa[k] - sb[k];
         if (d !== 0) return d;
       }
       return a - b;
@@ -689,6 +835,19 @@ export class ElfFile {
     }
     popUntil(Infinity);
 
+    // Later name reads (lookups) are not part of the build's budget, and keep few blocks.
+    const lookupStrtabs = tables.map((t) => {
+      const link = sh.link[t];
+      return new BlockCache(
+        new SliceSource(
+          { size: this.#src.size, read: (o, l) => this.#read(o, l, "symbol name") },
+          sh.offset[link],
+          sh.size[link],
+        ),
+        4096,
+        8,
+      );
+    });
     return {
       rangeStart: rs.slice(0, r),
       rangeEnd: re.slice(0, r),
@@ -697,14 +856,15 @@ export class ElfFile {
       symSize,
       symNameOff,
       symTable,
-      strtabs,
-      names: new Array(m),
+      strtabs: lookupStrtabs,
+      names: new Map(),
     };
   }
 
   #sectionEnd(addr: number, shndx: number): number {
-    if (shndx === SHN_ABS || shndx >= this.#sections.length) return addr;
-    const s = this.#sections[shndx];
-    return addr >= s.addr && addr - s.addr < s.size ? s.addr + s.size : addr;
+    if (shndx === SHN_ABS || shndx >= this.#sh.count) return addr;
+    const start = this.#sh.addr[shndx];
+    const size = this.#sh.size[shndx];
+    return addr >= start && addr - start < size ? start + size : addr;
   }
 }
