@@ -3,15 +3,18 @@
  * the caller's registers (the "unwind row"), as `perf --call-graph dwarf` and libgcc use them.
  *
  * `.eh_frame_hdr` holds a sorted table of (first address, FDE address) for binary search; without
- * it the FDEs are found once by a linear scan of `.eh_frame`. CIEs and FDEs are parsed only when
- * a lookup reaches them, and the rows of an FDE are computed once and kept in a bounded cache,
- * because a profile hits the same few hundred functions over and over.
+ * it the FDEs are found once by a linear scan of `.eh_frame`. `.eh_frame` itself is never held in
+ * memory: a CIE or FDE is read from the file when a lookup reaches it, and the rows of an FDE are
+ * computed once and kept in a cache bounded by rows, because a profile hits the same few hundred
+ * functions over and over.
  *
  * Any user can write the binaries a traced process maps, so all of it is hostile input: every
- * read is bounds-checked, LEB128s and state stacks are capped, and every failure throws
- * `EhFrameError` (never a RangeError or a hang).
+ * read is bounds-checked, entries, rows, LEB128s and state stacks are capped, rules are kept only
+ * for the registers an unwinder tracks, and every failure throws `EhFrameError` (never a
+ * RangeError or a hang). What one FDE can cost is bounded by its capped size.
  */
 
+import { type ByteSource, MemorySource } from "./byte_source.ts";
 import type { ElfFile } from "./elf_file.ts";
 
 /** Call frame information that cannot be read: truncated, out of range, or unsupported. */
@@ -79,7 +82,8 @@ export interface UnwindRow {
 
 /** The raw sections; `fromElf` fills it from a file, tests may build one by hand. */
 export interface EhFrameSections {
-  readonly ehFrame: Uint8Array;
+  /** The section's bytes, or a source to read them from on demand. */
+  readonly ehFrame: Uint8Array | ByteSource;
   /** Link-time address of `.eh_frame`. */
   readonly ehFrameAddr: number;
   readonly hdr?: Uint8Array;
@@ -87,6 +91,8 @@ export interface EhFrameSections {
   /** Bases of DW_EH_PE_textrel / DW_EH_PE_datarel inside `.eh_frame` (.text, .got). */
   readonly textAddr?: number;
   readonly dataAddr?: number;
+  /** Rules of registers at or above this (and not the return address) are parsed and dropped. */
+  readonly trackedRegisters?: number;
 }
 
 // DW_EH_PE_* pointer encodings: low nibble is the format, bits 4-6 the base, bit 7 indirect.
@@ -107,12 +113,23 @@ const PE_FUNCREL = 0x40;
 const PE_ALIGNED = 0x50;
 const PE_INDIRECT = 0x80;
 
-// Hostile-input caps. Real CFI nests remember_state a few levels and names registers < 130.
+// Hostile-input caps. Real CFI nests remember_state a few levels and names registers < 130; the
+// largest FDE among the libraries of a desktop is ~12 KB.
 const MAX_LEB_BYTES = 10;
 const MAX_STATE_STACK = 64;
 const MAX_REGISTER = 4096;
 const MAX_CIE_CACHE = 4096;
 const FDE_CACHE_SIZE = 2048;
+/** Bytes of one CIE or FDE: everything parsed for a lookup comes from one entry and its CIE. */
+export const MAX_ENTRY = 64 << 10;
+/** Rows of one FDE, and rows kept by the cache in all (each holds a small rule map). */
+const MAX_ROWS = 16384;
+const MAX_CACHED_ROWS = 131072;
+/** Registers 0..31 cover every general register of x86-64 and AArch64 (and rip, lr, sp). */
+export const DEFAULT_TRACKED_REGISTERS = 32;
+/** The linear scan of a table without .eh_frame_hdr: bytes read at once, and the whole cap. */
+const SCAN_WINDOW = 1 << 20;
+const MAX_SCANNED = 256 << 20;
 const PE_DATAREL_SDATA4 = PE_DATAREL | PE_SDATA4;
 
 const NO_ROWS: readonly UnwindRow[] = [];
@@ -300,7 +317,13 @@ interface CieState {
 
 /** The per-file unwind table. */
 export class EhFrame {
-  readonly #bytes: Uint8Array;
+  readonly #src: ByteSource;
+  readonly #size: number;
+  readonly #tracked: number;
+  /** The last window read by the linear scan (only while it runs). */
+  #window: { at: number; bytes: Uint8Array } | undefined;
+  #cachedRows = 0;
+  #work = 0;
   readonly #addr: number;
   readonly #bases: Bases;
   readonly #label: string;
@@ -322,7 +345,10 @@ export class EhFrame {
   #scanOffset: Float64Array | undefined;
 
   constructor(sections: EhFrameSections, label = "<eh_frame>") {
-    this.#bytes = sections.ehFrame;
+    const eh = sections.ehFrame;
+    this.#src = eh instanceof Uint8Array ? new MemorySource(eh) : eh;
+    this.#size = this.#src.size;
+    this.#tracked = sections.trackedRegisters ?? DEFAULT_TRACKED_REGISTERS;
     this.#addr = sections.ehFrameAddr;
     this.#label = label;
     this.#bases = { data: sections.dataAddr, text: sections.textAddr };
@@ -360,29 +386,51 @@ export class EhFrame {
     this.#fdeCount = fdeCount;
   }
 
-  /** The file's table, or undefined when it has no `.eh_frame` (e.g. frame-pointer binaries). */
-  static fromElf(elf: ElfFile, label = "<elf>"): EhFrame | undefined {
-    const sec = (name: string) => elf.sections.find((s) => s.name === name);
-    const eh = sec(".eh_frame");
-    if (!eh || eh.size === 0) return undefined;
-    let ehFrame: Uint8Array | undefined;
-    let hdrBytes: Uint8Array | undefined;
+  /**
+   * The file's table, or undefined when it has no `.eh_frame` (e.g. frame-pointer binaries).
+   * `.eh_frame` stays in the file; only `.eh_frame_hdr`'s search table is read, and its size is
+   * checked against the FDEs it can describe before it is.
+   */
+  static fromElf(elf: ElfFile, label = "<elf>", trackedRegisters?: number): EhFrame | undefined {
     try {
-      ehFrame = elf.sectionBytes(".eh_frame");
-      hdrBytes = elf.sectionBytes(".eh_frame_hdr");
+      const eh = elf.section(".eh_frame");
+      if (!eh || eh.size === 0) return undefined;
+      const ehFrame = elf.sectionSource(".eh_frame");
+      if (!ehFrame) return undefined;
+      const hdrSec = elf.section(".eh_frame_hdr");
+      // An entry of the table describes one FDE of at least 8 bytes in 8 bytes: a table larger
+      // than .eh_frame describes FDEs that cannot exist.
+      const hdr = hdrSec && hdrSec.size <= eh.size + 64
+        ? elf.sectionBytes(".eh_frame_hdr")
+        : undefined;
+      return new EhFrame({
+        ehFrame,
+        ehFrameAddr: eh.addr,
+        hdr,
+        hdrAddr: hdrSec?.addr,
+        textAddr: elf.section(".text")?.addr,
+        // i386 convention (DT_PLTGOT); x86-64 compilers never use datarel inside .eh_frame.
+        dataAddr: (elf.section(".got.plt") ?? elf.section(".got"))?.addr,
+        trackedRegisters,
+      }, label);
     } catch (e) {
+      if (e instanceof EhFrameError) throw e;
       throw new EhFrameError(`${label}: ${e instanceof Error ? e.message : e}`, { cause: e });
     }
-    if (!ehFrame) return undefined;
-    return new EhFrame({
-      ehFrame,
-      ehFrameAddr: eh.addr,
-      hdr: hdrBytes,
-      hdrAddr: sec(".eh_frame_hdr")?.addr,
-      textAddr: sec(".text")?.addr,
-      // i386 convention (DT_PLTGOT); x86-64 compilers never use datarel inside .eh_frame.
-      dataAddr: (sec(".got.plt") ?? sec(".got"))?.addr,
-    }, label);
+  }
+
+  /**
+   * Work done so far: bytes of .eh_frame read plus CFA instructions executed plus search steps.
+   * What guards against hostile input bound, and what tests check instead of time.
+   */
+  get work(): number {
+    return this.#work;
+  }
+
+  /** A rough count of the bytes this table keeps in memory (for cache budgets). */
+  get retainedBytes(): number {
+    return 1024 + (this.#hdr?.bytes.length ?? 0) + (this.#scanStart?.length ?? 0) * 24 +
+      this.#fdeCache.size * 200 + this.#cachedRows * 120;
   }
 
   /** Whether lookups binary-search `.eh_frame_hdr` (else a linear scan built the index). */
@@ -404,19 +452,19 @@ export class EhFrame {
     if (offset === undefined) return undefined;
     const c = this.#cached(offset);
     if (!(vaddr >= c.fde.pcBegin && vaddr < c.fde.pcEnd)) return undefined;
-    return rowIn(c.rows ??= this.#execute(c.fde), vaddr);
+    return rowIn(this.#rowsOf(c), vaddr);
   }
 
   /** Every row of an FDE, in address order, covering [pcBegin, pcEnd) without gaps. */
   rowsOf(fde: Fde): readonly UnwindRow[] {
     const c = this.#cached(fde.offset);
-    return c.rows ??= this.#execute(c.fde);
+    return this.#rowsOf(c);
   }
 
   /** All FDEs in section order (a linear scan; for tests and tools). */
   *fdes(): Generator<Fde> {
     let pos = 0;
-    while (pos < this.#bytes.length) {
+    while (pos < this.#size) {
       const e = this.#entryAt(pos);
       if (!e) return;
       if (e.isFde) yield this.#parseFde(pos);
@@ -437,11 +485,29 @@ export class EhFrame {
       return hit;
     }
     const c: CachedFde = { fde: this.#parseFde(offset), rows: undefined };
-    if (this.#fdeCache.size >= FDE_CACHE_SIZE) {
-      this.#fdeCache.delete(this.#fdeCache.keys().next().value!);
-    }
     this.#fdeCache.set(offset, c);
+    this.#trimCache();
     return c;
+  }
+
+  /** The rows of a cached FDE, computed on first use; the cache stays within its row budget. */
+  #rowsOf(c: CachedFde): readonly UnwindRow[] {
+    if (c.rows) return c.rows;
+    c.rows = this.#execute(c.fde);
+    this.#cachedRows += c.rows.length;
+    this.#trimCache();
+    return c.rows;
+  }
+
+  #trimCache(): void {
+    while (
+      this.#fdeCache.size > 1 &&
+      (this.#fdeCache.size > FDE_CACHE_SIZE || this.#cachedRows > MAX_CACHED_ROWS)
+    ) {
+      const [offset, oldest] = this.#fdeCache.entries().next().value!;
+      this.#fdeCache.delete(offset);
+      this.#cachedRows -= oldest.rows?.length ?? 0;
+    }
   }
 
   /** The offset of the last FDE in the hdr table starting at or before vaddr. */
@@ -457,6 +523,7 @@ export class EhFrame {
       const dv = r.dv;
       const base = r.addr;
       while (lo < hi) {
+        this.#work++;
         const mid = (lo + hi) >>> 1;
         if (base + dv.getInt32(tableAt + mid * 8, true) <= vaddr) lo = mid + 1;
         else hi = mid;
@@ -470,6 +537,7 @@ export class EhFrame {
         return r.encoded(this.#tableEnc, bases);
       };
       while (lo < hi) {
+        this.#work++;
         const mid = (lo + hi) >>> 1;
         if (at(mid, 0) <= vaddr) lo = mid + 1;
         else hi = mid;
@@ -478,7 +546,7 @@ export class EhFrame {
       fdeAddr = at(lo - 1, 1);
     }
     const offset = fdeAddr - this.#addr;
-    if (!(offset >= 0 && offset < this.#bytes.length)) {
+    if (!(offset >= 0 && offset < this.#size)) {
       throw this.#error(`.eh_frame_hdr points at 0x${fdeAddr.toString(16)}, outside .eh_frame`);
     }
     return offset;
@@ -504,27 +572,33 @@ export class EhFrame {
     // FDEs before it stay usable. The scan runs once either way: redoing it per lookup would
     // turn one bad file into a CPU sink.
     let pos = 0;
-    while (pos < this.#bytes.length) {
-      let e;
-      try {
-        e = this.#entryAt(pos);
-      } catch (err) {
-        if (err instanceof EhFrameError) break;
-        throw err;
-      }
-      if (!e) break;
-      if (e.isFde) {
+    const limit = Math.min(this.#size, MAX_SCANNED);
+    this.#window = { at: 0, bytes: new Uint8Array(0) };
+    try {
+      while (pos < limit) {
+        let e;
         try {
-          const fde = this.#parseFde(pos);
-          // Empty FDEs are what linkers leave of discarded functions; they cover nothing.
-          if (fde.pcEnd > fde.pcBegin) {
-            found.push({ start: fde.pcBegin, end: fde.pcEnd, offset: fde.offset });
-          }
+          e = this.#entryAt(pos);
         } catch (err) {
-          if (!(err instanceof EhFrameError)) throw err;
+          if (err instanceof EhFrameError) break;
+          throw err;
         }
+        if (!e) break;
+        if (e.isFde) {
+          try {
+            const fde = this.#parseFde(pos);
+            // Empty FDEs are what linkers leave of discarded functions; they cover nothing.
+            if (fde.pcEnd > fde.pcBegin) {
+              found.push({ start: fde.pcBegin, end: fde.pcEnd, offset: fde.offset });
+            }
+          } catch (err) {
+            if (!(err instanceof EhFrameError)) throw err;
+          }
+        }
+        pos = e.next;
       }
-      pos = e.next;
+    } finally {
+      this.#window = undefined;
     }
     found.sort((a, b) => a.start - b.start || a.offset - b.offset);
     this.#scanStart = Float64Array.from(found, (f) => f.start);
@@ -532,11 +606,42 @@ export class EhFrame {
     this.#scanOffset = Float64Array.from(found, (f) => f.offset);
   }
 
+  /**
+   * `length` bytes of .eh_frame at `pos`: from the scan's window while the linear scan runs
+   * (read a megabyte at a time), else read exactly.
+   */
+  #bytesAt(pos: number, length: number): Uint8Array {
+    if (!(pos >= 0 && length >= 0 && pos + length <= this.#size)) {
+      throw this.#error(`read of ${length} bytes at 0x${pos.toString(16)} outside .eh_frame`);
+    }
+    this.#work += length;
+    const w = this.#window;
+    if (!w) {
+      try {
+        return this.#src.read(pos, length);
+      } catch (e) {
+        throw this.#error(e instanceof Error ? e.message : String(e));
+      }
+    }
+    if (!(pos >= w.at && pos + length <= w.at + w.bytes.length)) {
+      const n = Math.min(this.#size - pos, Math.max(length, SCAN_WINDOW));
+      try {
+        w.bytes = this.#src.read(pos, n);
+      } catch (e) {
+        throw this.#error(e instanceof Error ? e.message : String(e));
+      }
+      w.at = pos;
+    }
+    return w.bytes.subarray(pos - w.at, pos - w.at + length);
+  }
+
   /** Length and kind of the entry at `pos`; undefined at the zero terminator. */
   #entryAt(
     pos: number,
   ): { isFde: boolean; idPos: number; id: number; body: number; next: number } | undefined {
-    const r = new Reader(this.#bytes, this.#addr, pos, this.#bytes.length);
+    // Enough for the widest header: 0xffffffff, a 64-bit length and a 64-bit id.
+    const head = this.#bytesAt(pos, Math.min(20, this.#size - pos));
+    const r = new Reader(head, this.#addr + pos, 0, head.length);
     let length = r.u32();
     if (length === 0) return undefined;
     let wide = false;
@@ -544,13 +649,23 @@ export class EhFrame {
       length = r.u64();
       wide = true;
     }
-    const idPos = r.pos;
-    if (!(length <= this.#bytes.length - idPos)) {
+    const idPos = pos + r.pos;
+    if (!(length <= this.#size - idPos)) {
       throw this.#error(`entry at 0x${pos.toString(16)} of ${length} bytes overruns .eh_frame`);
+    }
+    if (length > MAX_ENTRY) {
+      throw this.#error(`entry at 0x${pos.toString(16)} of ${length} bytes exceeds ${MAX_ENTRY}`);
     }
     const next = idPos + length;
     const id = wide ? r.u64() : r.u32();
-    return { isFde: id !== 0, idPos, id, body: r.pos, next };
+    return { isFde: id !== 0, idPos, id, body: pos + r.pos, next };
+  }
+
+  /** A reader over the whole entry [pos, next), positioned at `from`. */
+  #entryReader(pos: number, from: number, next: number): Reader {
+    // A copy: CIEs and FDEs outlive the scan's window, and keep only their own bytes.
+    const bytes = this.#bytesAt(pos, next - pos).slice();
+    return new Reader(bytes, this.#addr + pos, from - pos, next - pos);
   }
 
   #parseCie(offset: number): Cie {
@@ -577,7 +692,7 @@ export class EhFrame {
   #readCie(offset: number): Cie {
     const e = this.#entryAt(offset);
     if (!e || e.isFde) throw this.#error(`no CIE at 0x${offset.toString(16)}`);
-    const r = new Reader(this.#bytes, this.#addr, e.body, e.next);
+    const r = this.#entryReader(offset, e.body, e.next);
     const version = r.u8();
     if (version !== 1 && version !== 3 && version !== 4) {
       throw this.#error(`CIE at 0x${offset.toString(16)}: version ${version}`);
@@ -594,7 +709,7 @@ export class EhFrame {
       const augLen = r.uleb();
       const augEnd = r.pos + augLen;
       r.need(augLen, "augmentation data");
-      const a = new Reader(this.#bytes, this.#addr, augEnd - augLen, augEnd);
+      const a = new Reader(r.bytes, r.addr, augEnd - augLen, augEnd);
       for (const c of augmentation.slice(1)) {
         if (c === "L") a.u8(); // LSDA encoding: the FDE's augmentation data is skipped whole
         else if (c === "P") a.skipEncoded(a.u8());
@@ -616,8 +731,8 @@ export class EhFrame {
       raRegister,
       fdeEncoding,
       signalFrame,
-      instructions: this.#bytes.subarray(r.pos, e.next),
-      instructionsAddr: this.#addr + r.pos,
+      instructions: r.bytes.subarray(r.pos, r.end),
+      instructionsAddr: r.addr + r.pos,
     };
     return cie;
   }
@@ -628,7 +743,7 @@ export class EhFrame {
     const ciePos = e.idPos - e.id;
     if (!(ciePos >= 0)) throw this.#error(`FDE at 0x${offset.toString(16)}: bad CIE pointer`);
     const cie = this.#parseCie(ciePos);
-    const r = new Reader(this.#bytes, this.#addr, e.body, e.next);
+    const r = this.#entryReader(offset, e.body, e.next);
     const pcBegin = r.encoded(cie.fdeEncoding, this.#bases);
     const pcRange = r.raw(cie.fdeEncoding & 0x0f);
     if (cie.augmentation.startsWith("z")) r.need(r.uleb(), "FDE augmentation data");
@@ -637,8 +752,8 @@ export class EhFrame {
       cie,
       pcBegin,
       pcEnd: pcBegin + pcRange,
-      instructions: this.#bytes.subarray(r.pos, e.next),
-      instructionsAddr: this.#addr + r.pos,
+      instructions: r.bytes.subarray(r.pos, r.end),
+      instructionsAddr: r.addr + r.pos,
     };
   }
 
@@ -698,8 +813,12 @@ export class EhFrame {
     const saved: { cfa: CfaRule; rules: Map<number, RegisterRule> }[] = [];
     let loc = pcBegin;
 
+    const tracked = this.#tracked;
     const set = (reg: number, rule: RegisterRule | undefined) => {
       if (!(reg >= 0 && reg <= MAX_REGISTER)) throw this.#error(`register ${reg} out of range`);
+      // A rule for a register no unwinder reads (vector registers, or thousands of made-up
+      // ones) would only be copied into every row.
+      if (reg >= tracked && reg !== cie.raRegister) return;
       if (st.shared) {
         st.rules = new Map(st.rules);
         st.shared = false;
@@ -724,6 +843,7 @@ export class EhFrame {
       if (!rows) return true;
       if (!(to >= loc)) throw this.#error(`CFA location moves backwards to ${to}`);
       if (to === loc) return true;
+      if (rows.length >= MAX_ROWS) throw this.#error(`FDE has more than ${MAX_ROWS} rows`);
       st.shared = true;
       rows.push(row(loc, Math.min(to, pcEnd)));
       loc = to;
@@ -739,6 +859,7 @@ export class EhFrame {
     });
 
     while (r.pos < r.end) {
+      this.#work++;
       const op = r.u8();
       const low = op & 0x3f;
       switch (op >> 6) {
