@@ -201,13 +201,14 @@ function summary(r: RecordResult, output: string): string {
         (s.sidebandLost ? `, ${s.sidebandLost} mapping records lost` : ""),
     );
     const u = s.unwound;
-    const unwound = u.complete + u.truncated + u["no-unwind-info"] + u["bad-frame"];
+    const unwound = u.complete + u.truncated + u["no-unwind-info"] + u["bad-frame"] + u.budget;
     if (unwound + s.framePointer > 0) {
       lines.push(
         `  user stacks: ${unwound} unwound from a stack copy (${u.complete} to the outermost ` +
           `frame, ${u.truncated} past the copy, ${u["no-unwind-info"] + u["bad-frame"]} ` +
-          `cut at code without unwind info), ${s.reused} reused their task's last walk, ` +
-          `${s.framePointer} by frame pointers`,
+          `cut at code without unwind info` +
+          (u.budget ? `, ${u.budget} cut at the work budget` : "") +
+          `), ${s.reused} reused their task's last walk, ${s.framePointer} by frame pointers`,
       );
     }
     if (s.unreadable.length) {

@@ -49,6 +49,8 @@ export interface DwarfExprOptions {
   readonly initial?: readonly bigint[];
   /** Maximum operations executed; default 1000. */
   readonly budget?: number;
+  /** Incremented by the operations executed (also when evaluation fails). */
+  readonly counter?: { steps: number };
 }
 
 export const DEFAULT_EXPR_BUDGET = 1000;
@@ -152,6 +154,7 @@ export function evaluateDwarfExpr(
   }
 
   while (pc < expr.length) {
+    if (options.counter) options.counter.steps++;
     if (++steps > budget) fail("budget", `more than ${budget} operations`);
     const op = byte();
     if (op >= 0x30 && op <= 0x4f) { // DW_OP_lit0..31

@@ -33,6 +33,11 @@ export interface UnwindInput {
   moduleAt(ip: number): UnwindModule | undefined;
   /** Default 128. */
   readonly maxFrames?: number;
+  /**
+   * Work the whole walk may do (frames, register rules, expression operations, and the unwind
+   * tables' own work for rows not yet cached); default DEFAULT_UNWIND_BUDGET.
+   */
+  readonly budget?: number;
 }
 
 /**
@@ -41,9 +46,10 @@ export interface UnwindInput {
  * - "truncated": a read beyond the end of the stack copy (the copy was too small), or maxFrames;
  * - "no-unwind-info": a frame without CFI whose rbp does not point into the copy;
  * - "bad-frame": the rules gave garbage (sp not increasing, a return address outside every
- *   module, a read below the copy, a register the sample did not capture, a corrupt table).
+ *   module, a read below the copy, a register the sample did not capture, a corrupt table);
+ * - "budget": the walk used up its work budget (hostile unwind rules, most likely).
  */
-export type UnwindEnd = "complete" | "truncated" | "no-unwind-info" | "bad-frame";
+export type UnwindEnd = "complete" | "truncated" | "no-unwind-info" | "bad-frame" | "budget";
 
 export interface UnwindResult {
   /** Leaf first; ips[0] is regs.ip, the rest are return addresses (or exact signal pcs). */
@@ -52,6 +58,13 @@ export interface UnwindResult {
 }
 
 export const DEFAULT_MAX_FRAMES = 128;
+/**
+ * A real walk costs one unit per frame and per register rule (~10 per frame), plus the table's
+ * work the first time a function's rows are computed (its CFI bytes): a deep stack through cold
+ * code stays far below this. A hostile one (1000-operation expressions for every register of
+ * every frame) stops here instead of taking tens of milliseconds.
+ */
+export const DEFAULT_UNWIND_BUDGET = 200_000;
 // A read this far above the copy is not "the copy was too small": thread stacks are 8 MiB by
 // default, so such an address is garbage.
 const MAX_STACK_REACH = 512 << 20;
@@ -63,6 +76,7 @@ class Stop {
 
 const BAD = new Stop("bad-frame");
 const TRUNCATED = new Stop("truncated");
+const BUDGET = new Stop("budget");
 
 export class DwarfUnwinder {
   readonly #arch: UnwindArch;
@@ -75,6 +89,12 @@ export class DwarfUnwinder {
     const arch = this.#arch;
     const n = arch.registerCount;
     const maxFrames = input.maxFrames ?? DEFAULT_MAX_FRAMES;
+    const budget = input.budget ?? DEFAULT_UNWIND_BUDGET;
+    const counter = { steps: 0 };
+    const spend = (units: number) => {
+      counter.steps += units;
+      if (counter.steps > budget) throw BUDGET;
+    };
     const stack = input.stack;
     const dv = new DataView(stack.buffer, stack.byteOffset, stack.byteLength);
     const base = input.stackBase;
@@ -109,14 +129,15 @@ export class DwarfUnwinder {
     };
     const evaluate = (expr: Uint8Array, initial: number | undefined): number => {
       try {
-        const v = evaluateDwarfExpr(
-          expr,
-          exprCtx,
-          initial === undefined ? undefined : { initial: [BigInt(initial)] },
-        );
+        const v = evaluateDwarfExpr(expr, exprCtx, {
+          initial: initial === undefined ? undefined : [BigInt(initial)],
+          budget: Math.max(0, budget - counter.steps),
+          counter,
+        });
         return Number(v);
       } catch (e) {
         if (e instanceof DwarfExprError) {
+          if (e.reason === "budget") throw BUDGET;
           throw e.reason === "memory" ? classify(Number(e.address)) : BAD;
         }
         throw e;
@@ -157,8 +178,10 @@ export class DwarfUnwinder {
       const pc: number = exactPc ? ip : ip - 1;
       const mod = nextModule ?? input.moduleAt(pc);
       let row: UnwindRow | undefined;
+      const table = mod?.table;
+      const tableWork = table?.work ?? 0;
       try {
-        row = mod?.table?.rowAt(pc - mod.bias);
+        row = table?.rowAt(pc - mod!.bias);
       } catch (e) {
         if (!(e instanceof EhFrameError)) throw e;
         end = "bad-frame";
@@ -166,6 +189,7 @@ export class DwarfUnwinder {
       }
       let signal = false;
       try {
+        spend(1 + (table ? table.work - tableWork : 0));
         if (row) {
           const cfa = cfaOf(row.cfa);
           next.set(cur);
@@ -180,12 +204,13 @@ export class DwarfUnwinder {
           for (const [r, rule] of row.rules) {
             if (r >= n || rule.kind === "same") continue;
             if (r === row.raRegister) continue;
+            spend(1);
             let v: number | undefined;
             try {
               v = recover(rule, cfa);
             } catch (e) {
               // A callee-saved register we cannot read only matters if a later rule needs it.
-              if (!(e instanceof Stop)) throw e;
+              if (e === BUDGET || !(e instanceof Stop)) throw e;
               v = undefined;
             }
             if (v === undefined) nextKnown[r] = 0;

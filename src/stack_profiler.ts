@@ -113,7 +113,7 @@ export class StackProfiler {
   readonly stats: StackStats = {
     cpuSamples: 0,
     sleepSamples: 0,
-    unwound: { "complete": 0, "truncated": 0, "no-unwind-info": 0, "bad-frame": 0 },
+    unwound: { "complete": 0, "truncated": 0, "no-unwind-info": 0, "bad-frame": 0, "budget": 0 },
     framePointer: 0,
     reused: 0,
     truncated: 0,
