@@ -1,19 +1,37 @@
 /**
  * Names code addresses from the machine itself: kernel addresses through
  * /proc/kallsyms, user addresses through the process's mappings and the
- * mapped ELF files' symbol tables (opened once per file, looked up by device
- * and inode so that a renamed or replaced path cannot mislead us). No network,
- * no debuginfod. A frame that cannot be named keeps its module and offset.
+ * mapped ELF files' symbol tables. No network, no debuginfod. A frame that
+ * cannot be named keeps its module and offset.
+ *
+ * The mapped files belong to whoever mapped them, so opening one is done as
+ * if an attacker chose it: first through /proc/PID/map_files (the very file
+ * mapped, no path lookup), else by path without following any symlink, and
+ * always only a regular file with the mapping's device and inode (never a
+ * FIFO, never a device). Whatever goes wrong inside one file (a corrupt table,
+ * a read error, a limit reached) marks that file failed: its frames are
+ * labelled, the recording goes on. Open files and what was parsed from them
+ * are kept in a cache bounded by count (descriptors) and by bytes.
  */
 import type { AddressSpaces, Mapping } from "./address_spaces.ts";
 import { demangle } from "./demangle.ts";
 import { ElfFile } from "./elf_file.ts";
-import { EhFrame, EhFrameError } from "./eh_frame.ts";
+import { EhFrame } from "./eh_frame.ts";
 import type { UnwindModule } from "./dwarf_unwinder.ts";
+import type { FileIdentity } from "./ffi/regular_file.ts";
 import type { Kallsyms } from "./kallsyms.ts";
 import type { FrameRef, ModuleRef } from "./profile_writer.ts";
 
 const KERNEL_MODULE: ModuleRef = { key: "[kernel.kallsyms]", path: "[kernel.kallsyms]" };
+
+/** Files kept open (each holds a descriptor, and its debug file maybe a second). */
+export const MAX_OPEN_FILES = 128;
+/** Bytes the open files' parsed tables and caches may hold in all. */
+export const MAX_CACHED_BYTES = 256 << 20;
+/** Resolved frames remembered per file. */
+const MAX_FRAMES_PER_FILE = 8192;
+/** Distinct unreadable files remembered for the summary. */
+const MAX_FAILURES = 1000;
 
 export interface UserFrameResult {
   frame?: FrameRef;
@@ -22,16 +40,16 @@ export interface UserFrameResult {
 }
 
 interface OpenedFile {
+  key: string;
   elf: ElfFile | undefined;
   module: ModuleRef;
-  error?: string;
   /** Parsed on first use; null when the file has no usable unwind table. */
   eh?: EhFrame | null;
   /** Its separate debug file, looked up on first use; null when there is none. */
   debug?: ElfFile | null;
   /** Resolved frames by file offset (negative: looked up as a return address). */
-  frames?: Map<number, FrameRef>;
-  label?: string;
+  frames: Map<number, FrameRef>;
+  label: string;
 }
 
 function hexToBytes(hex: string): Uint8Array {
@@ -44,24 +62,44 @@ function basename(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1) || path;
 }
 
-/** Unnamed frames read `libfoo.so+0x1234`. */
-function labelPrefix(f: OpenedFile): string {
-  return f.label ??= `${basename(f.module.path)}+`;
+/** "fd:01" (as /proc/PID/maps and our side-band spell a device) → [major, minor]. */
+function parseDev(dev: string): [number, number] | undefined {
+  const m = /^([0-9a-f]+):([0-9a-f]+)$/i.exec(dev);
+  return m ? [parseInt(m[1], 16), parseInt(m[2], 16)] : undefined;
+}
+
+/** Accepts only the file the mapping was made from. */
+function sameFile(m: Mapping): (id: FileIdentity) => string | undefined {
+  const dev = parseDev(m.dev);
+  return (id) => {
+    if (id.ino !== m.inode) return `inode ${id.ino}, but the mapping's is ${m.inode}`;
+    if (dev && (id.devMajor !== dev[0] || id.devMinor !== dev[1])) {
+      return `device ${id.devMajor.toString(16)}:${id.devMinor.toString(16)}, ` +
+        `but the mapping's is ${m.dev}`;
+    }
+    return undefined;
+  };
 }
 
 export class Symbolizer {
   #kallsyms: Kallsyms | (() => Kallsyms);
   #spaces: AddressSpaces;
+  /** Least recently used first. */
   #files = new Map<string, OpenedFile>();
   #kernelNames = new Map<bigint, FrameRef>();
   #kernelReturns = new Map<bigint, FrameRef>();
   #kernelModules = new Map<string, ModuleRef>();
   #vdso: OpenedFile | undefined;
-  /** Files that could not be read, with why (reported once each in the summary). */
+  /** Files that could not be read or parsed, with why (the first MAX_FAILURES of them). */
   readonly failures = new Map<string, string>();
+  /** Failures beyond those remembered. */
+  moreFailures = 0;
   /** Frames resolved (one per frame of each distinct stack): named by symbol vs labelled. */
   named = 0;
   labelled = 0;
+  /** Files opened, and closed again to stay within the cache's bounds. */
+  opened = 0;
+  evicted = 0;
 
   /** `kallsyms` may be a loader: it then runs on the first kernel frame, not at start-up. */
   constructor(kallsyms: Kallsyms | (() => Kallsyms), spaces: AddressSpaces) {
@@ -117,15 +155,15 @@ export class Symbolizer {
     // The same code in every process that maps the file names alike: on a
     // fork-heavy host most samples are of processes seen for the first time.
     const cacheKey = returnAddress ? -fileOffset - 1 : fileOffset;
-    const cache = opened.frames ??= new Map();
+    const cache = opened.frames;
     const hit = cache.get(cacheKey);
     if (hit) {
-      if (hit.name.startsWith(labelPrefix(opened))) this.labelled++;
+      if (hit.name.startsWith(opened.label)) this.labelled++;
       else this.named++;
       return { invalid: false, frame: hit };
     }
     const r = this.#resolveUser(opened, fileOffset, returnAddress);
-    if (cache.size >= 1 << 16) cache.clear();
+    if (cache.size >= MAX_FRAMES_PER_FILE) cache.clear();
     cache.set(cacheKey, r);
     return { invalid: false, frame: r };
   }
@@ -133,28 +171,50 @@ export class Symbolizer {
   #resolveUser(opened: OpenedFile, fileOffset: number, returnAddress: boolean): FrameRef {
     const lookupOffset = returnAddress ? fileOffset - 1 : fileOffset;
     if (opened.elf) {
-      const vaddr = opened.elf.fileOffsetToVaddr(lookupOffset);
-      if (vaddr !== undefined) {
-        const sym = opened.elf.symbolize(vaddr) ?? this.#debugFile(opened)?.symbolize(vaddr);
-        const relPc = BigInt(vaddr + (returnAddress ? 1 : 0));
-        if (sym) {
-          this.named++;
-          return { module: opened.module, relPc, name: demangle(sym.name) };
+      try {
+        const vaddr = opened.elf.fileOffsetToVaddr(lookupOffset);
+        if (vaddr !== undefined) {
+          const sym = opened.elf.symbolize(vaddr) ?? this.#debugFile(opened)?.symbolize(vaddr);
+          const relPc = BigInt(vaddr + (returnAddress ? 1 : 0));
+          if (sym) {
+            this.named++;
+            return { module: opened.module, relPc, name: demangle(sym.name) };
+          }
         }
+      } catch (e) {
+        // Whatever this file does wrong costs its own names only.
+        this.#markFailed(opened, e);
       }
+      this.#trim(opened);
     }
     this.labelled++;
     return {
       module: opened.module,
       relPc: BigInt(fileOffset),
-      name: `${labelPrefix(opened)}0x${fileOffset.toString(16)}`,
+      name: `${opened.label}0x${fileOffset.toString(16)}`,
     };
+  }
+
+  #markFailed(f: OpenedFile, e: unknown): void {
+    this.#noteFailure(f.module.path, (e as Error)?.message ?? String(e));
+    f.elf?.close();
+    f.elf = undefined;
+    f.debug?.close();
+    f.debug = null;
+    f.eh = null;
+  }
+
+  #noteFailure(path: string, why: string): void {
+    if (this.failures.has(path)) return;
+    if (this.failures.size < MAX_FAILURES) this.failures.set(path, why);
+    else this.moreFailures++;
   }
 
   /**
    * Separate debug symbols where the distribution installed them (Debian's
    * *-dbg / *-dbgsym packages), found by build id: stripped libraries such
-   * as libc keep only exported names, the debug file has the rest.
+   * as libc keep only exported names, the debug file has the rest. The
+   * directory is root's, and the id is hex we formatted ourselves.
    */
   #debugFile(f: OpenedFile): ElfFile | undefined {
     if (f.debug !== undefined) return f.debug ?? undefined;
@@ -163,7 +223,11 @@ export class Symbolizer {
     if (id && id.length > 2) {
       const path = `/usr/lib/debug/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
       try {
-        f.debug = ElfFile.open(path);
+        f.debug = ElfFile.open(path, { links: "follow" });
+        if (f.debug.buildId !== id) {
+          f.debug.close();
+          f.debug = null;
+        }
       } catch { /* not installed: exported names only */ }
     }
     return f.debug ?? undefined;
@@ -177,16 +241,18 @@ export class Symbolizer {
     const m = this.#spaces.lookup(tgid, ip, ts);
     if (!m || !m.executable) return undefined;
     const f = this.#open(m, tgid);
-    if (!f.elf) return { table: undefined, bias: 0 };
+    const elf = f.elf;
+    if (!elf) return { table: undefined, bias: 0 };
     if (f.eh === undefined) {
       try {
-        f.eh = EhFrame.fromElf(f.elf, m.path) ?? null;
-      } catch (e) {
-        if (!(e instanceof EhFrameError)) throw e;
+        f.eh = EhFrame.fromElf(elf, m.path) ?? null;
+      } catch {
+        // A corrupt table: frame pointers, or the end of the walk, for this file's frames.
         f.eh = null;
       }
+      this.#trim(f);
     }
-    const vaddr = f.elf.fileOffsetToVaddr(m.pgoff);
+    const vaddr = elf.fileOffsetToVaddr(m.pgoff);
     const bias = vaddr === undefined ? m.start - m.pgoff : m.start - vaddr;
     return { table: f.eh ?? undefined, bias };
   }
@@ -194,43 +260,96 @@ export class Symbolizer {
   #open(m: Mapping, tgid: number): OpenedFile {
     if (m.path === "[vdso]") return this.#vdso ??= this.#openVdso();
     const key = m.inode ? `${m.dev}:${m.inode}` : m.path;
-    let f = this.#files.get(key);
-    if (f) return f;
-    const module: ModuleRef = { key, path: m.path || "[anon]" };
-    f = { elf: undefined, module };
-    if (m.inode) {
-      // A process in another mount namespace sees the file under its own root;
-      // a file deleted since it was mapped is still reachable through map_files
-      // while the process lives.
-      const candidates = [
-        m.path,
-        `/proc/${tgid}/root${m.path}`,
-        `/proc/${tgid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`,
-      ];
-      for (const path of candidates) {
-        try {
-          const st = Deno.statSync(path);
-          if (st.ino !== m.inode) continue; // replaced since it was mapped
-          f.elf = ElfFile.open(path);
-          if (f.elf.buildId) module.buildId = hexToBytes(f.elf.buildId);
-          break;
-        } catch (e) {
-          f.error = (e as Error).message;
-        }
-      }
-      if (!f.elf) this.failures.set(m.path, f.error ?? "file replaced or gone");
+    const f = this.#files.get(key);
+    if (f) {
+      this.#files.delete(key); // most recently used goes last
+      this.#files.set(key, f);
+      return f;
     }
-    this.#files.set(key, f);
-    return f;
+    const module: ModuleRef = { key, path: m.path || "[anon]" };
+    const opened: OpenedFile = {
+      key,
+      elf: undefined,
+      module,
+      frames: new Map(),
+      label: `${basename(module.path)}+`,
+    };
+    if (m.inode) {
+      opened.elf = this.#openMapped(m, tgid);
+      if (opened.elf) {
+        this.opened++;
+        if (opened.elf.buildId) module.buildId = hexToBytes(opened.elf.buildId);
+      }
+    }
+    this.#files.set(key, opened);
+    this.#trim(opened);
+    return opened;
+  }
+
+  /**
+   * The mapped file itself, or undefined. map_files names exactly the mapped file while the
+   * mapping exists; once it is gone, the path is tried in our mount namespace and in the
+   * process's, with no symlink followed, and only the mapping's device and inode accepted.
+   */
+  #openMapped(m: Mapping, tgid: number): ElfFile | undefined {
+    const accept = sameFile(m);
+    const range = `${m.start.toString(16)}-${m.end.toString(16)}`;
+    const tries: [string, Parameters<typeof ElfFile.open>[1]][] = [
+      [`/proc/${tgid}/map_files/${range}`, { links: "follow", accept }],
+    ];
+    if (m.path.startsWith("/")) {
+      tries.push([m.path, { links: "refuse", accept }]);
+      tries.push([m.path, { links: "refuse", root: `/proc/${tgid}/root`, accept }]);
+    }
+    let why = "file replaced or gone";
+    for (const [path, options] of tries) {
+      try {
+        return ElfFile.open(path, options);
+      } catch (e) {
+        why = (e as Error).message;
+      }
+    }
+    this.#noteFailure(m.path, why);
+    return undefined;
+  }
+
+  /** Closes the least recently used files until the cache is within its bounds. */
+  #trim(keep: OpenedFile): void {
+    if (this.#files.size <= MAX_OPEN_FILES && this.#cachedBytes() <= MAX_CACHED_BYTES) return;
+    for (const [key, f] of this.#files) {
+      if (this.#files.size <= 1) break;
+      if (f === keep) continue;
+      this.#files.delete(key);
+      f.elf?.close();
+      f.debug?.close();
+      this.evicted++;
+      if (this.#files.size <= MAX_OPEN_FILES && this.#cachedBytes() <= MAX_CACHED_BYTES) break;
+    }
+  }
+
+  #cachedBytes(): number {
+    let n = 0;
+    for (const f of this.#files.values()) {
+      n += 512 + f.frames.size * 160 + (f.elf?.retainedBytes ?? 0) +
+        (f.debug?.retainedBytes ?? 0) + (f.eh?.retainedBytes ?? 0);
+    }
+    return n;
   }
 
   /** The vDSO is the same image in every process: read ours from memory. */
   #openVdso(): OpenedFile {
     const module: ModuleRef = { key: "[vdso]", path: "[vdso]" };
+    const f: OpenedFile = {
+      key: "[vdso]",
+      elf: undefined,
+      module,
+      frames: new Map(),
+      label: "[vdso]+",
+    };
     try {
       const line = Deno.readTextFileSync("/proc/self/maps").split("\n")
         .find((l) => l.endsWith("[vdso]"));
-      if (!line) return { elf: undefined, module };
+      if (!line) return f;
       const [lo, hi] = line.split(" ")[0].split("-").map((h) => parseInt(h, 16));
       const mem = Deno.openSync("/proc/self/mem");
       try {
@@ -242,16 +361,23 @@ export class Symbolizer {
           if (r === null || r === 0) break;
           n += r;
         }
-        const elf = ElfFile.fromBytes(bytes.subarray(0, n));
-        if (elf.buildId) module.buildId = hexToBytes(elf.buildId);
-        return { elf, module };
+        f.elf = ElfFile.fromBytes(bytes.subarray(0, n), "[vdso]");
+        if (f.elf.buildId) module.buildId = hexToBytes(f.elf.buildId);
+        return f;
       } finally {
         mem.close();
       }
     } catch (e) {
-      this.failures.set("[vdso]", (e as Error).message);
-      return { elf: undefined, module };
+      this.#noteFailure("[vdso]", (e as Error).message);
+      return f;
     }
+  }
+
+  /** Files open right now. */
+  get openFiles(): number {
+    let n = 0;
+    for (const f of this.#files.values()) if (f.elf) n++;
+    return n;
   }
 
   close(): void {
