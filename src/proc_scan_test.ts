@@ -91,11 +91,7 @@ Deno.test("scanProcesses: a missing procRoot is a ProcScanError", () => {
 });
 
 Deno.test("scanProcesses: this machine's /proc", () => {
-  const t0 = performance.now();
   const snap = scanProcesses();
-  const ms = performance.now() - t0;
-  const threads = snap.reduce((n, p) => n + p.threads.length, 0);
-  console.log(`scanned ${snap.length} processes, ${threads} threads in ${ms.toFixed(1)} ms`);
 
   const byPid = new Map(snap.map((p) => [p.pid, p]));
   assert.equal(byPid.size, snap.length, "pids are unique");
