@@ -47,6 +47,13 @@ const CLK_TCK = 100n;
 const NS_PER_TICK = 1_000_000_000n / CLK_TCK;
 
 const UNSIGNED = /^\d+$/;
+/**
+ * What is kept of a command line (Perfetto's UI shows a line of it). Any process can give itself
+ * megabytes of arguments, and every fork of it would carry them into the trace again.
+ */
+export const MAX_CMDLINE_BYTES = 4096;
+/** Appended to a command line cut at MAX_CMDLINE_BYTES. */
+export const CMDLINE_CUT = "…";
 const decoder = new TextDecoder("utf-8", { fatal: false });
 
 function unsignedField(text: string, name: string, value: string | undefined): string {
@@ -83,11 +90,34 @@ export function parseStat(text: string): StatFields {
   };
 }
 
-/** Splits /proc/PID/cmdline: NUL-separated, one trailing NUL, lossy UTF-8. */
+/**
+ * Splits /proc/PID/cmdline: NUL-separated, one trailing NUL, lossy UTF-8. More than
+ * MAX_CMDLINE_BYTES is cut there, the last argument ending in CMDLINE_CUT.
+ */
 export function parseCmdline(bytes: Uint8Array): string[] {
   if (bytes.length === 0) return [];
+  const whole = bytes.length <= MAX_CMDLINE_BYTES ||
+    (bytes.length === MAX_CMDLINE_BYTES + 1 && bytes[MAX_CMDLINE_BYTES] === 0);
+  if (!whole) {
+    const args = decoder.decode(bytes.subarray(0, MAX_CMDLINE_BYTES)).split("\0");
+    args[args.length - 1] += CMDLINE_CUT;
+    return args;
+  }
   const end = bytes[bytes.length - 1] === 0 ? bytes.length - 1 : bytes.length;
   return decoder.decode(bytes.subarray(0, end)).split("\0");
+}
+
+/** The first `max` bytes of a file, without reading the rest (a /proc file may be huge). */
+function readHead(path: string, max: number): Uint8Array {
+  using f = Deno.openSync(path);
+  const buf = new Uint8Array(max);
+  let n = 0;
+  while (n < max) {
+    const r = f.readSync(buf.subarray(n));
+    if (r === null || r === 0) break;
+    n += r;
+  }
+  return buf.subarray(0, n);
 }
 
 /** The real uid (first of four) from /proc/PID/status. */
@@ -153,7 +183,7 @@ function scanOne(procRoot: string, pid: number): ProcessSnapshot {
       threads: [{ tid: pid, comm: stat.comm }],
     };
   }
-  const cmdline = parseCmdline(Deno.readFileSync(`${procRoot}/${pid}/cmdline`));
+  const cmdline = parseCmdline(readHead(`${procRoot}/${pid}/cmdline`, MAX_CMDLINE_BYTES + 2));
   const uid = parseStatusUid(Deno.readTextFileSync(`${procRoot}/${pid}/status`));
   return {
     pid,

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  CMDLINE_CUT,
+  MAX_CMDLINE_BYTES,
   parseCmdline,
   parseStat,
   parseStatusUid,
@@ -71,6 +73,22 @@ Deno.test("parseCmdline: NUL separation and the trailing NUL", () => {
   assert.deepEqual(parseCmdline(enc.encode("a\x00\x00b\x00")), ["a", "", "b"]);
   assert.deepEqual(parseCmdline(new Uint8Array()), []);
   assert.deepEqual(parseCmdline(new Uint8Array([0])), [""]);
+});
+
+Deno.test("parseCmdline: more than MAX_CMDLINE_BYTES is cut and marked", () => {
+  const arg = "x".repeat(1000);
+  const bytes = enc.encode(Array(10).fill(arg).join("\0") + "\0");
+  const args = parseCmdline(bytes);
+  assert.equal(args.length, 5);
+  assert.deepEqual(args.slice(0, 4), Array(4).fill(arg));
+  assert.equal(args[4], "x".repeat(MAX_CMDLINE_BYTES - 4004) + CMDLINE_CUT);
+  // Exactly the cap, and its trailing NUL, is whole.
+  const whole = new Uint8Array(MAX_CMDLINE_BYTES + 1).fill(0x61);
+  whole[MAX_CMDLINE_BYTES] = 0;
+  assert.deepEqual(parseCmdline(whole), ["a".repeat(MAX_CMDLINE_BYTES)]);
+  assert.deepEqual(parseCmdline(whole.subarray(0, MAX_CMDLINE_BYTES)), [
+    "a".repeat(MAX_CMDLINE_BYTES),
+  ]);
 });
 
 Deno.test("parseCmdline: invalid UTF-8 is replaced, not fatal", () => {
