@@ -3,6 +3,7 @@ import { DwarfUnwinder, type UnwindInput, type UnwindModule } from "./dwarf_unwi
 import { EhFrame } from "./eh_frame.ts";
 import { ElfFile } from "./elf_file.ts";
 import { parseMaps } from "./proc_maps.ts";
+import { CODE, CODE_AT, craftElf, expressionBomb } from "../test/crafted_elf.ts";
 
 // Real stacks: C programs built here capture their own registers and the top of their stack at a
 // known point, plus glibc's backtrace() there. backtrace() walks with libgcc's unwinder, an
@@ -450,4 +451,33 @@ Deno.test("garbage is 'bad-frame', not a crash", () => {
   // Zeros: the comparator's return address reads as 0, which ends the walk.
   const zeros = unwinder.unwind({ ...base, stack: new Uint8Array(c.stack.length) });
   assert.deepEqual(zeros, { ips: [c.ip], end: "complete" });
+});
+
+Deno.test("hostile CFI: 1000-operation expressions in every frame stop at the work budget", () => {
+  const base = 0x7f00_0000_0000;
+  const sp = 0x7ffc_0000_0000;
+  const retAddr = base + CODE_AT + CODE.rec + 0x0d; // after the recursive call
+  const stack = new Uint8Array(2048 * 8);
+  const dv = new DataView(stack.buffer);
+  for (let i = 0; i < 2048; i++) dv.setBigUint64(8 * i, BigInt(retAddr), true);
+  const walk = (fdeInstructions: Uint8Array) => {
+    const elf = ElfFile.fromBytes(craftElf({ fdeInstructions }).bytes);
+    const table = EhFrame.fromElf(elf)!;
+    return new DwarfUnwinder().unwind({
+      regs: { ip: base + CODE_AT + CODE.spin + 3, sp, bp: 0 },
+      stack,
+      stackBase: sp,
+      moduleAt: (ip) => ip >= base && ip < base + 0x3000 ? { table, bias: base } : undefined,
+    });
+  };
+  // With the CIE's plain rules the same stack is 128 frames deep: what stops the walk below is
+  // the budget, not the stack.
+  const plain = walk(new Uint8Array(0));
+  assert.equal(plain.end, "truncated");
+  assert.equal(plain.ips.length, 128);
+  const hostile = walk(expressionBomb(1000));
+  assert.equal(hostile.end, "budget");
+  // 17 expressions of 1000 operations per frame: the 200k budget allows about a dozen frames.
+  assert.ok(hostile.ips.length > 1 && hostile.ips.length < 16, `${hostile.ips.length} frames`);
+  assert.deepEqual(hostile.ips.slice(1), new Array(hostile.ips.length - 1).fill(retAddr));
 });

@@ -301,15 +301,19 @@ export class Symbolizer {
       tries.push([m.path, { links: "refuse", accept }]);
       tries.push([m.path, { links: "refuse", root: `/proc/${tgid}/root`, accept }]);
     }
-    let why = "file replaced or gone";
+    // Most tries fail for want of the file; a file that is there but refused says more.
+    let gone: string | undefined;
+    let refused: string | undefined;
     for (const [path, options] of tries) {
       try {
         return ElfFile.open(path, options);
       } catch (e) {
-        why = (e as Error).message;
+        const why = (e as Error).message;
+        if (/\(errno 2\)$/.test(why)) gone ??= why;
+        else refused ??= why;
       }
     }
-    this.#noteFailure(m.path, why);
+    this.#noteFailure(m.path, refused ?? gone ?? "file replaced or gone");
     return undefined;
   }
 
