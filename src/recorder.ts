@@ -436,7 +436,10 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const removed = file.discard();
     const err = e as Error;
     if (removed && err instanceof TraceFileError) {
-      throw new TraceFileError(`${err.message}; the unfinished trace was removed`);
+      throw new TraceFileError(
+        `${err.message}; the unfinished trace was removed (free space, or choose another path ` +
+          "with -o)",
+      );
     }
     throw e;
   } finally {

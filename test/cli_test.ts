@@ -94,3 +94,23 @@ Deno.test("cli: --version exits 0 and prints a version", async () => {
   assert.equal(res.code, 0, res.stderr);
   assert.match(res.stdout + res.stderr, /\d+\.\d+/);
 });
+
+// -o must never replace a device, a stream or a FIFO with a regular file (as root that would
+// turn /dev/null into a file holding the trace, system-wide).
+for (const target of ["/dev/null", "/dev/stdout", "/dev/zero"]) {
+  Deno.test(`cli: -o ${target} is refused and left alone`, async () => {
+    const before = Deno.statSync(target);
+    await expectCleanFailure([], target, target);
+    const after = Deno.statSync(target);
+    assert.equal(after.isCharDevice, before.isCharDevice);
+    assert.equal(after.ino, before.ino);
+  });
+}
+
+Deno.test("cli: -o a FIFO is refused and the FIFO stays a FIFO", () =>
+  withTempDir(async (dir) => {
+    const fifo = `${dir}/fifo`;
+    assert.ok((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success);
+    await expectCleanFailure([], fifo, "a FIFO");
+    assert.ok(Deno.lstatSync(fifo).isFifo);
+  }));

@@ -368,14 +368,20 @@ function sleepEnds(view: TraceView, tids?: Set<number>) {
     if (s.ts + s.weight === end) exact.push(s);
     else wrong.push(`${show(s)}: switched in after ${end - s.ts} ns`);
   }
-  return { exact, wrong, unverifiable: unverifiable.size };
+  const skipped = [...unverifiable].filter((s) => !tids || tids.has(s.tid)).length;
+  return { exact, wrong, unverifiable: skipped };
 }
 
 test("sleeps that end on another CPU weigh exactly up to the switch back in", async () => {
   const { view, rec } = await main();
   const m = rec.result.migrate;
-  const { exact, wrong } = sleepEnds(view, new Set([m.tid]));
-  assert.ok(exact.length + wrong.length >= m.sleeps, `${exact.length + wrong.length} sleeps`);
+  const { exact, wrong, unverifiable } = sleepEnds(view, new Set([m.tid]));
+  // Sleeps whose end this VM's kernel did not report (see sleepEnds) still count as there.
+  assert.ok(
+    exact.length + wrong.length + unverifiable >= m.sleeps,
+    `${exact.length + wrong.length} sleeps checked, ${unverifiable} unverifiable`,
+  );
+  assert.ok(unverifiable <= m.sleeps / 20, `${unverifiable} of ${m.sleeps} unverifiable`);
   assert.deepEqual(
     wrong.slice(0, 5),
     [],
