@@ -6,10 +6,19 @@
  * exec'd again or exited, and after the process is long gone.
  *
  * Mappings are never unmapped here (perf reports no munmap); a newer mapping
- * over the same range wins. Exited processes keep their mappings until the
- * end of the trace, which is what lets their samples resolve; memory is one
- * entry per executable mapping seen.
+ * over the same range wins. Exited processes keep their mappings until
+ * prune() passes their exit, which is what lets their samples resolve.
+ *
+ * A process that maps code again and again (a JIT, or someone trying to make
+ * us hold millions of entries) grows its image: once an image doubles past
+ * its last size, prune() drops the mappings that a newer mapping of the same
+ * range replaced before the horizon (no sample still to come can need them),
+ * and beyond MAX_MAPPINGS_PER_IMAGE the oldest such mappings whatever their
+ * range. Memory is bounded by the live mappings, not by the history.
  */
+
+/** Mappings one exec image may keep (the kernel allows 65530 live ones by default). */
+export const MAX_MAPPINGS_PER_IMAGE = 1 << 17;
 
 export interface Mapping {
   start: number;
@@ -32,19 +41,27 @@ interface Image {
   mappings: Mapping[];
   /** Sorted by start, rebuilt lazily after additions. */
   sorted: Mapping[] | null;
+  /** Mapping count at which prune() compacts it next. */
+  compactAt: number;
 }
+
+const COMPACT_FROM = 1024;
 
 export class AddressSpaces {
   #images = new Map<number, Image[]>();
   /** Exit time of processes that are gone, oldest first (insertion order). */
   #exited = new Map<number, number>();
   #nextId = 1;
-  /** Mappings recorded so far (the memory this costs grows with it). */
+  /** Mappings recorded so far. */
   mappingsSeen = 0;
+  /** Mappings dropped by compaction: replaced ones, and beyond the cap the oldest. */
+  mappingsDropped = 0;
+  /** Images grown past their compaction mark since the last prune(). */
+  #grown = new Set<Image>();
 
   /** Mappings read from /proc at start (valid from the beginning of time). */
   seed(tgid: number, mappings: Omit<Mapping, "since">[]): void {
-    const image: Image = { id: this.#nextId++, since: -Infinity, mappings: [], sorted: null };
+    const image = newImage(this.#nextId++, -Infinity);
     for (const m of mappings) image.mappings.push({ ...m, since: -Infinity });
     this.mappingsSeen += mappings.length;
     this.#images.set(tgid, [image]);
@@ -53,7 +70,7 @@ export class AddressSpaces {
   #current(tgid: number, ts: number): Image {
     let images = this.#images.get(tgid);
     if (!images) {
-      images = [{ id: this.#nextId++, since: -Infinity, mappings: [], sorted: null }];
+      images = [newImage(this.#nextId++, -Infinity)];
       this.#images.set(tgid, images);
     }
     const last = images[images.length - 1];
@@ -66,6 +83,7 @@ export class AddressSpaces {
     image.mappings.push(m);
     image.sorted = null;
     this.mappingsSeen++;
+    if (image.mappings.length >= image.compactAt) this.#grown.add(image);
   }
 
   /**
@@ -75,7 +93,7 @@ export class AddressSpaces {
    */
   exec(tgid: number, ts: number): void {
     const images = this.#images.get(tgid) ?? [];
-    const image: Image = { id: this.#nextId++, since: ts, mappings: [], sorted: null };
+    const image = newImage(this.#nextId++, ts);
     let at = images.length;
     while (at > 0 && images[at - 1].since > ts) at--;
     const before = images[at - 1];
@@ -102,7 +120,7 @@ export class AddressSpaces {
       const first = existing[0];
       if (first.since > ts) {
         // The child already exec'd: the inherited image is an older one of its own.
-        existing.unshift({ id: this.#nextId++, since: ts, mappings: inherited, sorted: null });
+        existing.unshift({ ...newImage(this.#nextId++, ts), mappings: inherited });
         return;
       }
       first.mappings = [...inherited, ...first.mappings];
@@ -110,12 +128,7 @@ export class AddressSpaces {
       first.sorted = null;
       return;
     }
-    this.#images.set(childTgid, [{
-      id: this.#nextId++,
-      since: ts,
-      mappings: inherited,
-      sorted: null,
-    }]);
+    this.#images.set(childTgid, [{ ...newImage(this.#nextId++, ts), mappings: inherited }]);
   }
 
   /** The process is gone; its mappings stay until prune() passes `ts`. */
@@ -140,7 +153,40 @@ export class AddressSpaces {
         n++;
       }
     }
+    for (const image of this.#grown) this.#compact(image, ts);
+    this.#grown.clear();
     return n;
+  }
+
+  /** Drops what no sample at or after `ts` can resolve to (see the file's comment). */
+  #compact(image: Image, ts: number): void {
+    const before = image.mappings.length;
+    // Per range, the newest mapping made before the horizon hides all older ones.
+    const newestSettled = new Map<string, Mapping>();
+    for (const m of image.mappings) {
+      if (m.since >= ts) continue;
+      const key = `${m.start}:${m.end}`;
+      const held = newestSettled.get(key);
+      if (!held || m.since >= held.since) newestSettled.set(key, m);
+    }
+    let kept = image.mappings.filter((m) =>
+      m.since >= ts || newestSettled.get(`${m.start}:${m.end}`) === m
+    );
+    if (kept.length > MAX_MAPPINGS_PER_IMAGE) {
+      // Still too many distinct ranges: the oldest settled ones go (mappings from the /proc
+      // scan last, since every long-lived library is among them).
+      const settled = kept.filter((m) => m.since < ts)
+        .sort((a, b) =>
+          (a.since === -Infinity ? 1 : 0) - (b.since === -Infinity ? 1 : 0) ||
+          a.since - b.since
+        );
+      const drop = new Set(settled.slice(0, kept.length - MAX_MAPPINGS_PER_IMAGE));
+      kept = kept.filter((m) => !drop.has(m));
+    }
+    this.mappingsDropped += before - kept.length;
+    image.mappings = kept;
+    image.sorted = null;
+    image.compactAt = Math.max(COMPACT_FROM, 2 * kept.length);
   }
 
   /** Which exec image (a unique number) process `tgid` ran at time `ts`; 0 if unknown. */
@@ -155,19 +201,23 @@ export class AddressSpaces {
     if (!images) return undefined;
     const image = imageAt(images, ts);
     if (!image) return undefined;
-    const sorted = image.sorted ??= [...image.mappings].sort((a, b) => a.start - b.start);
+    const sorted = image.sorted ??= [...image.mappings].sort((a, b) =>
+      a.start - b.start || a.since - b.since
+    );
     // Newest mapping containing ip that already existed at ts.
     let best: Mapping | undefined;
-    let lo = 0, hi = sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (sorted[mid].start <= ip) lo = mid + 1;
-      else hi = mid;
-    }
-    // Overlaps are rare (remaps); scan back over candidates that start before ip.
-    for (let i = lo - 1, seen = 0; i >= 0 && seen < 64; i--, seen++) {
-      const m = sorted[i];
-      if (ip < m.end && m.since <= ts && (!best || m.since > best.since)) best = m;
+    let end = upperBound(sorted, 0, sorted.length, (m) => m.start <= ip);
+    // Overlaps are rare (remaps), but one range may be remapped thousands of times: walk back
+    // over the distinct starts before ip, and within each start find by time.
+    for (let runs = 0; end > 0 && runs < 64; runs++) {
+      const start = sorted[end - 1].start;
+      const runStart = upperBound(sorted, 0, end, (m) => m.start < start);
+      const at = upperBound(sorted, runStart, end, (m) => m.since <= ts) - 1;
+      if (at >= runStart) {
+        const m = sorted[at];
+        if (ip < m.end && (!best || m.since > best.since)) best = m;
+      }
+      end = runStart;
     }
     return best;
   }
@@ -175,6 +225,32 @@ export class AddressSpaces {
   get processes(): number {
     return this.#images.size;
   }
+
+  /** Mappings held right now, in every image of every process. */
+  get mappingCount(): number {
+    let n = 0;
+    for (const images of this.#images.values()) for (const i of images) n += i.mappings.length;
+    return n;
+  }
+}
+
+/** The first index in [lo, hi) where `pred` stops holding (it holds for a prefix). */
+function upperBound(
+  sorted: Mapping[],
+  lo: number,
+  hi: number,
+  pred: (m: Mapping) => boolean,
+): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (pred(sorted[mid])) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function newImage(id: number, since: number): Image {
+  return { id, since, mappings: [], sorted: null, compactAt: COMPACT_FROM };
 }
 
 function imageAt(images: Image[], ts: number): Image | undefined {

@@ -2,7 +2,7 @@
 // given time, across seeds, mmaps, execs and forks, including side-band
 // records that arrive out of order (another CPU's ring drained later).
 import assert from "node:assert/strict";
-import { AddressSpaces, type Mapping } from "./address_spaces.ts";
+import { AddressSpaces, type Mapping, MAX_MAPPINGS_PER_IMAGE } from "./address_spaces.ts";
 
 function mapping(path: string, start: number, end: number, since: number, extra = {}): Mapping {
   return {
@@ -256,4 +256,37 @@ Deno.test("address spaces: lookups find the mapping among many", () => {
     assert.equal(pathAt(spaces, 10, 0x108000 + i * 0x10000, 1000), undefined); // the gap
   }
   assert.equal(spaces.mappingsSeen, 500);
+});
+
+Deno.test("address spaces: a million remaps of one range keep only what samples can still need", () => {
+  const spaces = seeded(1, mapping("/lib/libc.so", 0x7000, 0x8000, 0));
+  // As the recorder does: prune every so often with a horizon 5000 ticks behind.
+  const window = 5000;
+  let most = 0;
+  for (let i = 1; i <= 1_000_000; i++) {
+    spaces.map(1, mapping(`/tmp/jit${i % 2}`, 0x1000, 0x2000, i));
+    if (i % 1000 === 0) {
+      spaces.prune(i - window);
+      most = Math.max(most, spaces.mappingCount);
+      // Every sample not yet resolved (newer than the horizon) finds its own mapping.
+      for (const t of [Math.max(1, i - window), i - 1, i]) {
+        assert.equal(pathAt(spaces, 1, 0x1800, t), `/tmp/jit${t % 2}`, `t=${t}`);
+      }
+    }
+  }
+  assert.ok(most < 4 * window, `held up to ${most} mappings`);
+  assert.ok(spaces.mappingsDropped > 980_000, `${spaces.mappingsDropped} dropped`);
+  assert.equal(pathAt(spaces, 1, 0x7800, 1_000_000), "/lib/libc.so");
+});
+
+Deno.test("address spaces: endless distinct mappings are capped, the /proc ones kept", () => {
+  const spaces = seeded(1, mapping("/lib/libc.so", 0x7000_0000, 0x7000_1000, 0));
+  const n = MAX_MAPPINGS_PER_IMAGE + 50_000;
+  for (let i = 0; i < n; i++) spaces.map(1, mapping("/tmp/x", i * 0x1000, i * 0x1000 + 0x800, i));
+  spaces.prune(n);
+  assert.equal(spaces.mappingsDropped, n + 1 - MAX_MAPPINGS_PER_IMAGE);
+  assert.equal(pathAt(spaces, 1, 0x7000_0800, n), "/lib/libc.so");
+  // The oldest went, the newest stayed.
+  assert.equal(pathAt(spaces, 1, 0x400, n), undefined);
+  assert.equal(pathAt(spaces, 1, (n - 1) * 0x1000 + 0x400, n), "/tmp/x");
 });
