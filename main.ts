@@ -211,12 +211,18 @@ function summary(r: RecordResult, output: string): string {
           `), ${s.reused} reused their task's last walk, ${s.framePointer} by frame pointers`,
       );
     }
-    if (s.unreadable.length) {
+    const unreadable = s.unreadable.length + s.moreUnreadable;
+    if (unreadable) {
+      const shown = s.unreadable.slice(0, 10);
       lines.push(
-        `  unreadable files (frames labelled module+offset): ${
-          s.unreadable.slice(0, 5).join(", ")
-        }` +
-          (s.unreadable.length > 5 ? ` and ${s.unreadable.length - 5} more` : ""),
+        `  unreadable files (frames labelled module+offset): ${shown.join(", ")}` +
+          (unreadable > shown.length ? ` and ${unreadable - shown.length} more` : ""),
+      );
+    }
+    if (s.mappingsDropped) {
+      lines.push(
+        `  ${s.mappingsDropped} replaced code mappings forgotten (processes that map code ` +
+          "again and again); samples in them may be labelled",
       );
     }
   }

@@ -61,7 +61,30 @@ export function parseMaps(text: string): MapEntry[] {
   return out;
 }
 
-/** Reads and parses /proc/PID/maps ("self" for this process). */
-export function readMaps(pid: number | "self"): MapEntry[] {
-  return parseMaps(Deno.readTextFileSync(`/proc/${pid}/maps`));
+/**
+ * What is read of one process's maps: any process can give itself 65530 mappings under 4 KiB
+ * paths (260 MB of text); real ones have a few hundred lines.
+ */
+export const MAX_MAPS_BYTES = 8 << 20;
+
+/**
+ * Reads and parses /proc/PID/maps ("self" for this process), at most `maxBytes` of it (a line cut
+ * there is dropped); `truncated` says whether there was more.
+ */
+export function readMaps(
+  pid: number | "self",
+  maxBytes = MAX_MAPS_BYTES,
+): { entries: MapEntry[]; truncated: boolean } {
+  using f = Deno.openSync(`/proc/${pid}/maps`);
+  const buf = new Uint8Array(maxBytes + 1);
+  let n = 0;
+  while (n < buf.length) {
+    const r = f.readSync(buf.subarray(n));
+    if (r === null || r === 0) break;
+    n += r;
+  }
+  const truncated = n > maxBytes;
+  let text = new TextDecoder().decode(buf.subarray(0, Math.min(n, maxBytes)));
+  if (truncated) text = text.slice(0, text.lastIndexOf("\n") + 1);
+  return { entries: parseMaps(text), truncated };
 }

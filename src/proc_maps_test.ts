@@ -58,7 +58,8 @@ Deno.test("malformed lines throw ProcMapsError naming the line", () => {
 });
 
 Deno.test("this process's /proc/self/maps", () => {
-  const maps = readMaps("self");
+  const { entries: maps, truncated } = readMaps("self");
+  assert.equal(truncated, false);
   assert.ok(maps.length > 10);
   const exe = Deno.execPath();
   const mine = maps.filter((e) => e.path === exe);
@@ -72,4 +73,12 @@ Deno.test("this process's /proc/self/maps", () => {
   }
   // Sorted by address, as the kernel prints them.
   for (let i = 1; i < maps.length; i++) assert.ok(maps[i - 1].end <= maps[i].start);
+});
+
+Deno.test("readMaps stops at its byte cap and drops the line it cut", () => {
+  const whole = readMaps("self").entries;
+  const cut = readMaps("self", 1000);
+  assert.equal(cut.truncated, true);
+  assert.ok(cut.entries.length > 0 && cut.entries.length < whole.length);
+  assert.deepEqual(cut.entries, whole.slice(0, cut.entries.length));
 });

@@ -31,7 +31,7 @@ import { openSamplingEvents, type PerfEventSet } from "./ffi/perf_event.ts";
 import { PerfSideband, type SidebandRecord } from "./ffi/perf_sideband.ts";
 import { TimestampBase } from "./ftrace_bundle_builder.ts";
 import { Kallsyms } from "./kallsyms.ts";
-import { parseMaps } from "./proc_maps.ts";
+import { readMaps } from "./proc_maps.ts";
 import { StackProfiler, type StackStats } from "./stack_profiler.ts";
 import { Symbolizer } from "./symbolizer.ts";
 import { ConfigStackBit } from "./records.ts";
@@ -81,6 +81,10 @@ export interface RecordResult {
     labelled: number;
     named: number;
     unreadable: string[];
+    /** Unreadable files beyond those listed. */
+    moreUnreadable: number;
+    /** Mappings forgotten to bound memory (AddressSpaces compaction). */
+    mappingsDropped: number;
     /** Mapping/exec/fork records perf could not deliver: their samples may be labelled. */
     sidebandLost: number;
     /** Main-thread time spent turning stack records into packets (unwinding included). */
@@ -423,6 +427,8 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
           named: symbolizer.named,
           labelled: symbolizer.labelled,
           unreadable: [...symbolizer.failures.keys()],
+          moreUnreadable: symbolizer.moreFailures,
+          mappingsDropped: spaces.mappingsDropped,
           sidebandLost: sideband?.lost ?? 0,
           processingMs: stackMs,
         }
@@ -453,29 +459,30 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
   }
 }
 
+/** Executable mappings kept per process from the /proc scan; real ones have at most hundreds. */
+const MAX_SEEDED_PER_PROCESS = 16384;
+
 /** Executable mappings of the processes alive at start; later ones come from the side-band. */
 function seedMappings(spaces: AddressSpaces, pids: number[]): void {
   for (const pid of pids) {
-    let text: string;
+    let entries;
     try {
-      text = Deno.readTextFileSync(`/proc/${pid}/maps`);
+      entries = readMaps(pid).entries;
     } catch {
-      continue; // exited, or a kernel thread's empty maps
+      continue; // exited, a kernel thread's empty maps, or malformed: its samples are labelled
     }
-    try {
-      spaces.seed(
-        pid,
-        parseMaps(text).filter((m) => m.perms.includes("x")).map((m) => ({
-          start: m.start,
-          end: m.end,
-          pgoff: m.offset,
-          path: m.path,
-          dev: m.dev,
-          inode: m.inode,
-          executable: true,
-        })),
-      );
-    } catch { /* a malformed maps file: its samples are labelled, not named */ }
+    spaces.seed(
+      pid,
+      entries.filter((m) => m.perms.includes("x")).slice(0, MAX_SEEDED_PER_PROCESS).map((m) => ({
+        start: m.start,
+        end: m.end,
+        pgoff: m.offset,
+        path: m.path,
+        dev: m.dev,
+        inode: m.inode,
+        executable: true,
+      })),
+    );
   }
 }
 
