@@ -141,7 +141,7 @@ function symbolizationRecording(): Promise<Symbolization> {
     let peakKib = 0;
     try {
       const runs = attacks.map((a) =>
-        runJson<{ pid: number }>(hostile, ["exec", a.file, "1500", String(a.depth ?? 4)])
+        runJson<{ pid: number }>(hostile, ["exec", a.file, "400", String(a.depth ?? 4)])
       );
       const fifo = runJson<{ pid: number }>(hostile, ["fifo", fifoFile, "30", "6"]);
       const results = await Promise.all(runs);

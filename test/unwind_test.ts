@@ -214,7 +214,7 @@ test("qsort_spin is built with .eh_frame, an FDE covering comparator", async () 
 test("qsort_spin: ≥ 90 % of CPU samples are main → a → b → c → qsort_r → … → comparator", async () => {
   const { view, rec } = await defaults();
   const samples = samplesOf(view, "on_cpu", rec.result.qsort.pid);
-  // 1.5 s of wall time spinning: ≥ 300 samples even on a busy machine.
+  // 1.5 s of CPU time spinning: ≥ 300 samples even on a busy machine.
   assertMost(samples, qsortChain, 0.9, 300, "qsort chain");
   // The frames are where they belong: main…c in the program, qsort_r in libc.
   const good = samples.filter(qsortChain);

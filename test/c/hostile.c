@@ -6,7 +6,8 @@
  * open and parse them.
  *
  * usage:
- *   hostile exec FILE MS DEPTH   map FILE, call its rec(DEPTH, n) for MS ms
+ *   hostile exec FILE MS DEPTH   map FILE, call its rec(DEPTH, n) for MS ms of
+ *                                CPU time (as many samples on a busy machine)
  *   hostile fifo FILE MS ROUNDS  ROUNDS times: write FILE again, map it, run it
  *                                a little, unmap and unlink it, and put a FIFO
  *                                at its name (often reusing the inode number)
@@ -45,11 +46,11 @@ static void drop_privileges(void)
 	}
 }
 
-static double now_ms(void)
+static double cpu_ms(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
@@ -74,9 +75,9 @@ static char *map_file(const char *path)
 static void run_for(char *map, double ms, long depth)
 {
 	rec_fn rec = (rec_fn)(void *)(map + CODE_AT + 16);
-	double end = now_ms() + ms;
+	double end = cpu_ms() + ms;
 
-	while (now_ms() < end)
+	while (cpu_ms() < end)
 		rec(depth, 200000);
 }
 

@@ -2,7 +2,8 @@
 /*
  * Built with plain `gcc -O2` (no frame pointers, like Debian's own code):
  * main → a → b → c → qsort → comparator, spinning in the comparator for
- * SECONDS (default 1.5); then, with a second argument, sleeps in usleep
+ * SECONDS of CPU time (default 1.5: as many samples on a busy machine as on
+ * an idle one); then, with a second argument, sleeps in usleep
  * called from the same chain N times. Prints {"pid":…}.
  */
 #include <stdio.h>
@@ -18,7 +19,7 @@ static double now(void)
 {
 	struct timespec t;
 
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
 	return t.tv_sec + t.tv_nsec / 1e9;
 }
 
