@@ -211,6 +211,12 @@ function summary(r: RecordResult, output: string): string {
           `), ${s.reused} reused their task's last walk, ${s.framePointer} by frame pointers`,
       );
     }
+    if (s.failed) {
+      lines.push(
+        `  warning: ${s.failed} stacks could not be processed (first: ${s.firstFailure}); ` +
+          "please report this",
+      );
+    }
     const unreadable = s.unreadable.length + s.moreUnreadable;
     if (unreadable) {
       const shown = s.unreadable.slice(0, 10);

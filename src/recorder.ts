@@ -15,7 +15,13 @@ import type { DrainStats } from "./drain_protocol.ts";
 import { checkBtf, checkPrivileges, ensureTracefs } from "./preflight.ts";
 import { scanProcesses } from "./proc_scan.ts";
 import { ProcessTable } from "./process_table.ts";
-import { Layout, type ProcessEvent, RECORD_KIND_COUNT, RECORD_KIND_NAMES } from "./records.ts";
+import {
+  Layout,
+  type ProcessEvent,
+  RECORD_KIND_COUNT,
+  RECORD_KIND_NAMES,
+  RecordKind,
+} from "./records.ts";
 import { TraceFile, TraceFileError } from "./trace_file.ts";
 import {
   clockSnapshotPacket,
@@ -400,6 +406,8 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       cpus.map((cpu) => ({ cpu, events: drops.byCpu[cpu] ?? 0 })),
       endNs,
     ));
+    // Stacks userspace could not process are lost as surely as those BPF could not reserve.
+    if (profiler) drops.byKind[RecordKind.Stack] += profiler.stats.failed;
     for (const p of dropCounterValues(RECORD_KIND_NAMES, drops.byKind, endNs)) write(p);
     if (failure) throw failure;
     file.finish();

@@ -53,6 +53,9 @@ export interface StackStats {
   /** Time spent unwinding stack copies, and the stack records' bytes. */
   unwindNs: number;
   recordBytes: number;
+  /** Stack records that could not be processed (a bug), and the first error. */
+  failed: number;
+  firstFailure?: string;
 }
 
 interface CachedStack {
@@ -120,6 +123,7 @@ export class StackProfiler {
     distinctStacks: 0,
     unwindNs: 0,
     recordBytes: 0,
+    failed: 0,
   };
   #unwinder = new DwarfUnwinder();
   /** Each task's last unwound user stack, by the registers it was taken with. */
@@ -175,7 +179,14 @@ export class StackProfiler {
       if (ts > this.#newest) this.#newest = ts;
       if (kind === RecordKind.Stack) {
         this.stats.recordBytes += size;
-        this.#stack(dv, off, ts);
+        try {
+          this.#stack(dv, off, ts);
+        } catch (e) {
+          // Resolving reads other users' files: whatever still escapes costs this one stack
+          // (counted), never the rest of the batch.
+          this.stats.failed++;
+          this.stats.firstFailure ??= (e as Error)?.message ?? String(e);
+        }
       } else if (kind === RecordKind.SleepEnd) {
         const pid = dv.getUint32(off + Layout.rec_sleep_end.pid, true);
         const at = off + Layout.rec_sleep_end.out_ts;
