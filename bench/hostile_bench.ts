@@ -80,8 +80,8 @@ try {
     ),
     plant(dir, "entsize.so", { symtabEntsize: 16 }),
     plant(dir, "beyond.so", { strtabClaim: 2 ** 40 }, true),
-    plant(dir, "regs.so", { fdeInstructions: registerBomb(4096) }),
-    plant(dir, "exprs.so", { fdeInstructions: expressionBomb(1000) }),
+    plant(dir, "regs.so", { fdeInstructions: registerBomb(1500) }),
+    plant(dir, "exprs.so", { fdeInstructions: expressionBomb(800) }),
     plant(dir, "names.so", { strtab: new TextEncoder().encode(`\0${bomb}\0`) }),
   ];
   // As many ordinary files, run as long: the difference is what the crafted ones cost.

@@ -39,8 +39,10 @@ interface Image {
   id: number;
   since: number;
   mappings: Mapping[];
-  /** Sorted by start, rebuilt lazily after additions. */
+  /** Sorted by start then time, rebuilt lazily after additions. */
   sorted: Mapping[] | null;
+  /** reach[i]: the highest end among sorted[0..i] (no mapping before i+1 reaches past it). */
+  reach: Float64Array | null;
   /** Mapping count at which prune() compacts it next. */
   compactAt: number;
 }
@@ -82,6 +84,7 @@ export class AddressSpaces {
     const image = this.#current(tgid, m.since);
     image.mappings.push(m);
     image.sorted = null;
+    image.reach = null;
     this.mappingsSeen++;
     if (image.mappings.length >= image.compactAt) this.#grown.add(image);
   }
@@ -101,6 +104,7 @@ export class AddressSpaces {
       image.mappings = before.mappings.filter((m) => m.since >= ts);
       before.mappings = before.mappings.filter((m) => m.since < ts);
       before.sorted = null;
+      before.reach = null;
     }
     images.splice(at, 0, image);
     this.#images.set(tgid, images);
@@ -126,6 +130,7 @@ export class AddressSpaces {
       first.mappings = [...inherited, ...first.mappings];
       first.since = ts;
       first.sorted = null;
+      first.reach = null;
       return;
     }
     this.#images.set(childTgid, [{ ...newImage(this.#nextId++, ts), mappings: inherited }]);
@@ -186,6 +191,7 @@ export class AddressSpaces {
     this.mappingsDropped += before - kept.length;
     image.mappings = kept;
     image.sorted = null;
+    image.reach = null;
     image.compactAt = Math.max(COMPACT_FROM, 2 * kept.length);
   }
 
@@ -201,20 +207,50 @@ export class AddressSpaces {
     if (!images) return undefined;
     const image = imageAt(images, ts);
     if (!image) return undefined;
-    const sorted = image.sorted ??= [...image.mappings].sort((a, b) =>
-      a.start - b.start || a.since - b.since
-    );
+    let sorted = image.sorted;
+    let reach = image.reach;
+    if (!sorted || !reach) {
+      sorted = image.sorted = [...image.mappings].sort((a, b) =>
+        a.start - b.start || a.since - b.since
+      );
+      reach = image.reach = new Float64Array(sorted.length);
+      let most = -Infinity;
+      for (let i = 0; i < sorted.length; i++) reach[i] = most = Math.max(most, sorted[i].end);
+    }
     // Newest mapping containing ip that already existed at ts.
     let best: Mapping | undefined;
-    let end = upperBound(sorted, 0, sorted.length, (m) => m.start <= ip);
+    let lo = 0;
+    let end = sorted.length;
+    while (lo < end) {
+      const mid = (lo + end) >>> 1;
+      if (sorted[mid].start <= ip) lo = mid + 1;
+      else end = mid;
+    }
     // Overlaps are rare (remaps), but one range may be remapped thousands of times: walk back
-    // over the distinct starts before ip, and within each start find by time.
-    for (let runs = 0; end > 0 && runs < 64; runs++) {
+    // over the distinct starts before ip, within each start find by time, and stop where no
+    // earlier mapping reaches ip.
+    for (let runs = 0; end > 0 && runs < 64 && reach[end - 1] > ip; runs++) {
       const start = sorted[end - 1].start;
-      const runStart = upperBound(sorted, 0, end, (m) => m.start < start);
-      const at = upperBound(sorted, runStart, end, (m) => m.since <= ts) - 1;
-      if (at >= runStart) {
-        const m = sorted[at];
+      let runStart = end - 1;
+      if (runStart > 0 && sorted[runStart - 1].start === start) {
+        let a = 0;
+        let b = runStart;
+        while (a < b) {
+          const mid = (a + b) >>> 1;
+          if (sorted[mid].start < start) a = mid + 1;
+          else b = mid;
+        }
+        runStart = a;
+      }
+      let a = runStart;
+      let b = end;
+      while (a < b) {
+        const mid = (a + b) >>> 1;
+        if (sorted[mid].since <= ts) a = mid + 1;
+        else b = mid;
+      }
+      if (a > runStart) {
+        const m = sorted[a - 1];
         if (ip < m.end && (!best || m.since > best.since)) best = m;
       }
       end = runStart;
@@ -234,23 +270,8 @@ export class AddressSpaces {
   }
 }
 
-/** The first index in [lo, hi) where `pred` stops holding (it holds for a prefix). */
-function upperBound(
-  sorted: Mapping[],
-  lo: number,
-  hi: number,
-  pred: (m: Mapping) => boolean,
-): number {
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (pred(sorted[mid])) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 function newImage(id: number, since: number): Image {
-  return { id, since, mappings: [], sorted: null, compactAt: COMPACT_FROM };
+  return { id, since, mappings: [], sorted: null, reach: null, compactAt: COMPACT_FROM };
 }
 
 function imageAt(images: Image[], ts: number): Image | undefined {

@@ -59,12 +59,17 @@ export interface UnwindResult {
 
 export const DEFAULT_MAX_FRAMES = 128;
 /**
- * A real walk costs one unit per frame and per register rule (~10 per frame), plus the table's
- * work the first time a function's rows are computed (its CFI bytes): a deep stack through cold
- * code stays far below this. A hostile one (1000-operation expressions for every register of
- * every frame) stops here instead of taking tens of milliseconds.
+ * What a walk may do, in units of about 13 ns: a DWARF expression operation is 1, a register
+ * rule 2, a frame 4, and a unit of the unwind table's own work (a CFI byte read or instruction
+ * run, the first time a function's rows are computed) 2. A warm walk of 30 frames costs ~1000; a
+ * cold one through 30 functions never seen before ~30k. A hostile one (800-operation expressions
+ * for every register of every frame, or a new 16 KiB FDE per frame) stops here, at about a
+ * millisecond, instead of taking tens.
  */
-export const DEFAULT_UNWIND_BUDGET = 200_000;
+export const DEFAULT_UNWIND_BUDGET = 100_000;
+const FRAME_COST = 4;
+const RULE_COST = 2;
+const TABLE_WORK_COST = 2;
 // A read this far above the copy is not "the copy was too small": thread stacks are 8 MiB by
 // default, so such an address is garbage.
 const MAX_STACK_REACH = 512 << 20;
@@ -189,7 +194,7 @@ export class DwarfUnwinder {
       }
       let signal = false;
       try {
-        spend(1 + (table ? table.work - tableWork : 0));
+        spend(FRAME_COST + (table ? (table.work - tableWork) * TABLE_WORK_COST : 0));
         if (row) {
           const cfa = cfaOf(row.cfa);
           next.set(cur);
@@ -204,7 +209,7 @@ export class DwarfUnwinder {
           for (const [r, rule] of row.rules) {
             if (r >= n || rule.kind === "same") continue;
             if (r === row.raRegister) continue;
-            spend(1);
+            spend(RULE_COST);
             let v: number | undefined;
             try {
               v = recover(rule, cfa);

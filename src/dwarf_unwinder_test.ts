@@ -453,7 +453,7 @@ Deno.test("garbage is 'bad-frame', not a crash", () => {
   assert.deepEqual(zeros, { ips: [c.ip], end: "complete" });
 });
 
-Deno.test("hostile CFI: 1000-operation expressions in every frame stop at the work budget", () => {
+Deno.test("hostile CFI: 800-operation expressions in every frame stop at the work budget", () => {
   const base = 0x7f00_0000_0000;
   const sp = 0x7ffc_0000_0000;
   const retAddr = base + CODE_AT + CODE.rec + 0x0d; // after the recursive call
@@ -475,9 +475,9 @@ Deno.test("hostile CFI: 1000-operation expressions in every frame stop at the wo
   const plain = walk(new Uint8Array(0));
   assert.equal(plain.end, "truncated");
   assert.equal(plain.ips.length, 128);
-  const hostile = walk(expressionBomb(1000));
+  const hostile = walk(expressionBomb(800));
   assert.equal(hostile.end, "budget");
-  // 17 expressions of 1000 operations per frame: the 200k budget allows about a dozen frames.
+  // 17 expressions of 800 operations per frame: the 100k budget allows about seven frames.
   assert.ok(hostile.ips.length > 1 && hostile.ips.length < 16, `${hostile.ips.length} frames`);
   assert.deepEqual(hostile.ips.slice(1), new Array(hostile.ips.length - 1).fill(retAddr));
 });

@@ -119,9 +119,12 @@ const MAX_LEB_BYTES = 10;
 const MAX_STATE_STACK = 64;
 const MAX_REGISTER = 4096;
 const MAX_CIE_CACHE = 4096;
-const FDE_CACHE_SIZE = 2048;
-/** Bytes of one CIE or FDE: everything parsed for a lookup comes from one entry and its CIE. */
-export const MAX_ENTRY = 64 << 10;
+const FDE_CACHE_SIZE = 4096;
+/**
+ * Bytes of one CIE or FDE: everything parsed for a lookup comes from one entry and its CIE, so
+ * this bounds the work of one lookup (a 16 KiB FDE takes about a millisecond to run).
+ */
+export const MAX_ENTRY = 16 << 10;
 /** Rows of one FDE, and rows kept by the cache in all (each holds a small rule map). */
 const MAX_ROWS = 16384;
 const MAX_CACHED_ROWS = 131072;

@@ -50,6 +50,8 @@ interface OpenedFile {
   /** Resolved frames by file offset (negative: looked up as a return address). */
   frames: Map<number, FrameRef>;
   label: string;
+  /** When it was last used (the cache's clock): the least recently used is closed first. */
+  used: number;
 }
 
 function hexToBytes(hex: string): Uint8Array {
@@ -84,8 +86,8 @@ function sameFile(m: Mapping): (id: FileIdentity) => string | undefined {
 export class Symbolizer {
   #kallsyms: Kallsyms | (() => Kallsyms);
   #spaces: AddressSpaces;
-  /** Least recently used first. */
   #files = new Map<string, OpenedFile>();
+  #clock = 0;
   #kernelNames = new Map<bigint, FrameRef>();
   #kernelReturns = new Map<bigint, FrameRef>();
   #kernelModules = new Map<string, ModuleRef>();
@@ -262,8 +264,7 @@ export class Symbolizer {
     const key = m.inode ? `${m.dev}:${m.inode}` : m.path;
     const f = this.#files.get(key);
     if (f) {
-      this.#files.delete(key); // most recently used goes last
-      this.#files.set(key, f);
+      f.used = ++this.#clock;
       return f;
     }
     const module: ModuleRef = { key, path: m.path || "[anon]" };
@@ -273,6 +274,7 @@ export class Symbolizer {
       module,
       frames: new Map(),
       label: `${basename(module.path)}+`,
+      used: ++this.#clock,
     };
     if (m.inode) {
       opened.elf = this.#openMapped(m, tgid);
@@ -320,10 +322,12 @@ export class Symbolizer {
   /** Closes the least recently used files until the cache is within its bounds. */
   #trim(keep: OpenedFile): void {
     if (this.#files.size <= MAX_OPEN_FILES && this.#cachedBytes() <= MAX_CACHED_BYTES) return;
-    for (const [key, f] of this.#files) {
+    // Evictions are rare next to lookups: order the files only now.
+    const oldestFirst = [...this.#files.values()].sort((a, b) => a.used - b.used);
+    for (const f of oldestFirst) {
       if (this.#files.size <= 1) break;
       if (f === keep) continue;
-      this.#files.delete(key);
+      this.#files.delete(f.key);
       f.elf?.close();
       f.debug?.close();
       this.evicted++;
@@ -349,6 +353,7 @@ export class Symbolizer {
       module,
       frames: new Map(),
       label: "[vdso]+",
+      used: 0,
     };
     try {
       const line = Deno.readTextFileSync("/proc/self/maps").split("\n")

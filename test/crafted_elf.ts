@@ -278,21 +278,21 @@ export function writeCrafted(path: string, elf: { bytes: Uint8Array; size: numbe
 }
 
 /**
- * CFA instructions that give 4000 registers a rule, then alternate a one-byte advance with a new
- * rule: a reader that copies every register's rule into every row needs gigabytes.
+ * CFA instructions that give `registers` registers a rule, then alternate a one-byte advance with
+ * a new rule: a reader that copies every register's rule into every row needs rows × registers.
  */
-export function registerBomb(rows: number): Uint8Array {
+export function registerBomb(rows: number, registers = 1500): Uint8Array {
   const out: number[] = [];
-  for (let reg = 17; reg < 4017; reg++) out.push(0x05, ...uleb(reg), ...uleb(1));
-  for (let i = 0; i < rows; i++) out.push(0x41, 0x05, ...uleb(17 + (i % 4000)), ...uleb(2));
+  for (let reg = 17; reg < 17 + registers; reg++) out.push(0x05, ...uleb(reg), ...uleb(1));
+  for (let i = 0; i < rows; i++) out.push(0x41, 0x05, ...uleb(17 + (i % registers)), ...uleb(2));
   return new Uint8Array(out);
 }
 
 /**
- * CFA instructions whose CFA and 16 registers are 1000-operation DWARF expressions (nops, then
+ * CFA instructions whose CFA and 16 registers are `ops`-operation DWARF expressions (nops, then
  * the real value): correct, and ruinous to evaluate frame after frame.
  */
-export function expressionBomb(ops = 1000): Uint8Array {
+export function expressionBomb(ops = 800): Uint8Array {
   const nops = new Array(ops - 2).fill(0x96);
   // DW_CFA_def_cfa_expression: nops…, DW_OP_breg7 (rsp) +8
   const cfa = [...nops, 0x77, 8];

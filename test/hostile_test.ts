@@ -91,7 +91,7 @@ let symbolization: Promise<Symbolization> | undefined;
 
 /**
  * One recording while every file attack runs at once: lying symbol tables, sparse files that
- * claim 256 MiB tables, an unwind-table memory bomb, 1000-operation unwind expressions, a
+ * claim 256 MiB tables, an unwind-table memory bomb, 800-operation unwind expressions, a
  * demangling bomb, and a file swapped for a FIFO after it ran.
  */
 function symbolizationRecording(): Promise<Symbolization> {
@@ -119,11 +119,11 @@ function symbolizationRecording(): Promise<Symbolization> {
         expect: (n: string) => n === "hostile_code",
       })),
       {
-        file: plant(dir, "register-bomb.so", { fdeInstructions: registerBomb(4096) }),
+        file: plant(dir, "register-bomb.so", { fdeInstructions: registerBomb(1500) }),
         expect: (n: string) => n === "hostile_code",
       },
       {
-        file: plant(dir, "expression-bomb.so", { fdeInstructions: expressionBomb(1000) }),
+        file: plant(dir, "expression-bomb.so", { fdeInstructions: expressionBomb(800) }),
         expect: (n: string) => n === "hostile_code",
         depth: 100,
       },
@@ -194,11 +194,11 @@ test("sparse files and unwind bombs do not multiply the recorder's memory", asyn
   assert.ok(peakKib > 0 && peakKib < 768 * 1024, `peak RSS ${peakKib} KiB`);
 });
 
-test("1000-operation unwind rules: the stacks are cut at the work budget", async () => {
+test("800-operation unwind rules: the stacks are cut at the work budget", async () => {
   const { view, pids, attacks, exit } = await symbolizationRecording();
   const a = attacks.find((x) => x.file.endsWith("expression-bomb.so"))!;
   const samples = samplesOf(view, pids.get(a.file)!);
-  // 100 frames deep in the file; the budget allows about a dozen of these frames.
+  // 100 frames deep in the file; the budget allows about seven of these frames.
   const depths = samples.map((s) => s.frames.filter((f) => f.name === "hostile_code").length);
   assert.ok(Math.max(...depths) < 20, `deepest walk ${Math.max(...depths)} frames`);
   assert.ok(
