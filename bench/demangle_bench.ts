@@ -6,6 +6,7 @@
  *   .tools/node_modules/.bin/deno run -A bench/demangle_bench.ts
  */
 import { demangleItanium } from "../src/itanium_demangler.ts";
+import { demanglingBomb } from "../test/crafted_elf.ts";
 
 async function exportedNames(): Promise<string[]> {
   const dir = "/usr/lib/x86_64-linux-gnu";
@@ -49,11 +50,7 @@ const filt = await cxxfilt(names);
 let same = 0;
 for (let i = 0; i < names.length; i++) if (ours[i] === filt.out[i]) same++;
 
-let bomb = "_Z1f1aIiiE";
-for (let k = 0; k < 40; k++) {
-  const prev = `S${k === 0 ? "0" : k.toString(36).toUpperCase()}_`;
-  bomb += `S_I${prev}${prev}E`;
-}
+const bomb = demanglingBomb();
 const stats = { steps: 0, nodes: 0 };
 const tb = performance.now();
 for (let i = 0; i < 100; i++) demangleItanium(bomb, undefined, stats);

@@ -8,27 +8,10 @@
  *
  *   .tools/node_modules/.bin/deno run -A bench/hostile_bench.ts
  */
-import {
-  craftElf,
-  type CraftOptions,
-  expressionBomb,
-  registerBomb,
-  writeCrafted,
-} from "../test/crafted_elf.ts";
+import { demanglingBomb, expressionBomb, plant, registerBomb } from "../test/crafted_elf.ts";
 import { compile, Recorder, runJson } from "../test/workload.ts";
 
-const NOBODY = 65534;
 const CPU_MS_EACH = "1500";
-
-function plant(dir: string, name: string, opts: CraftOptions, beyond = false): string {
-  const path = `${dir}/${name}`;
-  const elf = craftElf(opts);
-  if (beyond) Deno.writeFileSync(path, elf.bytes);
-  else writeCrafted(path, elf);
-  Deno.chmodSync(path, 0o755);
-  Deno.chownSync(path, NOBODY, NOBODY);
-  return path;
-}
 
 function status(pid: number, field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(
@@ -68,11 +51,7 @@ const hostile = await compile("hostile.c");
 const dir = Deno.makeTempDirSync({ prefix: "systing-hostile-bench-" });
 Deno.chmodSync(dir, 0o1777);
 try {
-  let bomb = "_Z1f1aIiiE";
-  for (let k = 0; k < 40; k++) {
-    const prev = `S${k === 0 ? "0" : k.toString(36).toUpperCase()}_`;
-    bomb += `S_I${prev}${prev}E`;
-  }
+  const bomb = demanglingBomb();
   const crafted = [
     ...[0, 1, 2].map((i) => plant(dir, `strtab${i}.so`, { strtabClaim: 256 << 20 })),
     ...[0, 1, 2].map((i) =>

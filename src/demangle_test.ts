@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { demangle } from "./demangle.ts";
 import { DEFAULT_LIMITS, demangleItanium } from "./itanium_demangler.ts";
 import { demangleRustV0 } from "./rust_demangler.ts";
+import { demanglingBomb } from "../test/crafted_elf.ts";
 
 Deno.test("C++ Itanium names, as c++filt prints them", () => {
   const cases: [string, string][] = [
@@ -105,25 +106,15 @@ Deno.test("repeated calls answer from the cache with the same result", () => {
   assert.equal(demangle(name), first);
 });
 
-/** _Z1f, then a template whose arguments are the previous one twice: each level doubles. */
-function cppBomb(levels: number): string {
-  let m = "_Z1f1aIiiE";
-  for (let k = 0; k < levels; k++) {
-    const prev = `S${k === 0 ? "0" : k.toString(36).toUpperCase()}_`;
-    m += `S_I${prev}${prev}E`;
-  }
-  return m;
-}
-
 Deno.test("a C++ back-reference bomb stays mangled, within the step budget", () => {
   // Three levels demangle normally, as c++filt prints them.
   assert.equal(
-    demangle(cppBomb(2)),
+    demangle(demanglingBomb(2)),
     "f(a<int, int>, a<a<int, int>, a<int, int> >, a<a<a<int, int>, a<int, int> >, " +
       "a<a<int, int>, a<int, int> > >)",
   );
   // 40 levels: 418 bytes that would print 2^40 times over.
-  const bomb = cppBomb(40);
+  const bomb = demanglingBomb(40);
   assert.ok(bomb.length < 500);
   const stats = { steps: 0, nodes: 0 };
   assert.equal(demangleItanium(bomb, DEFAULT_LIMITS, stats), undefined);

@@ -177,17 +177,12 @@ class V0Printer {
         this.add(">");
         return;
       }
-      case "X": {
-        this.optBase62("s");
-        this.skipPath();
-        this.add("<");
-        this.type();
-        this.add(" as ");
-        this.path(false);
-        this.add(">");
-        return;
-      }
-      case "Y": {
+      case "X": // <T as Trait> of a trait impl, whose own path is not printed
+      case "Y": { // <T as Trait> of a trait definition
+        if (tag === "X") {
+          this.optBase62("s");
+          this.skipPath();
+        }
         this.add("<");
         this.type();
         this.add(" as ");

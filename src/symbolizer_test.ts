@@ -7,7 +7,13 @@ import { ElfFile } from "./elf_file.ts";
 import { EhFrame } from "./eh_frame.ts";
 import { Kallsyms } from "./kallsyms.ts";
 import { MAX_OPEN_FILES, Symbolizer } from "./symbolizer.ts";
-import { CODE_AT, craftElf, type CraftOptions, writeCrafted } from "../test/crafted_elf.ts";
+import {
+  CODE_AT,
+  craftElf,
+  type CraftOptions,
+  demanglingBomb,
+  writeCrafted,
+} from "../test/crafted_elf.ts";
 
 const TGID = 4_000_000; // no such process: map_files cannot help, the path must do
 const START = 0x5555_0000_0000;
@@ -168,11 +174,7 @@ Deno.test("thousands of distinct files keep at most MAX_OPEN_FILES open", () =>
 
 Deno.test("a demangling bomb among the symbol names stays mangled", () =>
   withDir((dir) => {
-    let bomb = "_Z1f1aIiiE";
-    for (let k = 0; k < 40; k++) {
-      const prev = `S${k === 0 ? "0" : k.toString(36).toUpperCase()}_`;
-      bomb += `S_I${prev}${prev}E`;
-    }
+    const bomb = demanglingBomb();
     const strtab = new TextEncoder().encode(`\0${bomb}\0`);
     const path = `${dir}/bomb.so`;
     writeCrafted(path, craftElf({ strtab }));

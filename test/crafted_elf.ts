@@ -307,3 +307,38 @@ export function expressionBomb(ops = 800): Uint8Array {
   }
   return new Uint8Array(out);
 }
+
+/**
+ * A C++ name of 418 bytes whose back-references double 40 times: printed, 2^40 times the name
+ * of its first template.
+ */
+export function demanglingBomb(levels = 40): string {
+  let m = "_Z1f1aIiiE";
+  for (let k = 0; k < levels; k++) {
+    const prev = `S${k === 0 ? "0" : k.toString(36).toUpperCase()}_`;
+    m += `S_I${prev}${prev}E`;
+  }
+  return m;
+}
+
+/** The unprivileged user the attacks run as. */
+export const NOBODY = 65534;
+
+/**
+ * Writes a crafted file in `dir` as the attacker would own it: extended with a hole to what its
+ * headers claim (a sparse file), or not (`claimBeyondFile`: its tables then point past its end).
+ */
+export function plant(
+  dir: string,
+  name: string,
+  opts: CraftOptions = {},
+  claimBeyondFile = false,
+): string {
+  const path = `${dir}/${name}`;
+  const elf = craftElf(opts);
+  if (claimBeyondFile) Deno.writeFileSync(path, elf.bytes);
+  else writeCrafted(path, elf);
+  Deno.chmodSync(path, 0o755);
+  Deno.chownSync(path, NOBODY, NOBODY);
+  return path;
+}

@@ -3,17 +3,9 @@
 // nobody) maps and executes crafted files (test/crafted_elf.ts). The attacks on the output file
 // and the signals are in output_signals_test.ts. Each check names the attack it defeats.
 import assert from "node:assert/strict";
-import {
-  craftElf,
-  type CraftOptions,
-  expressionBomb,
-  registerBomb,
-  writeCrafted,
-} from "./crafted_elf.ts";
+import { demanglingBomb, expressionBomb, plant, registerBomb } from "./crafted_elf.ts";
 import { readTrace, type StackSampleView, type TraceView } from "./trace_reader.ts";
 import { compile, Recorder, runJson, type RunResult } from "./workload.ts";
-
-const NOBODY = 65534;
 
 function test(name: string, fn: () => Promise<void>) {
   Deno.test({ name: `hostile: ${name}`, fn });
@@ -30,30 +22,6 @@ function sharedDir(): string {
   Deno.chmodSync(dir, 0o1777);
   dirs.push(dir);
   return dir;
-}
-
-/**
- * Writes a crafted file as the attacker would own it: extended with a hole to what its headers
- * claim (a sparse file), or not (`claimBeyondFile`: its tables then point past its end).
- */
-function plant(dir: string, name: string, opts: CraftOptions = {}, claimBeyondFile = false) {
-  const path = `${dir}/${name}`;
-  const elf = craftElf(opts);
-  if (claimBeyondFile) Deno.writeFileSync(path, elf.bytes);
-  else writeCrafted(path, elf);
-  Deno.chmodSync(path, 0o755);
-  Deno.chownSync(path, NOBODY, NOBODY);
-  return path;
-}
-
-/** The demangling bomb of test/crafted_elf's unit tests: 418 bytes that print 2^40 times over. */
-function cppBomb(): string {
-  let m = "_Z1f1aIiiE";
-  for (let k = 0; k < 40; k++) {
-    const prev = `S${k === 0 ? "0" : k.toString(36).toUpperCase()}_`;
-    m += `S_I${prev}${prev}E`;
-  }
-  return m;
 }
 
 function peakRssKib(pid: number): number {
@@ -99,7 +67,7 @@ function symbolizationRecording(): Promise<Symbolization> {
     const hostile = await compile("hostile.c");
     const dir = sharedDir();
     const label = (name: string) => (n: string) => n.startsWith(`${name}+0x`);
-    const bomb = cppBomb();
+    const bomb = demanglingBomb();
     const attacks: Attack[] = [
       { file: plant(dir, "entsize16.so", { symtabEntsize: 16 }), expect: label("entsize16.so") },
       { file: plant(dir, "badlink.so", { symtabLink: 1 }), expect: label("badlink.so") },
