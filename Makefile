@@ -74,7 +74,7 @@ bench: build
 # `deno compile` needs Deno's runtime (denort); offline, point DENORT_BIN at a copy.
 dist: build
 	@mkdir -p dist
-	$(DENO) compile -A --include src/drain_worker.ts --include src/inspector_guard_worker.ts \
+	$(DENO) compile -A --include src/pipeline/drain_worker.ts --include src/cli/inspector_guard_worker.ts \
 		--output dist/systing main.ts
 
 clean:

@@ -4,8 +4,8 @@
  * picks exit codes.
  */
 import { parseArgs } from "node:util";
-import { guardInspectorSignal } from "./src/inspector_guard.ts";
-import { record, type RecordingControl, type RecordResult } from "./src/recorder.ts";
+import { guardInspectorSignal } from "./src/cli/inspector_guard.ts";
+import { record, type RecordingControl, type RecordResult } from "./src/pipeline/record.ts";
 import { VERSION } from "./src/version.ts";
 
 class UsageError extends Error {

@@ -6,11 +6,11 @@
  *   deno run -A bench/decode_bench.ts [--events N]
  */
 import { parseArgs } from "node:util";
-import { CommInterner } from "../src/comm_interner.ts";
-import { FtraceBundleBuilder, TimestampBase } from "../src/ftrace_bundle_builder.ts";
-import { ProtoWriter } from "../src/proto_writer.ts";
-import { RecordDecoder } from "../src/record_decoder.ts";
-import { Layout, RecordKind } from "../src/records.ts";
+import { CommInterner } from "../src/perfetto/comm_interner.ts";
+import { FtraceBundleBuilder, TimestampBase } from "../src/perfetto/ftrace_bundle_builder.ts";
+import { ProtoWriter } from "../src/perfetto/proto_writer.ts";
+import { RecordDecoder } from "../src/records/record_decoder.ts";
+import { Layout, RecordKind } from "../src/records/records.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

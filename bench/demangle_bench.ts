@@ -5,7 +5,7 @@
  *
  *   .tools/node_modules/.bin/deno run -A bench/demangle_bench.ts
  */
-import { demangleItanium } from "../src/itanium_demangler.ts";
+import { demangleItanium } from "../src/symbolize/itanium_demangler.ts";
 import { demanglingBomb } from "../test/crafted_elf.ts";
 
 async function exportedNames(): Promise<string[]> {

@@ -1,4 +1,4 @@
-// Checks src/records.ts against bpf/systing.h as the C compiler lays it out
+// Checks src/records/records.ts against bpf/systing.h as the C compiler lays it out
 // (test/c/layout.c), so a header change cannot silently skew the decoders.
 import assert from "node:assert/strict";
 import {
@@ -12,7 +12,7 @@ import {
   RECORD_KIND_COUNT,
   RECORD_KIND_NAMES,
   RecordKind,
-} from "../src/records.ts";
+} from "../src/records/records.ts";
 import { compileC, REPO, runJson } from "./workload.ts";
 
 interface CLayout {

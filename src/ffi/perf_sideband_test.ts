@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { onlineCpus } from "../cpu_list.ts";
+import { onlineCpus } from "../pipeline/cpu_list.ts";
 import { ClockId, clockNs } from "./clock.ts";
 import { PerfEventError } from "./perf_event.ts";
 import { PerfSideband, type SidebandRecord } from "./perf_sideband.ts";

@@ -1,0 +1,56 @@
+/** Messages between the recorder and its drain workers. */
+import type { RingHandle } from "../ffi/bpf_object.ts";
+import type { ProcessEvent } from "../records/records.ts";
+
+/** Int32 slots of the shared control array. */
+export const STOP = 0;
+/** KiB posted by workers and not yet written by the main thread. */
+export const PENDING_KIB = 1;
+export const CONTROL_SLOTS = 2;
+
+export interface DrainSettings {
+  /** Timestamps in records are made relative to this boot-time value (ns). */
+  base: bigint;
+  sequenceId: number;
+  /** Longest wait for data when no wake-up arrives. */
+  pollMs: number;
+  /** How often bundles are written. */
+  flushMs: number;
+  /** A bundle is written early when a CPU has this many events pending. */
+  maxBundleEvents: number;
+  /** Events younger than this stay for the next bundle (records can arrive out of order). */
+  holdbackNs: number;
+  /** Unwritten output above which workers stop draining. */
+  maxPendingBytes: number;
+}
+
+export type ToWorker =
+  & { type: "start"; rings: RingHandle[]; control: SharedArrayBuffer }
+  & DrainSettings;
+
+export interface DrainStats {
+  /** Decoded events per record kind. */
+  counts: number[];
+  /** Events BPF could not reserve, per CPU, as reported in record headers. */
+  lostByCpu: number[];
+  malformed: number;
+  reordered: number;
+  /** CPU time of the worker thread (draining, decoding, encoding, waiting excluded). */
+  cpuNs: number;
+  stalls: number;
+  comms: number;
+}
+
+export type FromWorker =
+  | { type: "ready" }
+  | {
+    type: "packets";
+    /** Encoded, framed trace packets. */
+    bytes: Uint8Array;
+    /** Raw stack and sleep-end records (8-aligned, headers included). */
+    stacks: Uint8Array;
+    processEvents: ProcessEvent[];
+  }
+  | { type: "progress"; stats: DrainStats }
+  | { type: "done"; stats: DrainStats }
+  | { type: "error"; message: string };

@@ -1,0 +1,134 @@
+/**
+ * Worker entry: drains a group of per-CPU ring buffers and turns their
+ * records into encoded FtraceEventBundle packets for the main thread to
+ * write. It blocks in epoll_wait (FFI) rather than awaiting, so the main
+ * thread's event loop stays free and the hot loop never yields to timers.
+ *
+ * Memory is bounded: when the main thread falls behind by more than
+ * maxPendingBytes the worker stops draining, the rings fill up, and BPF
+ * counts what it cannot reserve. Nothing queues without limit here.
+ */
+/// <reference lib="deno.worker" />
+import { CommInterner } from "../perfetto/comm_interner.ts";
+import { ClockId, clockNs } from "../ffi/clock.ts";
+import { Epoll } from "../ffi/epoll.ts";
+import { RINGBUF_BUSY_BIT, RINGBUF_DISCARD_BIT, RingBuffer } from "../ffi/ring_buffer.ts";
+import { FtraceBundleBuilder, TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
+import { ProtoWriter } from "../perfetto/proto_writer.ts";
+import { RecordDecoder } from "../records/record_decoder.ts";
+import {
+  type DrainStats,
+  type FromWorker,
+  PENDING_KIB,
+  STOP,
+  type ToWorker,
+} from "./drain_protocol.ts";
+
+function run(init: Extract<ToWorker, { type: "start" }>): void {
+  const control = new Int32Array(init.control);
+  const base = new TimestampBase(init.base);
+  const comms = new CommInterner();
+  const maxCpu = Math.max(...init.rings.map((r) => r.cpu)) + 1;
+  const decoder = new RecordDecoder(comms, init.base, maxCpu);
+  const rings = init.rings.map((r) => new RingBuffer(r.fd, r.size));
+  const builders = init.rings.map((r) => new FtraceBundleBuilder(r.cpu, comms, base));
+  const epoll = new Epoll(rings.length);
+  init.rings.forEach((r, i) => epoll.add(r.fd, i));
+  const out = new ProtoWriter(1 << 20);
+  const maxPendingKiB = init.maxPendingBytes / 1024;
+  let lastFlush = performance.now();
+  const cpuStart = clockNs(ClockId.THREAD_CPUTIME);
+  let stalls = 0;
+  post({ type: "ready" });
+
+  const drainAll = (): void => {
+    for (let i = 0; i < rings.length; i++) drainRing(rings[i], builders[i], decoder);
+  };
+
+  const flush = (final: boolean): void => {
+    for (const b of builders) {
+      b.flush(out, final ? Infinity : b.maxTs - init.holdbackNs, init.sequenceId);
+    }
+    const events = decoder.processEvents.splice(0);
+    if (out.pos === 0 && events.length === 0 && decoder.stacks.length === 0) return;
+    const bytes = out.take();
+    const stacks = decoder.stacks.take();
+    Atomics.add(control, PENDING_KIB, Math.ceil((bytes.length + stacks.length) / 1024));
+    post({ type: "packets", bytes, stacks, processEvents: events }, [bytes.buffer, stacks.buffer]);
+  };
+
+  try {
+    for (;;) {
+      const stopping = Atomics.load(control, STOP) === 1;
+      if (!stopping) epoll.wait(init.pollMs);
+      if (!stopping && Atomics.load(control, PENDING_KIB) > maxPendingKiB) {
+        // Back-pressure: leave the data in the rings; BPF counts what overflows.
+        stalls++;
+        continue;
+      }
+      drainAll();
+      if (stopping) {
+        drainAll();
+        flush(true);
+        break;
+      }
+      const now = performance.now();
+      let big = false;
+      for (const b of builders) if (b.pending > init.maxBundleEvents) big = true;
+      if (big || now - lastFlush >= init.flushMs) {
+        flush(false);
+        lastFlush = now;
+        post({ type: "progress", stats: stats() });
+      }
+    }
+  } finally {
+    epoll.close();
+    for (const r of rings) r.close();
+  }
+  post({ type: "done", stats: stats() });
+
+  function stats(): DrainStats {
+    return {
+      counts: Array.from(decoder.counts),
+      lostByCpu: Array.from(decoder.lostByCpu),
+      malformed: decoder.malformed,
+      reordered: builders.reduce((n, b) => n + b.reordered, 0),
+      cpuNs: Number(clockNs(ClockId.THREAD_CPUTIME) - cpuStart),
+      stalls,
+      comms: comms.size,
+    };
+  }
+}
+
+function drainRing(ring: RingBuffer, builder: FtraceBundleBuilder, decoder: RecordDecoder): void {
+  const size = ring.size;
+  const u32 = ring.u32;
+  let cons = ring.consumerPos();
+  const prod = ring.producerPos();
+  let n = 0;
+  while (cons < prod) {
+    const off = cons % size;
+    const head = u32[off >>> 2];
+    if (head & RINGBUF_BUSY_BIT) break;
+    const len = head & 0x3fffffff;
+    if (!(head & RINGBUF_DISCARD_BIT)) decoder.decode(ring, off + 8, len, builder);
+    cons += (len + 15) & ~7;
+    // Hand space back regularly so that a long drain does not starve BPF.
+    if ((++n & 1023) === 0) ring.publish(cons);
+  }
+  ring.publish(cons);
+}
+
+function post(msg: FromWorker, transfer: Transferable[] = []): void {
+  self.postMessage(msg, transfer);
+}
+
+self.onmessage = (e: MessageEvent<ToWorker>) => {
+  if (e.data.type !== "start") return;
+  try {
+    run(e.data);
+  } catch (err) {
+    post({ type: "error", message: (err as Error).message });
+  }
+  self.close();
+};

@@ -1,0 +1,496 @@
+/**
+ * Turns raw stack records from BPF into Perfetto stack samples: resolves
+ * every frame (kernel through kallsyms, user through the process's mappings
+ * at the sample's time), cuts frame-pointer walks where they leave
+ * executable code, and writes each kind of stack to its own stream.
+ *
+ * Sleep stacks are weighed by how long the task stayed off the CPU: BPF
+ * reports the switch-in as a sleep-end record, and the sample is written
+ * then (or at the end of the trace for a task still asleep). Only the tasks
+ * asleep right now are held in memory.
+ *
+ * Identical raw stacks (same process image, same addresses) resolve once.
+ */
+import type { AddressSpaces } from "./address_spaces.ts";
+import type { TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
+import {
+  type FrameRef,
+  type ModuleRef,
+  ProfileWriter,
+  StackMode,
+  type StackSampleRecord,
+} from "../perfetto/profile_writer.ts";
+import { ProtoWriter } from "../perfetto/proto_writer.ts";
+import { Layout, MAX_FRAMES, RecordKind, StackFlag, StackSource } from "../records/records.ts";
+import type { Symbolizer } from "../symbolize/symbolizer.ts";
+import { DwarfUnwinder, type UnwindEnd } from "../unwind/dwarf_unwinder.ts";
+
+const MAX_CACHED_STACKS = 1 << 14;
+/** Functions nothing calls: a walk that reaches one is whole. */
+const OUTERMOST = new Set(["_start", "__clone", "__clone3", "clone", "clone3", "start_thread"]);
+/** How long after a task's next sleep its previous sleep's end may still arrive. */
+const LATE_END_NS = 2e9;
+
+const TRUNCATED: ModuleRef = { key: "[truncated]", path: "[truncated]" };
+
+/** Kernel frames of the tracing machinery itself, above the code that slept. */
+const TRACING_FRAME =
+  /^(bpf_prog_|bpf_trace_run|__bpf_trace_|__traceiter_|bpf_trampoline|__bpf_prog_enter|trace_call_bpf|perf_trace_|__perf_)/;
+
+export interface StackStats {
+  cpuSamples: number;
+  sleepSamples: number;
+  /** User stacks unwound with unwind tables from a stack copy, by how the walk ended. */
+  unwound: Record<UnwindEnd, number>;
+  /** User stacks from the frame-pointer walk (no stack copy, or it did worse). */
+  framePointer: number;
+  /** Sleep stacks without a copy that reused their task's last walk from the same pc and sp. */
+  reused: number;
+  /** User stacks cut where a return address left executable code. */
+  truncated: number;
+  /** Distinct raw stacks resolved. */
+  distinctStacks: number;
+  /** Time spent unwinding stack copies, and the stack records' bytes. */
+  unwindNs: number;
+  recordBytes: number;
+  /** Stack records that could not be processed (a bug), and the first error. */
+  failed: number;
+  firstFailure?: string;
+}
+
+interface CachedStack {
+  frames: FrameRef[];
+  key: number;
+  truncated: boolean;
+  image: number;
+  tgid: number;
+  nk: number;
+  words: Uint32Array;
+}
+
+function sleepKey(tid: number, ts: number): string {
+  return `${tid}:${ts}`;
+}
+
+interface Pending {
+  /** No end can be later than this (the task's next sleep began then). */
+  bound: number;
+  ts: number;
+  pid: number;
+  tid: number;
+  cpu: number;
+  source: number;
+  frames: FrameRef[];
+  key: number;
+}
+
+export interface StackProfilerOptions {
+  base: TimestampBase;
+  symbolizer: Symbolizer;
+  spaces: AddressSpaces;
+  /** Sequence ids for the on-CPU, D-sleep and S-sleep streams. */
+  sequenceIds: [number, number, number];
+  /** The weight of one CPU sample (the sampling period, ns). */
+  cpuSampleWeight: number;
+  cpuCounterName: string;
+}
+
+export class StackProfiler {
+  #sym: Symbolizer;
+  #spaces: AddressSpaces;
+  #base: TimestampBase;
+  #writers: Map<number, ProfileWriter>;
+  #out = new ProtoWriter(1 << 16);
+  /** Sleeps waiting for their end, by task and start. */
+  #pending = new Map<string, Pending>();
+  /** Ends that arrived before their sleep's stack. */
+  #earlyEnds = new Map<string, number>();
+  /** Each task's newest pending sleep start. */
+  #latestSleep = new Map<number, number>();
+  /** Pending sleeps whose end must already have happened (lost to a drop, or late). */
+  #bounded: Pending[] = [];
+  #newest = -Infinity;
+  #cache = new Map<number, CachedStack[]>();
+  #cached = 0;
+  #cpuWeight: number;
+  readonly stats: StackStats = {
+    cpuSamples: 0,
+    sleepSamples: 0,
+    unwound: { "complete": 0, "truncated": 0, "no-unwind-info": 0, "bad-frame": 0, "budget": 0 },
+    framePointer: 0,
+    reused: 0,
+    truncated: 0,
+    distinctStacks: 0,
+    unwindNs: 0,
+    recordBytes: 0,
+    failed: 0,
+  };
+  #unwinder = new DwarfUnwinder();
+  /** Each task's last unwound user stack, by the registers it was taken with. */
+  #lastUnwind = new Map<
+    number,
+    { ip: number; sp: number; image: number; ips: number[]; cut: boolean }
+  >();
+
+  constructor(o: StackProfilerOptions) {
+    this.#sym = o.symbolizer;
+    this.#spaces = o.spaces;
+    this.#base = o.base;
+    this.#cpuWeight = o.cpuSampleWeight;
+    this.#writers = new Map([
+      [
+        StackSource.Cpu,
+        new ProfileWriter(o.sequenceIds[0], {
+          source: "on_cpu",
+          counterName: o.cpuCounterName,
+          unit: 1,
+          description: "CPU time sampled on every CPU (the samples' period)",
+        }, o.base),
+      ],
+      [
+        StackSource.SleepD,
+        new ProfileWriter(o.sequenceIds[1], {
+          source: "sleep.uninterruptible",
+          counterName: "blocked time (D)",
+          unit: 1,
+          description: "time off the CPU in uninterruptible sleep, from the stack at switch-out",
+        }, o.base),
+      ],
+      [
+        StackSource.SleepS,
+        new ProfileWriter(o.sequenceIds[2], {
+          source: "sleep.interruptible",
+          counterName: "blocked time (S)",
+          unit: 1,
+          description: "time off the CPU in interruptible sleep, from the stack at switch-out",
+        }, o.base),
+      ],
+    ]);
+  }
+
+  /** Consumes a batch of raw records; returns the framed packets to write. */
+  consume(batch: Uint8Array): Uint8Array | undefined {
+    const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+    for (let off = 0; off + Layout.rec_hdr.size <= batch.length;) {
+      const kind = dv.getUint16(off, true);
+      const size = dv.getUint16(off + 2, true);
+      if (size < Layout.rec_hdr.size || off + size > batch.length) break;
+      const ts = this.#base.relative(dv.getUint32(off + 8, true), dv.getUint32(off + 12, true));
+      if (ts > this.#newest) this.#newest = ts;
+      if (kind === RecordKind.Stack) {
+        this.stats.recordBytes += size;
+        try {
+          this.#stack(dv, off, ts);
+        } catch (e) {
+          // Resolving reads other users' files: whatever still escapes costs this one stack
+          // (counted), never the rest of the batch.
+          this.stats.failed++;
+          this.stats.firstFailure ??= (e as Error)?.message ?? String(e);
+        }
+      } else if (kind === RecordKind.SleepEnd) {
+        const pid = dv.getUint32(off + Layout.rec_sleep_end.pid, true);
+        const at = off + Layout.rec_sleep_end.out_ts;
+        const outTs = this.#base.relative(dv.getUint32(at, true), dv.getUint32(at + 4, true));
+        this.#sleepEnd(pid, outTs, ts);
+      }
+      off += (size + 7) & ~7;
+    }
+    this.#flushBounded(this.#newest - LATE_END_NS);
+    return this.#take();
+  }
+
+  /**
+   * A sleep whose task slept again has ended; if its end record has not come
+   * within LATE_END_NS it was dropped: write it weighed up to the next sleep,
+   * so that lost ends cannot pile up.
+   */
+  #flushBounded(before: number): void {
+    let i = 0;
+    for (; i < this.#bounded.length; i++) {
+      const p = this.#bounded[i];
+      if (p.bound >= before) break;
+      const key = sleepKey(p.tid, p.ts);
+      if (this.#pending.get(key) !== p) continue; // its end came after all
+      this.#pending.delete(key);
+      this.#writeSleep(p, p.bound);
+    }
+    if (i > 0) this.#bounded.splice(0, i);
+  }
+
+  /**
+   * Writes the samples of tasks still asleep, weighed up to `endTs` (or up to
+   * their next sleep, for the few whose end record was lost).
+   */
+  finish(endTs: number): Uint8Array | undefined {
+    for (const [k, p] of this.#pending) {
+      this.#pending.delete(k);
+      this.#writeSleep(p, Math.min(endTs, p.bound));
+    }
+    this.#earlyEnds.clear();
+    this.#bounded = [];
+    return this.#take();
+  }
+
+  #wordBuf = new Uint32Array(2 * (2 * MAX_FRAMES + 256));
+
+  /** Kernel frames as raw words, then user ips as (lo, hi) words. */
+  #words(dv: DataView, framesOff: number, nk: number, ips: number[]): Uint32Array {
+    const need = 2 * (nk + ips.length);
+    if (need > this.#wordBuf.length) this.#wordBuf = new Uint32Array(need * 2);
+    const w = this.#wordBuf;
+    for (let i = 0; i < 2 * nk; i++) w[i] = dv.getUint32(framesOff + 4 * i, true);
+    for (let i = 0; i < ips.length; i++) {
+      w[2 * nk + 2 * i] = ips[i] >>> 0;
+      w[2 * nk + 2 * i + 1] = Math.floor(ips[i] / 4294967296);
+    }
+    return w;
+  }
+
+  #take(): Uint8Array | undefined {
+    return this.#out.pos > 0 ? this.#out.take() : undefined;
+  }
+
+  #stack(dv: DataView, off: number, ts: number): void {
+    const L = Layout.rec_stack;
+    const pid = dv.getUint32(off + L.pid, true);
+    const tgid = dv.getUint32(off + L.tgid, true);
+    const cpu = dv.getUint32(off + L.cpu, true);
+    const source = dv.getUint8(off + L.source);
+    const flags = dv.getUint8(off + L.flags);
+    const nk = dv.getUint16(off + L.kernel_frames, true);
+    const nu = dv.getUint16(off + L.user_frames, true);
+    const copyBytes = dv.getUint32(off + L.copy_bytes, true);
+    const framesOff = off + L.size;
+    const user = this.#userIps(dv, off, framesOff + 8 * nk, nu, copyBytes, tgid, ts);
+    const resolved = this.#resolve(dv, framesOff, nk, user, tgid, ts, source !== StackSource.Cpu);
+    if (source === StackSource.Cpu) {
+      this.stats.cpuSamples++;
+      const mode = flags & StackFlag.UserMode ? StackMode.User : StackMode.Kernel;
+      this.#writers.get(source)!.write(this.#out, {
+        ts,
+        pid: tgid,
+        tid: pid,
+        cpu,
+        mode,
+        frames: resolved.frames,
+        weight: this.#cpuWeight,
+      }, resolved.key);
+      return;
+    }
+    if (!this.#writers.has(source)) return;
+    const pending: Pending = { ts, pid: tgid, tid: pid, cpu, source, bound: Infinity, ...resolved };
+    const key = sleepKey(pid, ts);
+    // Records of different CPUs arrive in ring order, not time order: the
+    // end of this sleep may already be here.
+    const end = this.#earlyEnds.get(key);
+    if (end !== undefined) {
+      this.#earlyEnds.delete(key);
+      this.#writeSleep(pending, end);
+      return;
+    }
+    // An older sleep of this task still waiting for its end ended before this one began.
+    const older = this.#latestSleep.get(pid);
+    if (older !== undefined && older < ts) {
+      const p = this.#pending.get(sleepKey(pid, older));
+      if (p && p.bound === Infinity) {
+        p.bound = ts;
+        this.#bounded.push(p);
+      }
+    }
+    this.#latestSleep.set(pid, ts);
+    this.#pending.set(key, pending);
+  }
+
+  #sleepEnd(tid: number, outTs: number, endTs: number): void {
+    const key = sleepKey(tid, outTs);
+    const p = this.#pending.get(key);
+    if (!p) {
+      // Its stack is still on its way (or was dropped: then this stays until
+      // the end of the trace, bounded below).
+      if (this.#earlyEnds.size >= 1 << 16) {
+        this.#earlyEnds.delete(this.#earlyEnds.keys().next().value!);
+      }
+      this.#earlyEnds.set(key, endTs);
+      return;
+    }
+    this.#pending.delete(key);
+    if (this.#latestSleep.get(tid) === outTs) this.#latestSleep.delete(tid);
+    this.#writeSleep(p, endTs);
+  }
+
+  #writeSleep(p: Pending, endTs: number): void {
+    this.stats.sleepSamples++;
+    const sample: StackSampleRecord = {
+      ts: p.ts,
+      pid: p.pid,
+      tid: p.tid,
+      cpu: p.cpu,
+      mode: StackMode.Kernel,
+      frames: p.frames,
+      weight: Math.max(0, endTs - p.ts),
+    };
+    this.#writers.get(p.source)!.write(this.#out, sample, p.key);
+  }
+
+  /**
+   * The user part of a stack, leaf first: unwound with the binaries' unwind
+   * tables from the stack copy when there is one, else (or when that did
+   * worse) the frame-pointer walk cut where it left executable code.
+   */
+  #userIps(
+    dv: DataView,
+    off: number,
+    fpOff: number,
+    nu: number,
+    copyBytes: number,
+    tgid: number,
+    ts: number,
+  ): { ips: number[]; cut: boolean } {
+    const fp: number[] = [];
+    let fpCut = false;
+    for (let i = 0; i < nu; i++) {
+      const ip = Number(dv.getBigUint64(fpOff + 8 * i, true));
+      // Past a frame without frame pointers the walk reads garbage: stop there.
+      if (!this.#spaces.lookup(tgid, ip, ts)?.executable) {
+        fpCut = true;
+        break;
+      }
+      fp.push(ip);
+    }
+    const L = Layout.rec_stack;
+    const ip = Number(dv.getBigUint64(off + L.user_ip, true));
+    const sp = Number(dv.getBigUint64(off + L.user_sp, true));
+    const tid = dv.getUint32(off + L.pid, true);
+    if (copyBytes === 0 && ip !== 0) {
+      // No copy (sleep stacks have a budget): a task asleep at the same user
+      // pc and sp as the last time it was unwound is almost always in the
+      // same call (a loop around read, usleep, futex…): reuse that walk.
+      const last = this.#lastUnwind.get(tid);
+      if (
+        last && last.ip === ip && last.sp === sp && last.image === this.#spaces.imageId(tgid, ts)
+      ) {
+        this.stats.reused++;
+        return { ips: last.ips, cut: last.cut };
+      }
+    }
+    if (copyBytes === 0 || ip === 0) {
+      if (nu > 0) this.stats.framePointer++;
+      return { ips: fp, cut: fpCut };
+    }
+    const bp = Number(dv.getBigUint64(off + L.user_bp, true));
+    const stack = new Uint8Array(dv.buffer, dv.byteOffset + fpOff + 8 * nu, copyBytes);
+    const t0 = performance.now();
+    const r = this.#unwinder.unwind({
+      regs: { ip, sp, bp },
+      stack,
+      stackBase: sp,
+      moduleAt: (pc) => this.#sym.unwindModule(tgid, pc, ts),
+    });
+    this.stats.unwindNs += (performance.now() - t0) * 1e6;
+    if (r.end !== "complete" && !fpCut && fp.length > r.ips.length) {
+      this.stats.framePointer++;
+      return { ips: fp, cut: false };
+    }
+    let end = r.end;
+    if (end !== "complete" && end !== "truncated" && r.ips.length > 1) {
+      // Reaching an entry point is reaching the end, even where its CFI does
+      // not say so (musl's _start, a static binary's thread start).
+      const last = this.#sym.userFrame(tgid, r.ips[r.ips.length - 1], ts, true).frame;
+      if (last && OUTERMOST.has(last.name)) end = "complete";
+    }
+    this.stats.unwound[end]++;
+    const result = { ips: r.ips, cut: end !== "complete" };
+    if (this.#lastUnwind.size >= 1 << 14) this.#lastUnwind.clear();
+    this.#lastUnwind.set(tid, { ip, sp, image: this.#spaces.imageId(tgid, ts), ...result });
+    return result;
+  }
+
+  #resolve(
+    dv: DataView,
+    framesOff: number,
+    nk: number,
+    user: { ips: number[]; cut: boolean },
+    tgid: number,
+    ts: number,
+    trimTracing: boolean,
+  ): { frames: FrameRef[]; key: number } {
+    // The cache key: the kernel words, the user ips and the process image the
+    // user part belongs to, hashed without building strings (this runs per sample).
+    const nu = user.ips.length;
+    const cutUser = user.cut;
+    const image = nu > 0 ? this.#spaces.imageId(tgid, ts) : 0;
+    const nWords = (nk + nu) * 2;
+    const words = this.#words(dv, framesOff, nk, user.ips);
+    let h = Math.imul(image ^ 0x9e3779b9, 0x85ebca6b) ^ (nu > 0 ? tgid : 0) ^ (nk << 16) ^ nu ^
+      (cutUser ? 0x40000000 : 0);
+    for (let i = 0; i < nWords; i++) {
+      h = Math.imul(h ^ words[i], 0x01000193);
+      h ^= h >>> 15;
+    }
+    const bucket = this.#cache.get(h);
+    if (bucket) {
+      for (const e of bucket) {
+        if (e.image !== image || e.nk !== nk || e.words.length !== nWords) continue;
+        if (e.truncated !== cutUser) continue;
+        if (nu > 0 && e.tgid !== tgid) continue;
+        let same = true;
+        for (let i = 0; i < nWords; i++) {
+          if (e.words[i] !== words[i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) {
+          if (e.truncated) this.stats.truncated++;
+          return e;
+        }
+      }
+    }
+    const leafFirst: FrameRef[] = [];
+    let skipping = trimTracing;
+    for (let i = 0; i < nk; i++) {
+      const ip = dv.getBigUint64(framesOff + 8 * i, true);
+      const f = this.#sym.kernelFrame(ip, i > 0);
+      if (skipping && TRACING_FRAME.test(f.name)) continue;
+      skipping = false;
+      leafFirst.push(f);
+    }
+    let truncated = cutUser;
+    for (let i = 0; i < nu; i++) {
+      const ip = user.ips[i];
+      const r = this.#sym.userFrame(tgid, ip, ts, i > 0);
+      if (r.invalid) {
+        // Past here a frame-pointer walk reads garbage: cut, and say so.
+        truncated = true;
+        break;
+      }
+      leafFirst.push(r.frame!);
+    }
+    if (truncated) {
+      this.stats.truncated++;
+      leafFirst.push({ module: TRUNCATED, relPc: 0n, name: "[truncated stack]" });
+    }
+    if (leafFirst.length === 0) {
+      leafFirst.push({ module: TRUNCATED, relPc: 0n, name: "[no stack]" });
+    }
+    const entry: CachedStack = {
+      frames: leafFirst.reverse(),
+      key: ++this.stats.distinctStacks,
+      truncated,
+      image,
+      tgid,
+      nk,
+      words: words.slice(0, nWords),
+    };
+    // Bounded: on fork-heavy hosts every process brings new entries.
+    if (this.#cached >= MAX_CACHED_STACKS) {
+      this.#cache.clear();
+      this.#cached = 0;
+    }
+    this.#cached++;
+    const b = this.#cache.get(h);
+    if (b) b.push(entry);
+    else this.#cache.set(h, [entry]);
+    return entry;
+  }
+}
