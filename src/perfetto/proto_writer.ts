@@ -8,6 +8,31 @@
 
 export const WireType = { Varint: 0, Fixed64: 1, LengthDelimited: 2, Fixed32: 5 } as const;
 
+/**
+ * Writes the varint of V (a non-negative integer up to 2^53) at b[p] and
+ * returns the position after it; the caller has made room (10 bytes). For
+ * hot paths that write a whole message after one ensure(). Above 32 bits it
+ * works on two 32-bit halves with integer ops: a float division per 7 bits
+ * costs several times as much, and timestamps and track uuids are that large.
+ */
+export function putVarint(b: Uint8Array, p: number, v: number): number {
+  if (v > 0xffffffff) {
+    // Its low 28 bits make four full groups; the rest fits a 32-bit integer (v < 2^53).
+    const lo = v >>> 0;
+    b[p++] = (lo & 0x7f) | 0x80;
+    b[p++] = ((lo >>> 7) & 0x7f) | 0x80;
+    b[p++] = ((lo >>> 14) & 0x7f) | 0x80;
+    b[p++] = ((lo >>> 21) & 0x7f) | 0x80;
+    v = ((lo >>> 28) | (((v - lo) / 4294967296) << 4)) >>> 0;
+  }
+  while (v >= 0x80) {
+    b[p++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  b[p++] = v;
+  return p;
+}
+
 const encoder = new TextEncoder();
 
 export class ProtoWriter {
@@ -30,17 +55,10 @@ export class ProtoWriter {
   /** A non-negative integer up to 2^53. */
   varint(v: number): void {
     this.ensure(10);
-    const b = this.buf;
-    let p = this.pos;
-    while (v >= 0x80) {
-      b[p++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    b[p++] = v;
-    this.pos = p;
+    this.pos = putVarint(this.buf, this.pos, v);
   }
 
-  /** Small non-negative integers (< 2^31): the common case, without float division. */
+  /** Non-negative integers below 2^32: the common case, without float division. */
   varint32(v: number): void {
     this.ensure(5);
     const b = this.buf;
@@ -68,7 +86,25 @@ export class ProtoWriter {
     if (v >= 0) {
       if (v < 0x80000000) this.varint32(v);
       else this.varint(v);
-    } else this.varintBig(BigInt(v));
+      return;
+    }
+    if (v < -Number.MAX_SAFE_INTEGER) {
+      this.varintBig(BigInt(v));
+      return;
+    }
+    // Two's complement in two 32-bit words, without a BigInt per value.
+    this.ensure(10);
+    const b = this.buf;
+    let p = this.pos;
+    let lo = v >>> 0;
+    let hi = Math.floor(v / 4294967296) >>> 0;
+    while (hi !== 0 || lo >= 0x80) {
+      b[p++] = (lo & 0x7f) | 0x80;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    b[p++] = lo;
+    this.pos = p;
   }
 
   tag(field: number, wireType: number): void {
