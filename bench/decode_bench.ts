@@ -6,10 +6,10 @@
  *   deno run -A bench/decode_bench.ts [--events N]
  */
 import { parseArgs } from "node:util";
-import { CommInterner } from "../src/perfetto/comm_interner.ts";
 import { FtraceBundleBuilder, TimestampBase } from "../src/perfetto/ftrace_bundle_builder.ts";
 import { ProtoWriter } from "../src/perfetto/proto_writer.ts";
-import { RecordDecoder } from "../src/records/record_decoder.ts";
+import { Decoding } from "../src/pipeline/decoding.ts";
+import { RECORDERS } from "../src/recorders/registry.ts";
 import { Layout, RecordKind } from "../src/records/records.ts";
 
 const { values } = parseArgs({
@@ -51,9 +51,10 @@ for (let i = 0; i < N; i++) {
 const mem = { bytes, u32: new Uint32Array(buf), i32: new Int32Array(buf) };
 
 function pass(): number {
-  const comms = new CommInterner();
-  const decoder = new RecordDecoder(comms, base, 1);
-  const builder = new FtraceBundleBuilder(0, comms, new TimestampBase(base));
+  // The default recorders, as a drain worker has them.
+  const scope = new Decoding(RECORDERS.filter((r) => r.defaultOn), {}, base, 1, 1000);
+  const decoder = scope.decoder;
+  const builder = new FtraceBundleBuilder(0, scope.comms, new TimestampBase(base));
   const out = new ProtoWriter(1 << 20);
   let written = 0;
   const t0 = performance.now();

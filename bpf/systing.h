@@ -2,9 +2,9 @@
 /*
  * Record layouts shared by the BPF programs and the TypeScript decoders.
  *
- * This header is the single source of truth: src/records.ts mirrors it and
- * test/records_layout_test.ts compiles this file to check every size and
- * offset. Rules: fixed-width types only, explicit padding, every record
+ * This header is the single source of truth: src/records/records.ts mirrors
+ * it and test/records_layout_test.ts compiles this file to check every size
+ * and offset. Rules: fixed-width types only, explicit padding, every record
  * starts with struct rec_hdr, and enum rec_kind is only ever appended to.
  */
 #ifndef SYSTING_H
@@ -29,6 +29,8 @@ typedef int64_t __s64;
 #define SYSTING_MAX_FRAMES 127
 /* Most user stack bytes a record can carry (rec_hdr.size is 16 bits). */
 #define SYSTING_MAX_STACK_COPY 61440
+/* Most perf counters read per CPU. */
+#define SYSTING_MAX_COUNTERS 8
 
 /* Append only: the numbers are the wire format between BPF and userspace. */
 enum rec_kind {
@@ -45,6 +47,8 @@ enum rec_kind {
 	REC_SOFTIRQ_EXIT = 11,
 	REC_STACK = 12,
 	REC_SLEEP_END = 13,
+	REC_SYSCALL = 14,
+	REC_COUNTERS = 15,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -189,6 +193,46 @@ struct rec_sleep_end {
 	__u64 out_ts;
 };
 
+enum syscall_flags {
+	SYSCALL_COMPAT = 1,     /* a 32-bit task: nr is an ia32 number */
+	SYSCALL_NO_RETURN = 2,  /* exit or exit_group: recorded at entry, ts == enter_ts */
+	SYSCALL_UNFINISHED = 4, /* still in the kernel when recording stopped; ts and ret unset */
+};
+
+/* One system call, recorded at its exit (hdr.ts); ret is the raw return value. */
+struct rec_syscall {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__u32 nr;
+	__u32 flags; /* enum syscall_flags */
+	__u64 enter_ts;
+	__s64 ret;
+};
+
+enum counters_reason {
+	COUNTERS_AT_TICK = 1,   /* the fixed interval */
+	COUNTERS_AT_SAMPLE = 2, /* a CPU stack sample */
+};
+
+/* What bpf_perf_event_read_value() returns: enabled > running means multiplexed. */
+struct counter_value {
+	__u64 value;
+	__u64 enabled;
+	__u64 running;
+};
+
+/* Every configured counter of one CPU, read on that CPU. */
+struct rec_counters {
+	struct rec_hdr hdr;
+	__u32 cpu;
+	__u16 count;  /* values[0..count) are set */
+	__u16 reason; /* enum counters_reason */
+	__u32 failed; /* bit i: counter i could not be read */
+	__u32 __pad0;
+	struct counter_value values[SYSTING_MAX_COUNTERS];
+};
+
 enum config_stack_bits {
 	CFG_SLEEP_STACKS_D = 1,
 	CFG_SLEEP_STACKS_S = 2,
@@ -204,6 +248,8 @@ struct systing_config {
 	__u32 stack_copy_bytes; /* per stack, a multiple of 8, <= SYSTING_MAX_STACK_COPY */
 	/* Sleep stacks with a user stack copy, per CPU per second (the rest walk frame pointers). */
 	__u32 sleep_copies_per_sec;
+	__u32 counter_count;  /* perf counters per CPU, <= SYSTING_MAX_COUNTERS (0: none) */
+	__u32 counter_stride; /* counter i of CPU c is at counters[i * counter_stride + c] */
 	__u32 __pad0;
 };
 
@@ -218,7 +264,10 @@ _Static_assert(sizeof(struct rec_irq) == 56, "rec_irq");
 _Static_assert(sizeof(struct rec_softirq) == 24, "rec_softirq");
 _Static_assert(sizeof(struct rec_stack) == 72, "rec_stack");
 _Static_assert(sizeof(struct rec_sleep_end) == 32, "rec_sleep_end");
-_Static_assert(sizeof(struct systing_config) == 24, "systing_config");
+_Static_assert(sizeof(struct rec_syscall) == 48, "rec_syscall");
+_Static_assert(sizeof(struct counter_value) == 24, "counter_value");
+_Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");
+_Static_assert(sizeof(struct systing_config) == 32, "systing_config");
 _Static_assert(__builtin_offsetof(struct rec_sched_switch, next_comm) == 40, "switch comm");
 _Static_assert(__builtin_offsetof(struct rec_sched_process_exec, args) == 304, "exec args");
 

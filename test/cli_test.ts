@@ -114,3 +114,37 @@ Deno.test("cli: -o a FIFO is refused and the FIFO stays a FIFO", () =>
     await expectCleanFailure([], fifo, "a FIFO");
     assert.ok(Deno.lstatSync(fifo).isFifo);
   }));
+
+// Recorder and counter names: every bad one is one line naming it, exit ≠ 0, no file.
+const BAD_CHOICES: [string[], string][] = [
+  [["--add-recorder", "bogus"], '"bogus"'],
+  [["--only-recorder", "schedd"], "sched, irq, cpu-stacks"],
+  [["--only-recorder", "sched", "--no-sched"], "--no-sched contradicts"],
+  [["--no-sched", "--no-irq", "-n"], "nothing to record"],
+  [["-n", "--sample-freq", "99"], "--sample-freq applies to cpu-stacks"],
+  [["--add-recorder", "perf-counters"], "--perf-counter"],
+  [["--perf-counter", "contxt-switches"], "closest: context-switches"],
+  [["--perf-counter", "no-such-*"], "matches no counter"],
+  [["--perf-counter", "cs", "--perf-counter-freq", "0"], "--perf-counter-freq"],
+  [["--perf-counter", "cs", "--only-recorder", "irq", "--no-irq"], "--no-irq contradicts"],
+];
+for (const [args, mention] of BAD_CHOICES) {
+  Deno.test(`cli: ${args.join(" ")}`, () =>
+    withTempDir((dir) => expectCleanFailure(args, `${dir}/trace.pb`, mention)));
+}
+
+Deno.test({
+  name: "cli: --perf-counter cycles without a hardware PMU says so",
+  // Machines of this kind have none; where one exists, cycles is simply counted.
+  ignore: (() => {
+    try {
+      return Deno.statSync("/sys/bus/event_source/devices/cpu").isDirectory;
+    } catch {
+      return false;
+    }
+  })(),
+  fn: () =>
+    withTempDir((dir) =>
+      expectCleanFailure(["--perf-counter", "cycles"], `${dir}/trace.pb`, "no hardware PMU")
+    ),
+});

@@ -20,6 +20,9 @@ import {
   type TracePacket,
   TracePacketSchema,
   TraceSchema,
+  type TrackDescriptor,
+  type TrackEvent,
+  TrackEvent_Type,
 } from "../src/gen/perfetto_trace_pb.ts";
 
 export interface SchedSwitch {
@@ -124,6 +127,40 @@ export interface StackSequence {
   unit: number;
 }
 
+/** A track descriptor, as declared (one uuid, one meaning). */
+export interface TrackView {
+  uuid: bigint;
+  parent: bigint | undefined;
+  name: string;
+  thread: { pid: number; tid: number } | undefined;
+  counter: { unit: number; unitName: string } | undefined;
+}
+
+export type ArgValue = bigint | string | boolean | number;
+
+/** A slice: a BEGIN matched with the END that closes it on its track (end undefined: did not end). */
+export interface SliceView {
+  track: bigint;
+  name: string;
+  begin: bigint;
+  end: bigint | undefined;
+  args: Record<string, ArgValue>;
+  sequenceId: number;
+}
+
+export interface InstantView {
+  track: bigint;
+  name: string;
+  ts: bigint;
+  args: Record<string, ArgValue>;
+}
+
+export interface CounterValue {
+  track: bigint;
+  ts: bigint;
+  value: number;
+}
+
 export interface TraceView {
   /** Every packet, compressed ones replaced in place by the packets inside them. */
   packets: TracePacket[];
@@ -149,6 +186,12 @@ export interface TraceView {
   stackSamples: StackSampleView[];
   /** The sequences that carry stack samples, by trusted_packet_sequence_id. */
   stackSequences: Map<number, StackSequence>;
+  /** Track descriptors by uuid. */
+  tracks: Map<bigint, TrackView>;
+  /** Track event slices, matched per track in time order (file order at equal times). */
+  slices: SliceView[];
+  instants: InstantView[];
+  counterValues: CounterValue[];
 }
 
 export async function readTrace(path: string): Promise<TraceView> {
@@ -208,7 +251,12 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
     systemInfos: [],
     stackSamples: [],
     stackSequences: new Map(),
+    tracks: new Map(),
+    slices: [],
+    instants: [],
+    counterValues: [],
   };
+  const trackEvents: { ev: NamedEvent; ts: bigint; seq: number }[] = [];
   const lastNextPid = new Map<number, number | undefined>();
   const sequences = new Map<number, SequenceState>();
   for (const [i, p] of packets.entries()) {
@@ -220,8 +268,12 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
         view.stackSamples.push(stackSampleView(seq, p, p.data.value, i));
         if (!view.stackSequences.has(seq.id)) view.stackSequences.set(seq.id, seq.declared);
       }
-    } else if (p.data.case === "stackSample" || p.internedData) {
-      throw new Error(`packets[${i}]: interned data or stack sample without a sequence id`);
+      if (p.data.case === "trackEvent") {
+        if (ts === undefined) throw new Error(`packets[${i}]: track event without timestamp`);
+        trackEvents.push({ ev: namedEvent(seq, p.data.value, `packets[${i}]`), ts, seq: seq.id });
+      }
+    } else if (p.data.case === "stackSample" || p.internedData || p.data.case === "trackEvent") {
+      throw new Error(`packets[${i}]: interned data or event without a sequence id`);
     }
     switch (p.data.case) {
       case "ftraceEvents": {
@@ -252,8 +304,12 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
       case "systemInfo":
         view.systemInfos.push(p.data.value);
         break;
+      case "trackDescriptor":
+        addTrack(view.tracks, p.data.value, `packets[${i}]`);
+        break;
     }
   }
+  matchTrackEvents(view, trackEvents);
   // Loops, not push(...list): spreading a busy CPU's records overflows the stack.
   for (const cpu of [...view.bundlesByCpu.keys()].sort((a, b) => a - b)) {
     for (const s of view.switchesByCpu.get(cpu)!) view.switches.push(s);
@@ -263,10 +319,124 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
   return view;
 }
 
+/** A track event with its interned names looked up. */
+interface NamedEvent {
+  type: TrackEvent_Type;
+  track: bigint;
+  name: string;
+  args: Record<string, ArgValue>;
+  counter: number | undefined;
+}
+
+function namedEvent(seq: SequenceState, e: TrackEvent, where: string): NamedEvent {
+  const lookup = (map: Map<bigint, string>, what: string, iid: bigint) => {
+    const v = map.get(iid);
+    if (v === undefined) {
+      throw new Error(`${where}: ${what} ${iid} undefined on sequence ${seq.id}`);
+    }
+    return v;
+  };
+  if (e.nameField.case === "nameIid" && !(seq.declared.firstFlags & 1)) {
+    throw new Error(`${where}: interned name on sequence ${seq.id}, never cleared`);
+  }
+  const name = e.nameField.case === "nameIid"
+    ? lookup(seq.eventNames, "event name", e.nameField.value)
+    : e.nameField.value ?? "";
+  const args: Record<string, ArgValue> = {};
+  for (const a of e.debugAnnotations) {
+    const key = a.nameField.case === "nameIid"
+      ? lookup(seq.annotationNames, "annotation name", a.nameField.value)
+      : a.nameField.value ?? "";
+    if (a.value.case === undefined) throw new Error(`${where}: argument ${key} without a value`);
+    args[key] = a.value.value as ArgValue;
+  }
+  const c = e.counterValueField;
+  return {
+    type: e.type,
+    track: e.trackUuid,
+    name,
+    args,
+    counter: c.case === "counterValue" ? Number(c.value) : c.value,
+  };
+}
+
+function addTrack(tracks: Map<bigint, TrackView>, d: TrackDescriptor, where: string): void {
+  const t: TrackView = {
+    uuid: d.uuid,
+    parent: d.parentUuid || undefined,
+    name: d.staticOrDynamicName.case === "name" ? d.staticOrDynamicName.value : "",
+    thread: d.thread ? { pid: d.thread.pid, tid: Number(d.thread.tid) } : undefined,
+    counter: d.counter
+      ? {
+        unit: d.counter.unit,
+        unitName: d.counter.unitName,
+      }
+      : undefined,
+  };
+  const before = tracks.get(t.uuid);
+  // Writers may describe a track again; never as something else.
+  if (before && JSON.stringify(before, bigints) !== JSON.stringify(t, bigints)) {
+    throw new Error(`${where}: track ${t.uuid} described twice, differently`);
+  }
+  tracks.set(t.uuid, t);
+}
+
+function bigints(_k: string, v: unknown): unknown {
+  return typeof v === "bigint" ? v.toString() : v;
+}
+
+/** Pairs BEGIN and END per track in time order, strictly (an END must close something). */
+function matchTrackEvents(
+  view: TraceView,
+  events: { ev: NamedEvent; ts: bigint; seq: number }[],
+): void {
+  const ordered = events.map((e, i) => ({ ...e, i }))
+    .sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : a.i - b.i));
+  const open = new Map<bigint, SliceView[]>();
+  for (const { ev, ts, seq } of ordered) {
+    if (!view.tracks.has(ev.track)) throw new Error(`event on undescribed track ${ev.track}`);
+    switch (ev.type) {
+      case TrackEvent_Type.SLICE_BEGIN: {
+        const s: SliceView = {
+          track: ev.track,
+          name: ev.name,
+          begin: ts,
+          end: undefined,
+          args: ev.args,
+          sequenceId: seq,
+        };
+        view.slices.push(s);
+        let stack = open.get(ev.track);
+        if (!stack) open.set(ev.track, stack = []);
+        stack.push(s);
+        break;
+      }
+      case TrackEvent_Type.SLICE_END: {
+        const s = open.get(ev.track)?.pop();
+        if (!s) throw new Error(`END at ${ts} on track ${ev.track} closes no slice`);
+        s.end = ts;
+        Object.assign(s.args, ev.args);
+        break;
+      }
+      case TrackEvent_Type.INSTANT:
+        view.instants.push({ track: ev.track, name: ev.name, ts, args: ev.args });
+        break;
+      case TrackEvent_Type.COUNTER:
+        if (ev.counter === undefined) throw new Error(`counter event at ${ts} without a value`);
+        view.counterValues.push({ track: ev.track, ts, value: ev.counter });
+        break;
+      default:
+        throw new Error(`track event of type ${ev.type} at ${ts}`);
+    }
+  }
+}
+
 /** The interned state of one packet sequence, as a reader keeps it. */
 interface SequenceState {
   id: number;
   declared: StackSequence;
+  eventNames: Map<bigint, string>;
+  annotationNames: Map<bigint, string>;
   names: Map<bigint, string>;
   paths: Map<bigint, string>;
   buildIds: Map<bigint, string>;
@@ -295,6 +465,8 @@ function sequenceState(
         counterName: d?.primaryDescriptor?.name ?? "",
         unit: unit?.case === "unit" ? unit.value : 0,
       },
+      eventNames: new Map(),
+      annotationNames: new Map(),
       names: new Map(),
       paths: new Map(),
       buildIds: new Map(),
@@ -306,7 +478,16 @@ function sequenceState(
   } else if (p.sequenceFlags & 1) {
     // SEQ_INCREMENTAL_STATE_CLEARED: everything interned so far is forgotten.
     for (
-      const m of [seq.names, seq.paths, seq.buildIds, seq.mappings, seq.frames, seq.callstacks]
+      const m of [
+        seq.eventNames,
+        seq.annotationNames,
+        seq.names,
+        seq.paths,
+        seq.buildIds,
+        seq.mappings,
+        seq.frames,
+        seq.callstacks,
+      ]
     ) {
       m.clear();
     }
@@ -341,6 +522,10 @@ function intern(seq: SequenceState, d: InternedData, where: string): void {
     return v;
   };
   const text = new TextDecoder("utf-8", { fatal: true });
+  for (const n of d.eventNames) define(seq.eventNames, "event_name", n.iid, n.name);
+  for (const n of d.debugAnnotationNames) {
+    define(seq.annotationNames, "debug_annotation_name", n.iid, n.name);
+  }
   for (const s of d.functionNames) define(seq.names, "function_name", s.iid, text.decode(s.str));
   for (const s of d.mappingPaths) define(seq.paths, "mapping_path", s.iid, text.decode(s.str));
   for (const s of d.buildIds) define(seq.buildIds, "build_id", s.iid, hex(s.str));

@@ -242,6 +242,8 @@ export interface Recording<T> {
   result: T;
   /** The recorder's exit. */
   exit: RunResult;
+  /** The recorder's pid (systing's own). */
+  pid: number;
 }
 
 /**
@@ -259,7 +261,7 @@ export async function record<T>(
     rec = await Recorder.start(["-o", tracePath, ...extra]);
     const result = await workload();
     const exit = await rec.stop("SIGINT");
-    return { tracePath, dir, result, exit };
+    return { tracePath, dir, result, exit, pid: rec.pid };
   } catch (e) {
     await Deno.remove(dir, { recursive: true });
     throw e;

@@ -3,7 +3,15 @@
  * maps userspace needs. Owns every libbpf handle and fd it creates.
  */
 import { LibbpfError } from "./libbpf_error.ts";
-import { check, checkPointer, cstr, lastErrno, loadLibbpf, loadLibc } from "./library.ts";
+import {
+  check,
+  checkPointer,
+  cstr,
+  describeSyscallError,
+  lastErrno,
+  loadLibbpf,
+  loadLibc,
+} from "./library.ts";
 
 const OPEN_OPTS_SIZE = 80;
 const BPF_MAP_TYPE_RINGBUF = 27;
@@ -101,12 +109,37 @@ export class BpfObject {
     );
   }
 
-  /** Programs that should not be loaded at all (features turned off). */
-  disablePrograms(names: readonly string[]): void {
+  /** Every program in the object, by name. */
+  programNames(): string[] {
+    return [...this.#programs()].map(([name]) => name);
+  }
+
+  /** Every map in the object, by name (libbpf names the global data sections "<obj>.<section>"). */
+  mapNames(): string[] {
+    const lib = loadLibbpf();
+    const names: string[] = [];
+    let map = lib.bpf_object__next_map(this.#handle(), null);
+    while (map) {
+      names.push(Deno.UnsafePointerView.getCString(lib.bpf_map__name(map)!));
+      map = lib.bpf_object__next_map(this.#handle(), map);
+    }
+    return names;
+  }
+
+  /**
+   * Before load: loads only `programs` and creates none of `dropMaps`. Code that
+   * refers to a map not created must be dead for the verifier (a .rodata knob
+   * off), or loading fails naming the program.
+   */
+  keepOnly(programs: ReadonlySet<string>, dropMaps: readonly string[]): void {
+    const lib = loadLibbpf();
     for (const [name, prog] of this.#programs()) {
-      if (names.includes(name)) {
-        check(loadLibbpf().bpf_program__set_autoload(prog, false), `disabling ${name}`);
+      if (!programs.has(name)) {
+        check(lib.bpf_program__set_autoload(prog, false), `leaving program ${name} unloaded`);
       }
+    }
+    for (const name of dropMaps) {
+      check(lib.bpf_map__set_autocreate(this.#map(name), false), `leaving map ${name} uncreated`);
     }
   }
 
@@ -125,17 +158,27 @@ export class BpfObject {
     }
   }
 
-  /** Attaches every loaded program; returns their names. */
-  attachAll(skip: readonly string[] = []): string[] {
-    const names: string[] = [];
+  #program(progName: string): Deno.PointerObject {
+    for (const [name, prog] of this.#programs()) if (name === progName) return prog;
+    throw new LibbpfError(`finding program ${progName}`, 2, "no such program in the BPF object");
+  }
+
+  /** After load: which programs are in the kernel and which maps exist there. */
+  loaded(): { programs: string[]; maps: string[] } {
     const lib = loadLibbpf();
-    for (const [name, prog] of this.#programs()) {
-      if (skip.includes(name)) continue;
-      const link = checkPointer(lib.bpf_program__attach(prog), `attaching ${name}`);
-      this.#links.push(link);
-      names.push(name);
-    }
-    return names;
+    const programs = [...this.#programs()].filter(([, p]) => lib.bpf_program__fd(p) >= 0)
+      .map(([name]) => name);
+    const maps = this.mapNames().filter((name) => lib.bpf_map__fd(this.#map(name)) >= 0);
+    return { programs, maps };
+  }
+
+  /** Attaches a loaded program where its section says (tracepoints, tp_btf, …). */
+  attach(progName: string): void {
+    const link = checkPointer(
+      loadLibbpf().bpf_program__attach(this.#program(progName)),
+      `attaching ${progName}`,
+    );
+    this.#links.push(link);
   }
 
   /**
@@ -143,17 +186,68 @@ export class BpfObject {
    * owns the event's fd (bpf_link__destroy closes it); on failure it does not.
    */
   attachPerfEvent(progName: string, fd: number): void {
+    const link = checkPointer(
+      loadLibbpf().bpf_program__attach_perf_event(this.#program(progName), fd),
+      `attaching ${progName} to perf event fd ${fd}`,
+    );
+    this.#links.push(link);
+  }
+
+  /**
+   * Runs an iterator program (SEC("iter/…")) once and returns everything it
+   * wrote, up to maxBytes (more is an error: an iterator's output is meant to
+   * be small and whole).
+   */
+  runIterator(progName: string, maxBytes: number): Uint8Array {
     const lib = loadLibbpf();
-    for (const [name, prog] of this.#programs()) {
-      if (name !== progName) continue;
-      const link = checkPointer(
-        lib.bpf_program__attach_perf_event(prog, fd),
-        `attaching ${name} to perf event fd ${fd}`,
-      );
-      this.#links.push(link);
-      return;
+    const libc = loadLibc();
+    const link = checkPointer(
+      lib.bpf_program__attach_iter(this.#program(progName), null),
+      `attaching iterator ${progName}`,
+    );
+    let fd = -1;
+    try {
+      fd = check(lib.bpf_iter_create(lib.bpf_link__fd(link)), `creating iterator ${progName}`);
+      const chunks: Uint8Array[] = [];
+      let total = 0;
+      for (;;) {
+        const buf = new Uint8Array(64 * 1024);
+        const n = Number(libc.read(fd, buf, BigInt(buf.length)));
+        if (n < 0) {
+          const errno = lastErrno();
+          throw new LibbpfError(`reading iterator ${progName}`, errno, describeSyscallError(errno));
+        }
+        if (n === 0) break;
+        total += n;
+        if (total > maxBytes) {
+          throw new LibbpfError(`reading iterator ${progName}`, 0, `more than ${maxBytes} bytes`);
+        }
+        chunks.push(buf.subarray(0, n));
+      }
+      const out = new Uint8Array(total);
+      let at = 0;
+      for (const c of chunks) {
+        out.set(c, at);
+        at += c.length;
+      }
+      return out;
+    } finally {
+      if (fd >= 0) libc.close(fd);
+      lib.bpf_link__destroy(link);
     }
-    throw new LibbpfError(`attaching ${progName}`, 2, "no such program in the BPF object");
+  }
+
+  /** Writes a u32 value at a u32 key (array maps, perf event arrays). */
+  updateU32(mapName: string, key: number, value: number): void {
+    check(
+      loadLibbpf().bpf_map_update_elem(
+        this.mapFd(mapName),
+        new Uint8Array(new Uint32Array([key]).buffer),
+        new Uint8Array(new Uint32Array([value]).buffer),
+        0n,
+      ),
+      `writing ${mapName}[${key}]`,
+    );
   }
 
   /** Detaches every program (no new records) while the maps stay readable. */

@@ -22,6 +22,8 @@ export const PERF_COUNT_SW_DUMMY = 9;
 export const PERF_SAMPLE_TID = 1 << 1;
 export const PERF_SAMPLE_TIME = 1 << 2;
 export const PERF_FLAG_FD_CLOEXEC = 1n << 3n;
+export const PERF_FORMAT_TOTAL_TIME_ENABLED = 1 << 0;
+export const PERF_FORMAT_TOTAL_TIME_RUNNING = 1 << 1;
 /** _IO('$', 0) */
 export const PERF_EVENT_IOC_ENABLE = 0x2400;
 const CLOCK_BOOTTIME = 7;
@@ -50,13 +52,23 @@ const ATTR_SIZE = 96;
 
 export interface PerfEventAttr {
   type: number;
-  config: number;
+  config: number | bigint;
+  /** The PMU-specific extensions of config (a sysfs event's config1/config2 terms). */
+  config1?: bigint;
+  config2?: bigint;
+  /** PERF_FORMAT_* bits: what read(2) of the event returns. */
+  readFormat?: number;
   /** sample_period, or sample_freq when the freq bit is set. */
   period?: number;
   sampleType?: number;
   bits: (keyof typeof AttrBit)[];
   /** wakeup_events, or wakeup_watermark (bytes) when the watermark bit is set. */
   wakeup?: number;
+  /**
+   * Stamp samples with CLOCK_BOOTTIME (use_clockid; default true). Counting
+   * events take no samples, and some PMUs (msr) refuse the bit.
+   */
+  timestamps?: boolean;
 }
 
 export function encodeAttr(attr: PerfEventAttr): Uint8Array<ArrayBuffer> {
@@ -67,10 +79,13 @@ export function encodeAttr(attr: PerfEventAttr): Uint8Array<ArrayBuffer> {
   dv.setBigUint64(8, BigInt(attr.config), true);
   dv.setBigUint64(16, BigInt(attr.period ?? 0), true);
   dv.setBigUint64(24, BigInt(attr.sampleType ?? 0), true);
-  let bits = 1n << BigInt(AttrBit.useClockid);
+  dv.setBigUint64(32, BigInt(attr.readFormat ?? 0), true);
+  let bits = attr.timestamps === false ? 0n : 1n << BigInt(AttrBit.useClockid);
   for (const b of attr.bits) bits |= 1n << BigInt(AttrBit[b]);
   dv.setBigUint64(40, bits, true);
   dv.setUint32(48, attr.wakeup ?? 0, true);
+  dv.setBigUint64(56, attr.config1 ?? 0n, true);
+  dv.setBigUint64(64, attr.config2 ?? 0n, true);
   // Our BPF records are stamped with bpf_ktime_get_boot_ns(): same clock, no
   // conversion when the two streams are merged.
   dv.setInt32(92, CLOCK_BOOTTIME, true);
@@ -125,6 +140,70 @@ export function perfEventOpen(attr: PerfEventAttr, cpu: number, what: string): n
     );
   }
   throw new LibbpfError(operation, errno, describeError(errno));
+}
+
+/** A counter's value and how long it was enabled and running (less: multiplexed). */
+export interface CounterReading {
+  value: bigint;
+  enabled: bigint;
+  running: bigint;
+}
+
+/**
+ * Counting events for all tasks on given CPUs, opened disabled and enabled
+ * together by enable(): their counts start when recording does.
+ */
+export class CountingEvents {
+  #fds: number[] = [];
+
+  /** Opens ATTR (read_format enabled+running is added) on CPU; returns its index. */
+  open(attr: PerfEventAttr, cpu: number, what: string): number {
+    const fd = perfEventOpen(
+      {
+        ...attr,
+        timestamps: false,
+        readFormat: PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING,
+        bits: [...attr.bits, "disabled"],
+      },
+      cpu,
+      what,
+    );
+    this.#fds.push(fd);
+    return this.#fds.length - 1;
+  }
+
+  /** The fd of event I, for a BPF perf event array (which takes its own reference). */
+  fd(i: number): number {
+    return this.#fds[i];
+  }
+
+  enable(): void {
+    for (const fd of this.#fds) {
+      if (loadLibc().ioctl(fd, BigInt(PERF_EVENT_IOC_ENABLE), 0n) !== 0) {
+        const errno = lastErrno();
+        throw new LibbpfError("enabling a perf counter", errno, describeError(errno));
+      }
+    }
+  }
+
+  read(i: number): CounterReading {
+    const buf = new BigUint64Array(3);
+    const n = Number(loadLibc().read(this.#fds[i], new Uint8Array(buf.buffer), 24n));
+    if (n !== 24) {
+      const errno = n < 0 ? lastErrno() : 0;
+      throw new LibbpfError(
+        "reading a perf counter",
+        errno,
+        errno ? describeError(errno) : `${n} bytes`,
+      );
+    }
+    return { value: buf[0], enabled: buf[1], running: buf[2] };
+  }
+
+  close(): void {
+    for (const fd of this.#fds) loadLibc().close(fd);
+    this.#fds = [];
+  }
 }
 
 export interface SamplingEvent {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { onlineCpus } from "../pipeline/cpu_list.ts";
+import { onlineCpus } from "../machine/cpu_list.ts";
 import { LibbpfError } from "./libbpf_error.ts";
 import { loadLibc } from "./library.ts";
 import {

@@ -18,12 +18,27 @@ export const libbpfSymbols = {
   bpf_object__next_program: { parameters: ["pointer", "pointer"], result: "pointer" },
   // const char *bpf_program__name(const struct bpf_program *prog);
   bpf_program__name: { parameters: ["pointer"], result: "pointer" },
+  // struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct bpf_map *map);
+  bpf_object__next_map: { parameters: ["pointer", "pointer"], result: "pointer" },
+  // const char *bpf_map__name(const struct bpf_map *map);
+  bpf_map__name: { parameters: ["pointer"], result: "pointer" },
+  // int bpf_map__set_autocreate(struct bpf_map *map, bool autocreate);
+  bpf_map__set_autocreate: { parameters: ["pointer", "bool"], result: "i32" },
+  // int bpf_program__fd(const struct bpf_program *prog);
+  bpf_program__fd: { parameters: ["pointer"], result: "i32" },
   // int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
   bpf_program__set_autoload: { parameters: ["pointer", "bool"], result: "i32" },
   // struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
   bpf_program__attach: { parameters: ["pointer"], result: "pointer" },
   // struct bpf_link *bpf_program__attach_perf_event(const struct bpf_program *prog, int pfd);
   bpf_program__attach_perf_event: { parameters: ["pointer", "i32"], result: "pointer" },
+  // struct bpf_link *bpf_program__attach_iter(const struct bpf_program *prog,
+  //                                           const struct bpf_iter_attach_opts *opts);
+  bpf_program__attach_iter: { parameters: ["pointer", "pointer"], result: "pointer" },
+  // int bpf_link__fd(const struct bpf_link *link);
+  bpf_link__fd: { parameters: ["pointer"], result: "i32" },
+  // int bpf_iter_create(int link_fd);
+  bpf_iter_create: { parameters: ["i32"], result: "i32" },
   // int bpf_link__destroy(struct bpf_link *link);
   bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
   // int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
@@ -46,6 +61,12 @@ export const libbpfSymbols = {
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
   // int bpf_map_lookup_elem(int fd, const void *key, void *value);
   bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // struct btf *btf__load_vmlinux_btf(void);
+  btf__load_vmlinux_btf: { parameters: [], result: "pointer" },
+  // __s32 btf__find_by_name_kind(const struct btf *btf, const char *type_name, __u32 kind);
+  btf__find_by_name_kind: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
+  // void btf__free(struct btf *btf);
+  btf__free: { parameters: ["pointer"], result: "void" },
   // int libbpf_num_possible_cpus(void);
   libbpf_num_possible_cpus: { parameters: [], result: "i32" },
   // int libbpf_strerror(int err, char *buf, size_t size);
@@ -104,6 +125,8 @@ export const libcSymbols = {
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   // int fstatfs(int fd, struct statfs *buf);
   fstatfs: { parameters: ["i32", "buffer"], result: "i32" },
+  // ssize_t read(int fd, void *buf, size_t count);
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // ssize_t pread(int fd, void *buf, size_t count, off_t offset);
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact);

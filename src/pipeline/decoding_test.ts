@@ -1,103 +1,37 @@
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
-import { CommInterner } from "../perfetto/comm_interner.ts";
 import { FtraceBundleBuilder, TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
 import { type FtraceEvent, type FtraceEventBundle, TraceSchema } from "../gen/perfetto_trace_pb.ts";
 import { ProtoWriter } from "../perfetto/proto_writer.ts";
-import { RecordDecoder, type RecordMemory } from "./record_decoder.ts";
-import { Layout as L, RECORD_KIND_COUNT, RecordKind } from "./records.ts";
-
-const encoder = new TextEncoder();
+import type { RecordDecoder } from "../records/record_decoder.ts";
+import { Layout as L, RECORD_KIND_COUNT, RecordKind } from "../records/records.ts";
+import { RECORDERS } from "../recorders/registry.ts";
+import { Decoding } from "./decoding.ts";
+import { Ring } from "../../test/record_ring.ts";
 
 /** base with a non-zero high word: hi = 1, lo = 5. */
 const BASE = 0x1_0000_0000n + 5n;
+const encoder = new TextEncoder();
 
-/** Ring-like memory that records are laid into at 8-aligned offsets, as BPF does. */
-class Ring implements RecordMemory {
-  readonly buffer = new ArrayBuffer(1 << 16);
-  readonly bytes = new Uint8Array(this.buffer);
-  readonly u32 = new Uint32Array(this.buffer);
-  readonly i32 = new Int32Array(this.buffer);
-  readonly dv = new DataView(this.buffer);
-  #pos = 0;
-
-  /**
-   * Appends a record with the given header; returns its offset and the length
-   * BPF would have reserved (size rounded up to 8, unless overridden).
-   */
-  add(
-    kind: number,
-    size: number,
-    ts: bigint,
-    fill: (o: number) => void = () => {},
-    opts: { lost?: number; len?: number } = {},
-  ): { off: number; len: number } {
-    const off = this.#pos;
-    const len = opts.len ?? ((size + 7) & ~7);
-    // Garbage in the whole reservation first, so unwritten fields are not zero by luck.
-    this.bytes.fill(0xa5, off, off + Math.max(len, size) + 8);
-    this.bytes.fill(0, off, off + Math.max(size, 16));
-    this.dv.setUint16(off + L.rec_hdr.kind, kind, true);
-    this.dv.setUint16(off + L.rec_hdr.size_, size, true);
-    this.dv.setUint32(off + L.rec_hdr.lost, opts.lost ?? 0, true);
-    this.dv.setBigUint64(off + L.rec_hdr.ts, ts, true);
-    fill(off);
-    this.#pos = (off + Math.max(len, size) + 8 + 7) & ~7;
-    return { off, len };
-  }
-
-  u32At(off: number, v: number): void {
-    this.dv.setUint32(off, v, true);
-  }
-  i32At(off: number, v: number): void {
-    this.dv.setInt32(off, v, true);
-  }
-  str(off: number, s: string | Uint8Array): void {
-    this.bytes.set(typeof s === "string" ? encoder.encode(s) : s, off);
-  }
-
-  switchRec(
-    ts: bigint,
-    r: { prevPid: number; nextPid: number; prevState: bigint; prio: number; comm: string },
-    opts: { lost?: number } = {},
-  ) {
-    const R = L.rec_sched_switch;
-    return this.add(RecordKind.SchedSwitch, R.size, ts, (o) => {
-      this.u32At(o + R.prev_pid, r.prevPid);
-      this.u32At(o + R.next_pid, r.nextPid);
-      this.dv.setBigInt64(o + R.prev_state, r.prevState, true);
-      this.i32At(o + R.next_prio, r.prio);
-      this.str(o + R.next_comm, r.comm);
-    }, opts);
-  }
-
-  wakingRec(
-    kind: number,
-    ts: bigint,
-    r: { pid: number; targetCpu: number; prio: number; comm: string },
-  ) {
-    const R = L.rec_sched_waking;
-    return this.add(kind, R.size, ts, (o) => {
-      this.u32At(o + R.pid, r.pid);
-      this.i32At(o + R.target_cpu, r.targetCpu);
-      this.i32At(o + R.prio, r.prio);
-      this.u32At(o + R.common_flags, 0x8);
-      this.str(o + R.comm, r.comm);
-    });
-  }
-}
-
+/** Every recorder's decoders, as a worker of a recording with all of them on has them. */
 class Harness {
-  readonly comms = new CommInterner();
   readonly ring = new Ring();
+  readonly scope: Decoding;
   readonly decoder: RecordDecoder;
   readonly builders: FtraceBundleBuilder[];
   constructor(cpus = 2, base = BASE) {
-    this.decoder = new RecordDecoder(this.comms, base, cpus);
+    this.scope = new Decoding(
+      RECORDERS,
+      { "perf-counters": { tracks: [], scale: [] } },
+      base,
+      cpus,
+      1000,
+    );
+    this.decoder = this.scope.decoder;
     const tb = new TimestampBase(base);
     this.builders = Array.from(
       { length: cpus },
-      (_, c) => new FtraceBundleBuilder(c, this.comms, tb),
+      (_, c) => new FtraceBundleBuilder(c, this.scope.comms, tb),
     );
   }
   feed(r: { off: number; len: number }, cpu = 0): void {
@@ -270,7 +204,7 @@ Deno.test("sched_process_fork: full event and process event", () => {
   assert.equal(ev.event.value.parentPid, 100);
   assert.equal(ev.event.value.childComm, "bash-child");
   assert.equal(ev.event.value.childPid, 200);
-  assert.deepEqual(h.decoder.processEvents, [{
+  assert.deepEqual(h.scope.processEvents, [{
     kind: "fork",
     ts: 2 ** 32,
     parentPid: 100,
@@ -314,7 +248,7 @@ Deno.test("sched_process_exec: full event and argv split on NULs, cut last arg k
   assert.equal(ev.event.value.filename, "/usr/bin/ls");
   assert.equal(ev.event.value.pid, 300);
   assert.equal(ev.event.value.oldPid, 302);
-  assert.deepEqual(h.decoder.processEvents, [{
+  assert.deepEqual(h.scope.processEvents, [{
     kind: "exec",
     ts: 3,
     pid: 300,
@@ -327,7 +261,7 @@ Deno.test("sched_process_exec: full event and argv split on NULs, cut last arg k
 
   // A trailing NUL does not add an empty argument.
   h.feed(execRec(h, BASE + 4n, encoder.encode("a\0bc\0"), 5));
-  const second = h.decoder.processEvents[1];
+  const second = h.scope.processEvents[1];
   assert.equal(second.kind, "exec");
   assert.deepEqual(second.kind === "exec" && second.argv, ["a", "bc"]);
   assert.deepEqual(h.counts(), { [RecordKind.SchedProcessExec]: 2 });
@@ -342,7 +276,7 @@ Deno.test("sched_process_exec: args_len beyond the buffer is clamped to it", () 
   // What follows the record is not argv.
   h.ring.bytes.fill(0x41, r.off + R.size, r.off + R.size + 64);
   h.feed(r);
-  const pe = h.decoder.processEvents[0];
+  const pe = h.scope.processEvents[0];
   assert.equal(pe.kind, "exec");
   if (pe.kind !== "exec") return;
   assert.deepEqual(pe.argv, ["xxx", "x".repeat(508)]);
@@ -370,7 +304,7 @@ Deno.test("sched_process_exit: full event and process event", () => {
   assert.equal(ev.event.value.pid, 401);
   assert.equal(ev.event.value.tgid, 400);
   assert.equal(ev.event.value.prio, 120);
-  assert.deepEqual(h.decoder.processEvents, [
+  assert.deepEqual(h.scope.processEvents, [
     { kind: "exit", ts: 20, pid: 401, tgid: 400, comm: "worker" },
   ]);
   assert.deepEqual(h.counts(), { [RecordKind.SchedProcessExit]: 1 });
@@ -392,7 +326,7 @@ Deno.test("task_rename: full event and process event", () => {
   assert.equal(ev.event.value.pid, 501);
   assert.equal(ev.event.value.oldcomm, "java");
   assert.equal(ev.event.value.newcomm, "GC Thread#0123");
-  assert.deepEqual(h.decoder.processEvents, [
+  assert.deepEqual(h.scope.processEvents, [
     { kind: "rename", ts: 21, pid: 501, tgid: 500, oldComm: "java", newComm: "GC Thread#0123" },
   ]);
 });
@@ -492,7 +426,7 @@ Deno.test("bad size or unknown kind: malformed, nothing emitted, not counted", (
   assert.deepEqual(h.counts(), {});
   assert.equal(h.builders[0].pending, 0);
   assert.equal(h.flush(), null);
-  assert.deepEqual(h.decoder.processEvents, []);
+  assert.deepEqual(h.scope.processEvents, []);
   assert.deepEqual([...h.decoder.lostByCpu], [0, 0]);
   // A good record after the bad ones still decodes.
   h.feed(
@@ -537,4 +471,31 @@ Deno.test("a base with a large high word (above 2^53) still gives exact timestam
   const cs = h.flush()!.compactSched!;
   let t = 0n;
   assert.deepEqual(cs.switchTimestamp.map((d) => t += d), stamps);
+});
+
+Deno.test("every record kind has a decoder: the process table's or its recorder's", () => {
+  for (const r of RECORDERS) {
+    const own = r.decoders?.(
+      new Decoding([], {}, BASE, 1, 1000),
+      r.name === "perf-counters" ? { tracks: [], scale: [] } : undefined,
+    ) ?? {};
+    assert.deepEqual(
+      Object.keys(own).map(Number).filter((k) => (r.kinds as number[]).includes(k)).sort(),
+      [...r.kinds].sort(),
+      `${r.name} decodes the kinds it emits`,
+    );
+  }
+  const recorderKinds = new Set<number>(RECORDERS.flatMap((r) => r.kinds));
+  const processKinds = [
+    RecordKind.SchedProcessFork,
+    RecordKind.SchedProcessExec,
+    RecordKind.SchedProcessExit,
+    RecordKind.TaskRename,
+  ];
+  for (const kind of Object.values(RecordKind)) {
+    assert.ok(
+      recorderKinds.has(kind) || processKinds.includes(kind as typeof processKinds[number]),
+      `kind ${kind} belongs to no recorder`,
+    );
+  }
 });

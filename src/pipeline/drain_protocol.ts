@@ -11,7 +11,13 @@ export const CONTROL_SLOTS = 2;
 export interface DrainSettings {
   /** Timestamps in records are made relative to this boot-time value (ns). */
   base: bigint;
+  /** The sequence of the ftrace bundles (one for every worker: they need no state). */
   sequenceId: number;
+  /** Worker i writes its track events on sequence trackSequenceBase + i. */
+  trackSequenceBase: number;
+  /** The recorders that are on, by name, and what their sessions gave their decoders. */
+  recorders: string[];
+  recorderConfigs: Record<string, unknown>;
   /** Longest wait for data when no wake-up arrives. */
   pollMs: number;
   /** How often bundles are written. */
@@ -25,7 +31,7 @@ export interface DrainSettings {
 }
 
 export type ToWorker =
-  & { type: "start"; rings: RingHandle[]; control: SharedArrayBuffer }
+  & { type: "start"; rings: RingHandle[]; control: SharedArrayBuffer; index: number }
   & DrainSettings;
 
 export interface DrainStats {
@@ -39,6 +45,8 @@ export interface DrainStats {
   cpuNs: number;
   stalls: number;
   comms: number;
+  /** Records decoded but not fully usable, by what went wrong (DecoderScope.problem). */
+  problems: Record<string, number>;
 }
 
 export type FromWorker =
@@ -47,8 +55,8 @@ export type FromWorker =
     type: "packets";
     /** Encoded, framed trace packets. */
     bytes: Uint8Array;
-    /** Raw stack and sleep-end records (8-aligned, headers included). */
-    stacks: Uint8Array;
+    /** Raw records for the sessions on the main thread (8-aligned, headers included). */
+    forwarded: Uint8Array;
     processEvents: ProcessEvent[];
   }
   | { type: "progress"; stats: DrainStats }

@@ -9,13 +9,14 @@
  * counts what it cannot reserve. Nothing queues without limit here.
  */
 /// <reference lib="deno.worker" />
-import { CommInterner } from "../perfetto/comm_interner.ts";
 import { ClockId, clockNs } from "../ffi/clock.ts";
 import { Epoll } from "../ffi/epoll.ts";
 import { RINGBUF_BUSY_BIT, RINGBUF_DISCARD_BIT, RingBuffer } from "../ffi/ring_buffer.ts";
 import { FtraceBundleBuilder, TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
 import { ProtoWriter } from "../perfetto/proto_writer.ts";
-import { RecordDecoder } from "../records/record_decoder.ts";
+import type { RecordDecoder } from "../records/record_decoder.ts";
+import { recorderNamed } from "../recorders/registry.ts";
+import { Decoding } from "./decoding.ts";
 import {
   type DrainStats,
   type FromWorker,
@@ -24,12 +25,26 @@ import {
   type ToWorker,
 } from "./drain_protocol.ts";
 
+/** Track events (syscalls, counters) written early once this many bytes wait. */
+const MAX_PENDING_TRACK_BYTES = 4 << 20;
+
 function run(init: Extract<ToWorker, { type: "start" }>): void {
   const control = new Int32Array(init.control);
   const base = new TimestampBase(init.base);
-  const comms = new CommInterner();
   const maxCpu = Math.max(...init.rings.map((r) => r.cpu)) + 1;
-  const decoder = new RecordDecoder(comms, init.base, maxCpu);
+  const recorders = init.recorders.map((name) => {
+    const r = recorderNamed(name);
+    if (!r) throw new Error(`no recorder named ${name}`);
+    return r;
+  });
+  const scope = new Decoding(
+    recorders,
+    init.recorderConfigs,
+    init.base,
+    maxCpu,
+    init.trackSequenceBase + init.index,
+  );
+  const { decoder, comms } = scope;
   const rings = init.rings.map((r) => new RingBuffer(r.fd, r.size));
   const builders = init.rings.map((r) => new FtraceBundleBuilder(r.cpu, comms, base));
   const epoll = new Epoll(rings.length);
@@ -49,12 +64,21 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
     for (const b of builders) {
       b.flush(out, final ? Infinity : b.maxTs - init.holdbackNs, init.sequenceId);
     }
-    const events = decoder.processEvents.splice(0);
-    if (out.pos === 0 && events.length === 0 && decoder.stacks.length === 0) return;
+    const events = scope.processEvents.splice(0);
+    if (scope.tracks.pending) {
+      const tracks = scope.tracks.take();
+      out.ensure(tracks.length);
+      out.buf.set(tracks, out.pos);
+      out.pos += tracks.length;
+    }
+    if (out.pos === 0 && events.length === 0 && scope.forwarded.length === 0) return;
     const bytes = out.take();
-    const stacks = decoder.stacks.take();
-    Atomics.add(control, PENDING_KIB, Math.ceil((bytes.length + stacks.length) / 1024));
-    post({ type: "packets", bytes, stacks, processEvents: events }, [bytes.buffer, stacks.buffer]);
+    const forwarded = scope.forwarded.take();
+    Atomics.add(control, PENDING_KIB, Math.ceil((bytes.length + forwarded.length) / 1024));
+    post({ type: "packets", bytes, forwarded, processEvents: events }, [
+      bytes.buffer,
+      forwarded.buffer,
+    ]);
   };
 
   try {
@@ -73,7 +97,7 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
         break;
       }
       const now = performance.now();
-      let big = false;
+      let big = scope.tracks.pending > MAX_PENDING_TRACK_BYTES;
       for (const b of builders) if (b.pending > init.maxBundleEvents) big = true;
       if (big || now - lastFlush >= init.flushMs) {
         flush(false);
@@ -96,6 +120,7 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
       cpuNs: Number(clockNs(ClockId.THREAD_CPUTIME) - cpuStart),
       stalls,
       comms: comms.size,
+      problems: Object.fromEntries(scope.problems),
     };
   }
 }

@@ -23,7 +23,7 @@ export class DrainError extends Error {
 const CPUS_PER_WORKER = 16;
 
 export interface DrainSink {
-  packets(bytes: Uint8Array, stacks: Uint8Array, processEvents: ProcessEvent[]): void;
+  packets(bytes: Uint8Array, forwarded: Uint8Array, processEvents: ProcessEvent[]): void;
   /** A worker died, or `packets` threw: the recording cannot go on. Called once. */
   failed(error: Error): void;
 }
@@ -76,7 +76,7 @@ export class Drainer {
                 break;
               case "packets":
                 try {
-                  sink.packets(m.bytes, m.stacks, m.processEvents);
+                  sink.packets(m.bytes, m.forwarded, m.processEvents);
                 } catch (e) {
                   // Thrown out of a message handler it would end the process, trace unwritten.
                   d.#fail(e instanceof Error ? e : new Error(String(e)), sink);
@@ -84,7 +84,7 @@ export class Drainer {
                   Atomics.sub(
                     d.#ctl,
                     PENDING_KIB,
-                    Math.ceil((m.bytes.length + m.stacks.length) / 1024),
+                    Math.ceil((m.bytes.length + m.forwarded.length) / 1024),
                   );
                 }
                 break;
@@ -113,7 +113,13 @@ export class Drainer {
           };
         }),
       );
-      const msg: ToWorker = { type: "start", rings: group, control: d.#control, ...settings };
+      const msg: ToWorker = {
+        type: "start",
+        rings: group,
+        control: d.#control,
+        index: i,
+        ...settings,
+      };
       worker.postMessage(msg);
     });
     await Promise.all(ready);
@@ -130,6 +136,7 @@ export class Drainer {
       cpuNs: 0,
       stalls: 0,
       comms: 0,
+      problems: {},
     };
     for (const s of this.#latest) {
       if (!s) continue;
@@ -140,6 +147,9 @@ export class Drainer {
       sum.cpuNs += s.cpuNs;
       sum.stalls += s.stalls;
       sum.comms = Math.max(sum.comms, s.comms);
+      for (const [what, n] of Object.entries(s.problems)) {
+        sum.problems[what] = (sum.problems[what] ?? 0) + n;
+      }
     }
     return sum;
   }

@@ -1,28 +1,21 @@
 /**
- * One recording from start to finished file: load and attach the BPF object,
- * drain its rings on worker threads, keep the process table current, write
- * every packet as it comes, and finish a complete trace on stop.
+ * One recording from start to finished file, the same stages over whichever
+ * recorders are on: checks → open → configure → load → attach → drain →
+ * finish. It knows no recorder by name: what each one loads, decodes and
+ * writes is its own (src/recorders/). What every recording has is here: the
+ * rings and their drop counters, the process table, the trace's header
+ * packets, and a file that is complete or removed.
  */
 import { bpfObjectBytes } from "../gen/systing_bpf.ts";
 import { BpfObject } from "../ffi/bpf_object.ts";
 import { ClockId, clockNs } from "../ffi/clock.ts";
-import { LibbpfLog } from "../ffi/libbpf_log.ts";
 import { LibbpfError } from "../ffi/libbpf_error.ts";
+import { LibbpfLog } from "../ffi/libbpf_log.ts";
 import { systemPageSize } from "../ffi/library.ts";
-import { onlineCpus } from "./cpu_list.ts";
-import { Drainer } from "./drainer.ts";
-import type { DrainStats } from "./drain_protocol.ts";
-import { checkBtf, checkPrivileges, ensureTracefs } from "./preflight.ts";
-import { scanProcesses } from "../processes/proc_scan.ts";
-import { ProcessTable } from "../processes/process_table.ts";
-import {
-  Layout,
-  type ProcessEvent,
-  RECORD_KIND_COUNT,
-  RECORD_KIND_NAMES,
-  RecordKind,
-} from "../records/records.ts";
-import { TraceFile, TraceFileError } from "./trace_file.ts";
+import { onlineCpus } from "../machine/cpu_list.ts";
+import { checkBtf, checkPrivileges, ensureTracefs } from "../machine/preflight.ts";
+import { KernelFeatures } from "../machine/kernel_features.ts";
+import { BuiltinClock } from "../gen/perfetto_trace_pb.ts";
 import {
   clockSnapshotPacket,
   dropCounterTracks,
@@ -31,17 +24,30 @@ import {
   processTreePacket,
   systemInfoPacket,
 } from "../perfetto/trace_packets.ts";
+import { scanProcesses } from "../processes/proc_scan.ts";
+import { PROCESS_PROGRAMS } from "../processes/process_records.ts";
+import { selectBpf } from "./bpf_selection.ts";
+import { RECORDERS } from "../recorders/registry.ts";
+import { ProcessTable } from "../processes/process_table.ts";
+import {
+  ConfigWriter,
+  type PacketSink,
+  type Recorder,
+  type RecorderContext,
+  type RecorderOptions,
+  type RecorderSession,
+} from "../recorders/recorder.ts";
+import {
+  Layout,
+  type ProcessEvent,
+  RECORD_KIND_COUNT,
+  RECORD_KIND_NAMES,
+  type RecordKind,
+} from "../records/records.ts";
 import { VERSION } from "../version.ts";
-import { AddressSpaces } from "../stacks/address_spaces.ts";
-import { openSamplingEvents, type PerfEventSet } from "../ffi/perf_event.ts";
-import { PerfSideband, type SidebandRecord } from "../ffi/perf_sideband.ts";
-import { TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
-import { Kallsyms } from "../symbolize/kallsyms.ts";
-import { readMaps } from "../stacks/proc_maps.ts";
-import { StackProfiler, type StackStats } from "../stacks/stack_profiler.ts";
-import { Symbolizer } from "../symbolize/symbolizer.ts";
-import { ConfigStackBit } from "../records/records.ts";
-import { BuiltinClock } from "../gen/perfetto_trace_pb.ts";
+import type { DrainStats } from "./drain_protocol.ts";
+import { Drainer } from "./drainer.ts";
+import { TraceFile, TraceFileError } from "./trace_file.ts";
 
 export interface RecordOptions {
   /** Seconds; 0 records until stop() (SIGINT/SIGTERM). */
@@ -50,31 +56,20 @@ export interface RecordOptions {
   ringbufSizeMib: number;
   verbosity: number;
   compress: boolean;
+  /** The recorders to run (unsupported ones are left out with a warning). */
+  recorders: readonly Recorder[];
+  /** Their knobs. */
+  recorderOptions: RecorderOptions;
   /** Where progress and the summary go. */
   log: (line: string) => void;
   /** Redraws a one-line status (only when stderr is a terminal). */
   status?: (line: string) => void;
-  /** CPU stack samples at this rate (Hz); 0 turns them off. */
-  sampleFreq: number;
-  /** Use the CPU clock even where a hardware PMU exists. */
-  softwareEvent: boolean;
-  /** Stacks of tasks switched out uninterruptible (D) / interruptible (S). */
-  sleepStacksD: boolean;
-  sleepStacksS: boolean;
-  /** How user stacks are taken: a frame-pointer walk, a stack copy unwound with CFI, or both. */
-  userStacks: "auto" | "fp" | "dwarf";
-  /** User stack bytes copied per stack (dwarf/auto). */
-  userStackBytes: number;
 }
-
-/** How long an exited process's mappings are kept for samples still in flight. */
-const EXITED_MAPPINGS_KEPT_NS = 5e9;
-
-/** Sleep stacks with a stack copy, per CPU per second; the others walk frame pointers. */
-const SLEEP_COPIES_PER_SEC = 1000;
 
 export interface RecordResult {
   durationNs: number;
+  /** The recorders that ran. */
+  recorders: string[];
   eventsByKind: Record<string, number>;
   dropsByKind: Record<string, number>;
   dropsByCpu: number[];
@@ -83,27 +78,18 @@ export interface RecordResult {
   attachMs: number;
   finishMs: number;
   drain: DrainStats;
-  stacks?: StackStats & {
-    labelled: number;
-    named: number;
-    unreadable: string[];
-    /** Unreadable files beyond those listed. */
-    moreUnreadable: number;
-    /** Mappings forgotten to bound memory (AddressSpaces compaction). */
-    mappingsDropped: number;
-    /** Mapping/exec/fork records perf could not deliver: their samples may be labelled. */
-    sidebandLost: number;
-    /** Main-thread time spent turning stack records into packets (unwinding included). */
-    processingMs: number;
-  };
-  sampling?: string;
+  /** The recorders' own summary lines, and more of them for -v. */
+  summary: string[];
+  details: string[];
   /** Batches userspace failed to process (a bug, not a drop): how many, and the first error. */
   contained: { count: number; first?: string };
 }
 
-const SEQUENCE_ID_WORKERS = 2;
-/** One sequence per stack stream (on-CPU, D sleep, S sleep). */
-const SEQUENCE_IDS_STACKS: [number, number, number] = [100, 101, 102];
+const SEQUENCE_ID_BUNDLES = 2;
+/** Worker i writes its track events (syscalls, counters) on this + i. */
+const SEQUENCE_ID_TRACKS = 1000;
+/** Sessions' own sequences (RecorderContext.sequence) count up from here. */
+const SEQUENCE_ID_SESSIONS = 200;
 
 /** What a signal handler may do to a recording in progress. */
 export interface RecordingControl {
@@ -122,6 +108,52 @@ export interface RecordingControl {
  */
 export type StopHook = (control: RecordingControl) => () => void;
 
+/** The recorders of OPTS this machine can run; the others are reported once and left out. */
+export function usableRecorders(
+  recorders: readonly Recorder[],
+  features: KernelFeatures,
+  log: (line: string) => void,
+): Recorder[] {
+  return recorders.filter((r) => {
+    const why = r.unsupported(features);
+    if (why) log(`warning: ${r.name}: ${why}; recording without it`);
+    return !why;
+  });
+}
+
+/**
+ * The sessions of the recorders, in registry order, each shared one after
+ * the first recorder that asked for it.
+ */
+function startSessions(
+  recorders: readonly Recorder[],
+  ctx: Omit<RecorderContext, "shared" | "sequence">,
+): { all: RecorderSession[]; own: RecorderSession[] } {
+  const sessions: RecorderSession[] = [];
+  const own: RecorderSession[] = [];
+  let nextSequence = SEQUENCE_ID_SESSIONS;
+  const shared = new Map<string, RecorderSession>();
+  const context: RecorderContext = {
+    ...ctx,
+    sequence: () => nextSequence++,
+    shared<T extends RecorderSession>(key: string, create: () => T): T {
+      let s = shared.get(key);
+      if (!s) {
+        s = create();
+        shared.set(key, s);
+        sessions.push(s);
+      }
+      return s as T;
+    },
+  };
+  for (const r of recorders) {
+    const s = r.start(context);
+    own.push(s);
+    sessions.push(s);
+  }
+  return { all: sessions, own };
+}
+
 export async function record(opts: RecordOptions, onStop: StopHook): Promise<RecordResult> {
   const t0 = performance.now();
   checkPrivileges();
@@ -130,9 +162,12 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const how = ensureTracefs();
     if (opts.verbosity > 0) opts.log(`tracefs: ${how}`);
   } catch (e) {
-    // Nothing recorded by default needs tracefs (BTF tracepoints do not).
+    // Nothing recorded needs tracefs (BTF tracepoints do not).
     if (opts.verbosity > 0) opts.log(`warning: ${(e as Error).message}`);
   }
+  const features = new KernelFeatures();
+  const recorders = usableRecorders(opts.recorders, features, opts.log);
+  features.close();
   const file = TraceFile.create(opts.output, { compress: opts.compress });
   // The first error on the packet path (a full disk, say): recording stops and it is reported.
   let failure: Error | undefined;
@@ -147,7 +182,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     failure ??= e instanceof Error ? e : new Error(String(e));
     stopNow();
   };
-  const write = (bytes: Uint8Array) => {
+  const write: PacketSink = (bytes) => {
     if (failure) return;
     try {
       file.write(bytes);
@@ -169,171 +204,86 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
   let libbpfLog: LibbpfLog | undefined;
   let obj: BpfObject | undefined;
   let drainer: Drainer | undefined;
-  let sideband: PerfSideband | undefined;
-  let sampling: PerfEventSet | undefined;
-  let symbolizer: Symbolizer | undefined;
+  let sessions: RecorderSession[] = [];
   try {
     libbpfLog = new LibbpfLog(opts.verbosity);
     const cpus = onlineCpus();
     const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
     const base = clockNs(ClockId.BOOTTIME);
+
+    // Open and configure: the core, then every recorder.
     obj = BpfObject.open(bpfObjectBytes, "systing");
-    const cfg = new DataView(new ArrayBuffer(Layout.systing_config.size));
-    cfg.setUint32(Layout.systing_config.tracer_tgid, Deno.pid, true);
+    const started = startSessions(recorders, {
+      options: opts.recorderOptions,
+      cpus,
+      possibleCpus: obj.possibleCpus,
+      base,
+      verbosity: opts.verbosity,
+      log: opts.log,
+    });
+    sessions = started.all;
+    selectBpf(obj, recorders, RECORDERS);
+    const config = new ConfigWriter();
+    config.set("tracer_tgid", Deno.pid);
     // One forced wake-up per eighth of a ring; the 10 ms poll covers the rest.
-    cfg.setUint32(Layout.systing_config.wakeup_bytes, ringBytes / 8, true);
-    cfg.setUint32(
-      Layout.systing_config.stack_bits,
-      (opts.sleepStacksD ? ConfigStackBit.SleepD : 0) |
-        (opts.sleepStacksS ? ConfigStackBit.SleepS : 0) |
-        (opts.userStacks !== "dwarf" ? ConfigStackBit.UserFp : 0) |
-        (opts.userStacks !== "fp" ? ConfigStackBit.UserCopy : 0),
-      true,
-    );
-    cfg.setUint32(Layout.systing_config.stack_copy_bytes, opts.userStackBytes, true);
-    cfg.setUint32(Layout.systing_config.sleep_copies_per_sec, SLEEP_COPIES_PER_SEC, true);
-    // Two scratch slots per CPU: the sampler may interrupt another program.
-    obj.setMaxEntries("stack_scratch", 2 * obj.possibleCpus);
-    obj.setReadOnlyData(new Uint8Array(cfg.buffer));
+    config.set("wakeup_bytes", ringBytes / 8);
+    for (const s of sessions) s.configure?.({ obj, config });
+    obj.setReadOnlyData(config.bytes);
     const rings = obj.createRings("rings", cpus, ringBytes);
-    try {
-      obj.load();
-    } catch (e) {
-      if (e instanceof LibbpfError) {
-        const detail = libbpfLog.recent(6).join(" | ");
-        throw new LibbpfError(e.operation, e.errno, `${e.message}${detail ? `: ${detail}` : ""}`);
-      }
-      throw e;
-    }
+    load(obj, libbpfLog);
     const dropsFd = obj.mapFd("drops");
 
-    // Stacks: sampling events, the mmap side-band and the symbolizer.
-    const wantStacks = opts.sampleFreq > 0 || opts.sleepStacksD || opts.sleepStacksS;
-    let profiler: StackProfiler | undefined;
-    if (opts.sampleFreq > 0) {
-      sampling = openSamplingEvents(cpus, opts.sampleFreq, { forceSoftware: opts.softwareEvent });
-      if (opts.verbosity > 0) {
-        opts.log(
-          `cpu samples: ${sampling.source} at ${opts.sampleFreq} Hz` +
-            (sampling.fallback ? ` (${sampling.fallback})` : ""),
-        );
-      }
-    }
-    const spaces = new AddressSpaces();
-    if (wantStacks) {
-      // 1 MiB per CPU: an exec storm between two drains must not overflow it.
-      sideband = PerfSideband.open(cpus, 256);
-      // Loaded on the first kernel frame: reading 100k+ symbols should not delay attaching.
-      symbolizer = new Symbolizer(() => {
-        const kallsyms = Kallsyms.load();
-        if (kallsyms.restricted) {
-          opts.log(
-            "warning: /proc/kallsyms hides kernel addresses (kptr_restrict); kernel frames are labelled, not named",
-          );
-        }
-        return kallsyms;
-      }, spaces);
-      profiler = new StackProfiler({
-        base: new TimestampBase(base),
-        symbolizer,
-        spaces,
-        sequenceIds: SEQUENCE_IDS_STACKS,
-        cpuSampleWeight: 1e9 / Math.max(1, opts.sampleFreq),
-        cpuCounterName: sampling?.source ?? "cpu-clock",
-      });
-    }
-    const baseNum = Number(base);
-    let stackMs = 0;
-    const applySideband = () => {
-      if (!sideband) return;
-      // Each CPU's ring is in time order, the rings together are not.
-      const records: SidebandRecord[] = [];
-      sideband.drain((r) => records.push(r));
-      records.sort((a, b) => a.time - b.time);
-      for (const r of records) {
-        switch (r.type) {
-          case "mmap2":
-            spaces.map(r.pid, {
-              start: r.addr,
-              end: r.addr + r.len,
-              pgoff: r.pgoff,
-              path: r.filename,
-              // The same spelling as /proc/PID/maps, so both name one file alike.
-              dev: `${hex2(r.maj)}:${hex2(r.min)}`,
-              inode: r.ino,
-              executable: (r.prot & 4) !== 0,
-              since: r.time - baseNum,
-            });
-            break;
-          case "comm":
-            if (r.exec) spaces.exec(r.pid, r.time - baseNum);
-            break;
-          case "fork":
-            spaces.fork(r.ppid, r.pid, r.time - baseNum);
-            break;
-          case "exit":
-            if (r.pid === r.tid) spaces.exit(r.pid, r.time - baseNum);
-            break;
-        }
-      }
-    };
-
-    let table: ProcessTable | undefined = undefined;
-    const early: ProcessEvent[] = [];
-    const applyEvents = (events: ProcessEvent[]) => {
-      if (!table) {
-        early.push(...events);
-        return;
-      }
-      // Workers batch per CPU; the table needs them in time order.
-      events.sort((a, b) => a.ts - b.ts);
-      for (const ev of events) {
-        contain("process events", () => {
-          const delta = table!.apply(ev);
-          if (delta) write(processTreePacket(delta, base + BigInt(Math.trunc(ev.ts))));
-        });
-      }
-    };
-
+    // Drain: the workers decode with the recorders' decoders.
+    const processes = new ProcessTracker(base, write, contain);
+    const byKind = forwardingTable(sessions);
     drainer = await Drainer.start(rings, {
       base,
-      sequenceId: SEQUENCE_ID_WORKERS,
+      sequenceId: SEQUENCE_ID_BUNDLES,
+      trackSequenceBase: SEQUENCE_ID_TRACKS,
+      recorders: recorders.map((r) => r.name),
+      recorderConfigs: Object.fromEntries(
+        recorders.map((r, i) => [r.name, started.own[i].workerConfig?.()]),
+      ),
       pollMs: 10,
       flushMs: 100,
       maxBundleEvents: 32768,
       holdbackNs: 5_000_000,
       maxPendingBytes: 64 * 1024 * 1024,
     }, {
-      packets(bytes, stacks, events) {
+      packets(bytes, forwarded, events) {
         write(bytes);
-        if (events.length) applyEvents(events);
-        if (stacks.length && profiler) {
-          // Every mapping a sample can use was recorded before the sample was
-          // drained, so the side-band is complete for this batch.
-          const t = performance.now();
-          contain("stack side-band", applySideband);
-          contain("stacks", () => {
-            const out = profiler!.consume(stacks);
-            if (out) write(out);
-          });
-          stackMs += performance.now() - t;
+        if (events.length) processes.apply(events);
+        if (forwarded.length) {
+          for (const [session, batch] of splitForwarded(forwarded, byKind)) {
+            contain(`forwarded records`, () => session.records!(batch, write));
+          }
         }
       },
       failed: fail,
     });
-    const attached = obj.attachAll(["on_cpu_sample"]);
-    if (sampling) {
-      for (const { fd } of [...sampling.events]) {
-        obj.attachPerfEvent("on_cpu_sample", fd);
-        sampling.release(fd); // the link owns it now
-      }
-      attached.push(`on_cpu_sample ×${cpus.length}`);
+
+    // Attach: the core and the recorders' tracepoints, then what sessions attach themselves.
+    const attached: string[] = [];
+    for (const p of PROCESS_PROGRAMS) {
+      obj.attach(p);
+      attached.push(p);
     }
+    for (const r of recorders) {
+      for (const p of r.bpf.programs) {
+        if (attached.includes(p)) continue;
+        obj.attach(p);
+        attached.push(p);
+      }
+    }
+    for (const s of sessions) attached.push(...s.attach?.(obj) ?? []);
     setRecording(obj, true);
     const attachNs = clockNs(ClockId.BOOTTIME);
     const attachMs = performance.now() - t0;
     if (opts.verbosity > 0) {
-      opts.log(`attached ${attached.length} programs: ${attached.join(", ")}`);
+      opts.log(
+        `recorders: ${recorders.map((r) => r.name).join(", ") || "none"}; ` +
+          `attached ${attached.length} programs: ${attached.join(", ")}`,
+      );
     }
 
     // Header packets: clocks first (it also starts the main sequence).
@@ -344,10 +294,10 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) write(p);
     // Scanned after attaching so that no process can fall between scan and events.
     const snapshot = scanProcesses();
-    table = new ProcessTable(snapshot, base);
-    if (wantStacks) seedMappings(spaces, snapshot.map((p) => p.pid));
-    write(processTreePacket(table.initialTree(), clockNs(ClockId.BOOTTIME)));
-    applyEvents(early.splice(0));
+    processes.start(snapshot);
+    for (const s of sessions) {
+      contain("starting", () => s.started?.(write, { ts: attachNs, processes: snapshot }));
+    }
 
     opts.log(
       `systing: recording ${cpus.length} CPUs to ${opts.output}` +
@@ -355,7 +305,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     );
 
     // Wait for the duration, a signal, or a failure on the packet path.
-    const started = performance.now();
+    const waitStart = performance.now();
     await new Promise<void>((resolve) => {
       let finished = false;
       const finish = () => {
@@ -367,13 +317,11 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       };
       const timer = opts.durationSec > 0 ? setTimeout(finish, opts.durationSec * 1000) : undefined;
       const tick = setInterval(() => {
-        contain("stack side-band", applySideband); // keep its rings from filling between batches
-        // Samples are resolved well within this of being taken; older exits can go.
-        spaces.prune(Number(clockNs(ClockId.BOOTTIME) - base) - EXITED_MAPPINGS_KEPT_NS);
+        for (const s of sessions) contain("tick", () => s.tick?.(write));
         if (!opts.status) return;
-        const s = drainer!.stats();
-        const events = sum(s.counts);
-        const elapsed = (performance.now() - started) / 1000;
+        const st = drainer!.stats();
+        const events = sum(st.counts);
+        const elapsed = (performance.now() - waitStart) / 1000;
         const drops = sum(readDrops(obj!, dropsFd).byCpu);
         opts.status(
           `${elapsed.toFixed(1)}s  ${fmtCount(events / Math.max(elapsed, 0.001))} events/s  ` +
@@ -394,20 +342,15 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const drain = await drainer.stop();
     drainer = undefined;
     const drops = readDrops(obj, dropsFd);
-    if (profiler) {
-      contain("stack side-band", applySideband);
-      contain("stacks", () => {
-        const out = profiler!.finish(Number(endNs - base));
-        if (out) write(out);
-      });
-    }
+    for (const s of sessions) contain("finishing", () => s.finish?.(endNs, write, obj!));
     write(ftraceStatsPacket(
       "end",
       cpus.map((cpu) => ({ cpu, events: drops.byCpu[cpu] ?? 0 })),
       endNs,
     ));
-    // Stacks userspace could not process are lost as surely as those BPF could not reserve.
-    if (profiler) drops.byKind[RecordKind.Stack] += profiler.stats.failed;
+    for (const s of sessions) {
+      for (const [kind, n] of Object.entries(s.lost?.() ?? {})) drops.byKind[Number(kind)] += n;
+    }
     for (const p of dropCounterValues(RECORD_KIND_NAMES, drops.byKind, endNs)) write(p);
     if (failure) throw failure;
     file.finish();
@@ -421,6 +364,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     }
     return {
       durationNs: Number(endNs - attachNs),
+      recorders: recorders.map((r) => r.name),
       eventsByKind,
       dropsByKind,
       dropsByCpu: drops.byCpu,
@@ -429,21 +373,8 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
       attachMs,
       finishMs,
       drain,
-      stacks: profiler && symbolizer
-        ? {
-          ...profiler.stats,
-          named: symbolizer.named,
-          labelled: symbolizer.labelled,
-          unreadable: [...symbolizer.failures.keys()],
-          moreUnreadable: symbolizer.moreFailures,
-          mappingsDropped: spaces.mappingsDropped,
-          sidebandLost: sideband?.lost ?? 0,
-          processingMs: stackMs,
-        }
-        : undefined,
-      sampling: sampling
-        ? `${sampling.source}${sampling.fallback ? ` (${sampling.fallback})` : ""}`
-        : undefined,
+      summary: sessions.flatMap((s) => s.summary?.() ?? []),
+      details: sessions.flatMap((s) => s.details?.() ?? []),
       contained: { count: contained, first: containedFirst },
     };
   } catch (e) {
@@ -460,42 +391,98 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     removeStopHook();
     if (drainer) await drainer.stop().catch(() => {});
     obj?.close();
-    sideband?.close();
-    sampling?.close();
-    symbolizer?.close();
+    for (const s of sessions) s.close?.();
     libbpfLog?.close();
   }
 }
 
-/** Executable mappings kept per process from the /proc scan; real ones have at most hundreds. */
-const MAX_SEEDED_PER_PROCESS = 16384;
-
-/** Executable mappings of the processes alive at start; later ones come from the side-band. */
-function seedMappings(spaces: AddressSpaces, pids: number[]): void {
-  for (const pid of pids) {
-    let entries;
-    try {
-      entries = readMaps(pid).entries;
-    } catch {
-      continue; // exited, a kernel thread's empty maps, or malformed: its samples are labelled
+function load(obj: BpfObject, log: LibbpfLog): void {
+  try {
+    obj.load();
+  } catch (e) {
+    if (e instanceof LibbpfError) {
+      const detail = log.recent(6).join(" | ");
+      throw new LibbpfError(e.operation, e.errno, `${e.message}${detail ? `: ${detail}` : ""}`);
     }
-    spaces.seed(
-      pid,
-      entries.filter((m) => m.perms.includes("x")).slice(0, MAX_SEEDED_PER_PROCESS).map((m) => ({
-        start: m.start,
-        end: m.end,
-        pgoff: m.offset,
-        path: m.path,
-        dev: m.dev,
-        inode: m.inode,
-        executable: true,
-      })),
-    );
+    throw e;
   }
 }
 
-function hex2(n: number): string {
-  return n.toString(16).padStart(2, "0");
+/** Which session takes each forwarded kind. */
+function forwardingTable(sessions: readonly RecorderSession[]): Map<number, RecorderSession> {
+  const byKind = new Map<number, RecorderSession>();
+  for (const s of sessions) for (const k of s.forwarded ?? []) byKind.set(k, s);
+  return byKind;
+}
+
+/** A batch of forwarded records, split by the session that takes them (usually one, whole). */
+export function splitForwarded(
+  batch: Uint8Array,
+  byKind: ReadonlyMap<number, RecorderSession>,
+): [RecorderSession, Uint8Array][] {
+  const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  const parts = new Map<RecorderSession, [number, number][]>();
+  for (let off = 0; off + Layout.rec_hdr.size <= batch.length;) {
+    const size = dv.getUint16(off + 2, true);
+    if (size < Layout.rec_hdr.size) break;
+    const session = byKind.get(dv.getUint16(off, true) as RecordKind);
+    const next = off + ((size + 7) & ~7);
+    if (session) {
+      let runs = parts.get(session);
+      if (!runs) parts.set(session, runs = []);
+      const last = runs[runs.length - 1];
+      if (last && last[1] === off) last[1] = next;
+      else runs.push([off, next]);
+    }
+    off = next;
+  }
+  return [...parts].map(([session, runs]) => {
+    if (runs.length === 1) return [session, batch.subarray(runs[0][0], runs[0][1])];
+    const out = new Uint8Array(runs.reduce((n, [a, b]) => n + b - a, 0));
+    let at = 0;
+    for (const [a, b] of runs) {
+      out.set(batch.subarray(a, b), at);
+      at += b - a;
+    }
+    return [session, out];
+  });
+}
+
+/** The process table, kept current by the workers' process events and written as it changes. */
+class ProcessTracker {
+  #table: ProcessTable | undefined;
+  #early: ProcessEvent[] = [];
+  #base: bigint;
+  #write: PacketSink;
+  #contain: (what: string, f: () => void) => void;
+
+  constructor(base: bigint, write: PacketSink, contain: (what: string, f: () => void) => void) {
+    this.#base = base;
+    this.#write = write;
+    this.#contain = contain;
+  }
+
+  start(snapshot: ReturnType<typeof scanProcesses>): void {
+    this.#table = new ProcessTable(snapshot, this.#base);
+    this.#write(processTreePacket(this.#table.initialTree(), clockNs(ClockId.BOOTTIME)));
+    this.apply(this.#early.splice(0));
+  }
+
+  apply(events: ProcessEvent[]): void {
+    const table = this.#table;
+    if (!table) {
+      this.#early.push(...events);
+      return;
+    }
+    // Workers batch per CPU; the table needs them in time order.
+    events.sort((a, b) => a.ts - b.ts);
+    for (const ev of events) {
+      this.#contain("process events", () => {
+        const delta = table.apply(ev);
+        if (delta) this.#write(processTreePacket(delta, this.#base + BigInt(Math.trunc(ev.ts))));
+      });
+    }
+  }
 }
 
 function setRecording(obj: BpfObject, on: boolean): void {

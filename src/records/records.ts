@@ -18,11 +18,13 @@ export const RecordKind = {
   SoftirqExit: 11,
   Stack: 12,
   SleepEnd: 13,
+  Syscall: 14,
+  Counters: 15,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 14;
+export const RECORD_KIND_COUNT = 16;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -40,6 +42,8 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "softirq_exit",
   "stack",
   "sleep_end",
+  "syscall",
+  "counters",
 ];
 
 export const COMM_LEN = 16;
@@ -48,11 +52,16 @@ export const PATH_LEN = 256;
 export const ARGS_LEN = 512;
 export const MAX_FRAMES = 127;
 export const MAX_STACK_COPY = 61440;
+export const MAX_COUNTERS = 8;
 
 /** Why a stack was taken (enum stack_source). */
 export const StackSource = { Cpu: 1, SleepD: 2, SleepS: 3 } as const;
 /** enum stack_flags */
 export const StackFlag = { UserMode: 1, Switching: 2 } as const;
+/** enum syscall_flags */
+export const SyscallFlag = { Compat: 1, NoReturn: 2, Unfinished: 4 } as const;
+/** enum counters_reason */
+export const CountersReason = { Tick: 1, Sample: 2 } as const;
 /** enum config_stack_bits */
 export const ConfigStackBit = { SleepD: 1, SleepS: 2, UserFp: 4, UserCopy: 8 } as const;
 
@@ -106,13 +115,18 @@ export const Layout = {
     user_bp: 64,
   },
   rec_sleep_end: { size: 32, pid: 16, out_ts: 24 },
+  rec_syscall: { size: 48, pid: 16, tgid: 20, nr: 24, flags: 28, enter_ts: 32, ret: 40 },
+  counter_value: { size: 24, value: 0, enabled: 8, running: 16 },
+  rec_counters: { size: 224, cpu: 16, count: 20, reason: 22, failed: 24, values: 32 },
   systing_config: {
-    size: 24,
+    size: 32,
     tracer_tgid: 0,
     wakeup_bytes: 4,
     stack_bits: 8,
     stack_copy_bytes: 12,
     sleep_copies_per_sec: 16,
+    counter_count: 20,
+    counter_stride: 24,
   },
 } as const;
 

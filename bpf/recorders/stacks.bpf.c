@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Stacks, for three recorders: cpu-stacks (on_cpu_sample on a per-CPU clock
+ * event, on_switch_current to know who is switching in), sleep-stacks and
+ * interruptible-stacks (on_switch_sleep: the stack of a task going to sleep in
+ * D or S, and a sleep-end record when it runs again). src/recorders/stacks.ts
+ * says which programs and maps each one needs.
+ */
+
+/* perf_counters.bpf.c: this CPU's counters into a record (cfg.counter_count of them). */
+static __noinline int read_counters(__u64 ts, __u32 reason);
+
+/*
+ * Where variable-length stack records are assembled before bpf_ringbuf_output.
+ * Too big for a per-CPU array (32 KiB limit): a plain array with two slots per
+ * CPU, one for the sampler (which may interrupt other programs from an NMI)
+ * and one for everything else. Userspace sizes it to the CPU count.
+ */
+struct stack_scratch {
+	struct rec_stack r;
+	__u64 frames[2 * SYSTING_MAX_FRAMES];
+	__u8 copy[SYSTING_MAX_STACK_COPY];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct stack_scratch);
+} stack_scratch SEC(".maps");
+
+/* Per-CPU budget for sleep stacks with a stack copy (a token bucket). */
+struct copy_budget {
+	__u64 last_ts;
+	__u64 tokens_ns; /* tokens × 1e9 / rate, to stay in integers */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct copy_budget);
+} copy_budget SEC(".maps");
+
+#define COPY_BURST 16
+
+/* The task the last sched_switch on this CPU switched to (pid + 1, tgid). */
+struct current_task {
+	__u32 pid_plus_one;
+	__u32 tgid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct current_task);
+} current_task SEC(".maps");
+
+/* When each task's recorded sleep began, to weigh its stack by the time blocked. */
+struct sleep_mark {
+	__u64 out_ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sleep_mark);
+} sleeping SEC(".maps");
+
+/* Whether this sleep stack may carry a stack copy (token bucket per CPU). */
+static __always_inline bool sleep_copy_allowed(__u64 ts)
+{
+	__u32 zero = 0;
+	struct copy_budget *b = bpf_map_lookup_elem(&copy_budget, &zero);
+	__u64 per, cap;
+
+	if (!b || !cfg.sleep_copies_per_sec)
+		return false;
+	per = 1000000000ULL / cfg.sleep_copies_per_sec;
+	cap = per * COPY_BURST;
+	b->tokens_ns += ts - b->last_ts;
+	if (b->tokens_ns > cap)
+		b->tokens_ns = cap;
+	b->last_ts = ts;
+	if (b->tokens_ns < per)
+		return false;
+	b->tokens_ns -= per;
+	return true;
+}
+
+/*
+ * Copies up to `want` bytes of the current task's user stack from sp, page
+ * by page: bpf_probe_read_user is all-or-nothing, and the top of the stack
+ * is often closer than `want`.
+ */
+static __always_inline __u32 copy_user_stack(__u8 *dst, __u64 sp, __u64 want)
+{
+	__u64 copied = 0, addr, chunk;
+
+	if (want > SYSTING_MAX_STACK_COPY)
+		want = SYSTING_MAX_STACK_COPY;
+	for (int i = 0; i < SYSTING_MAX_STACK_COPY / 4096 + 1; i++) {
+		if (copied >= want || copied > SYSTING_MAX_STACK_COPY - 4096)
+			break;
+		addr = sp + copied;
+		chunk = 4096 - (addr & 4095);
+		if (chunk > want - copied)
+			chunk = want - copied;
+		if (chunk > 4096)
+			break;
+		if (bpf_probe_read_user(dst + copied, chunk, (void *)addr) < 0)
+			break;
+		copied += chunk;
+	}
+	return copied;
+}
+
+/*
+ * Stack records vary in length, so they are assembled in scratch memory and
+ * copied with bpf_ringbuf_output (reserve needs a constant size).
+ */
+static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgid, __u8 source,
+				       __u8 flags, bool user, bool copy, __u32 slot)
+{
+	__u32 zero = 0, cpu = bpf_get_smp_processor_id(), key = cpu * 2 + slot;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct stack_scratch *s;
+	__u64 *pending, lost = 0, size, wake;
+	long kb, ub = 0;
+	__u32 cb = 0;
+	void *rb;
+
+	if (!recording)
+		return false;
+	s = bpf_map_lookup_elem(&stack_scratch, &key);
+	rb = bpf_map_lookup_elem(&rings, &cpu);
+	if (!s || !rb) {
+		count_drop(REC_STACK);
+		return false;
+	}
+	kb = bpf_get_stack(ctx, s->frames, SYSTING_MAX_FRAMES * 8, 0);
+	if (kb < 0)
+		kb = 0;
+	if (kb > SYSTING_MAX_FRAMES * 8)
+		kb = SYSTING_MAX_FRAMES * 8;
+	kb &= ~7L;
+	s->r.user_ip = 0;
+	s->r.user_sp = 0;
+	s->r.user_bp = 0;
+	if (user && (cfg.stack_bits & CFG_USER_FP)) {
+		ub = bpf_get_stack(ctx, (void *)s->frames + kb, SYSTING_MAX_FRAMES * 8,
+				   BPF_F_USER_STACK);
+		if (ub < 0)
+			ub = 0;
+		if (ub > SYSTING_MAX_FRAMES * 8)
+			ub = SYSTING_MAX_FRAMES * 8;
+		ub &= ~7L;
+	}
+	if (user) {
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+
+		s->r.user_ip = BPF_CORE_READ(regs, ip);
+		s->r.user_sp = BPF_CORE_READ(regs, sp);
+		s->r.user_bp = BPF_CORE_READ(regs, bp);
+		if (copy && (cfg.stack_bits & CFG_USER_COPY))
+			cb = copy_user_stack((__u8 *)s->frames + kb + ub, s->r.user_sp,
+					     cfg.stack_copy_bytes);
+	}
+	size = sizeof(struct rec_stack) + kb + ub + cb;
+	s->r.hdr.kind = REC_STACK;
+	s->r.hdr.size = size;
+	s->r.hdr.ts = ts;
+	s->r.pid = pid;
+	s->r.tgid = tgid;
+	s->r.cpu = cpu;
+	s->r.source = source;
+	s->r.flags = flags;
+	s->r.kernel_frames = (__u64)kb >> 3;
+	s->r.user_frames = (__u64)ub >> 3;
+	s->r.__pad0 = 0;
+	s->r.copy_bytes = cb;
+	s->r.__pad1 = 0;
+	pending = bpf_map_lookup_elem(&unreported, &zero);
+	if (pending && *pending)
+		lost = __sync_lock_test_and_set(pending, 0);
+	s->r.hdr.lost = lost;
+	wake = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) + size + 8 >= cfg.wakeup_bytes &&
+			       bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) < cfg.wakeup_bytes ?
+		       BPF_RB_FORCE_WAKEUP :
+		       BPF_RB_NO_WAKEUP;
+	if (size > sizeof(*s))
+		size = sizeof(*s);
+	if (bpf_ringbuf_output(rb, s, size, wake) < 0) {
+		count_drop(REC_STACK);
+		/* The gap this record was to report is still unreported. */
+		if (pending && lost)
+			__sync_fetch_and_add(pending, lost);
+		return false;
+	}
+	return true;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch_current, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u32 zero = 0;
+	struct current_task *cur = bpf_map_lookup_elem(&current_task, &zero);
+
+	if (cur) {
+		cur->pid_plus_one = BPF_CORE_READ(next, pid) + 1;
+		cur->tgid = BPF_CORE_READ(next, tgid);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u64 ts = switch_ts(prev, next);
+	struct rec_sleep_end *end;
+	struct sleep_mark *mark;
+	__u8 source = 0;
+	bool user;
+	void *rb;
+
+	mark = bpf_task_storage_get(&sleeping, next, 0, 0);
+	if (mark && mark->out_ts) {
+		end = reserve(&rb, REC_SLEEP_END, sizeof(*end), ts);
+		if (end) {
+			end->pid = BPF_CORE_READ(next, pid);
+			end->__pad0 = 0;
+			end->out_ts = mark->out_ts;
+			submit(rb, end, sizeof(*end));
+		}
+		mark->out_ts = 0;
+	}
+	/* prev is still current here: its stacks are the ones being walked. */
+	if (preempt || prev_state == TASK_IDLE || is_quiet(prev))
+		return 0;
+	if ((prev_state & TASK_UNINTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_D))
+		source = STACK_SLEEP_D;
+	else if ((prev_state & TASK_INTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_S))
+		source = STACK_SLEEP_S;
+	user = BPF_CORE_READ(prev, mm) != NULL;
+	if (source && emit_stack(ctx, ts, BPF_CORE_READ(prev, pid), BPF_CORE_READ(prev, tgid), source,
+				 0, user, user && sleep_copy_allowed(ts), 0)) {
+		mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (mark)
+			mark->out_ts = ts;
+	}
+	return 0;
+}
+
+SEC("perf_event")
+int on_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 ts = bpf_ktime_get_boot_ns();
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 pid = task->pid, tgid = task->tgid, zero = 0;
+	struct current_task *cur;
+	__u8 flags = 0;
+	bool user;
+
+	if (!recording)
+		return 0;
+	if (cfg.counter_count)
+		read_counters(ts, COUNTERS_AT_SAMPLE);
+	if (pid == 0 || is_tracer(task))
+		return 0;
+	/* A full-width load: the verifier rejects narrow reads of this ctx. */
+	user = (*(volatile __u64 *)&ctx->regs.cs & 3) == 3;
+	if (user)
+		flags |= STACK_FLAG_USER_MODE;
+	cur = bpf_map_lookup_elem(&current_task, &zero);
+	if (cur && cur->pid_plus_one && cur->pid_plus_one != pid + 1) {
+		/* Mid-switch (possible only from an NMI): see STACK_FLAG_SWITCHING. */
+		if (cur->pid_plus_one == 1)
+			return 0; /* switching to idle */
+		emit_stack(ctx, ts, cur->pid_plus_one - 1, cur->tgid, STACK_CPU,
+			   flags | STACK_FLAG_SWITCHING, false, false, 1);
+		return 0;
+	}
+	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL, true, 1);
+	return 0;
+}

@@ -1,0 +1,287 @@
+/**
+ * The command line: what it asks for (a recording, a list, help), checked
+ * completely before anything is opened, so that every mistake is one line
+ * naming the option, the value and the fix.
+ */
+import { parseArgs } from "node:util";
+import {
+  counterCatalog,
+  counterProblem,
+  type CounterSpec,
+  resolveCounters,
+} from "../recorders/counter_catalog.ts";
+import type { Recorder, RecorderOptions } from "../recorders/recorder.ts";
+import { RECORDERS } from "../recorders/registry.ts";
+import { VERSION } from "../version.ts";
+import { chooseRecorders } from "./recorder_choice.ts";
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export const HELP = `systing ${VERSION} — record what this machine does into a Perfetto trace
+
+Usage: systing [options]
+
+Options:
+  -d, --duration SECS        record for SECS seconds; 0 (default) records until Ctrl-C
+  -o, --output PATH          trace file to write (default: trace.pb)
+      --ringbuf-size-mib N   ring buffer per CPU in MiB, a power of two (default: 16)
+      --compress             compress packets (zlib, read by Perfetto's UI and tools)
+  -v, --verbose              more detail; repeat (-vv) for libbpf's debug log
+  -h, --help                 show this help
+  -V, --version              show the version
+
+Recorders (see --list-recorders; on by default: sched, irq, cpu-stacks, sleep-stacks,
+interruptible-stacks):
+      --list-recorders       list every recorder, whether it is on by default and whether
+                             this machine can run it
+      --add-recorder NAME    turn recorder NAME on as well (repeatable)
+      --only-recorder NAME   record with NAME only, the defaults off (repeatable)
+      --no-sched             no context switches and wake-ups
+      --no-irq               no interrupts
+      --syscalls             every system call as a slice on its thread (--add-recorder syscalls)
+      --perf-counter NAME    count a perf counter on every CPU (repeatable; a glob such as
+                             '*faults' takes every match); turns perf-counters on
+      --perf-counter-freq HZ how often every CPU's counters are read (default: 100); they
+                             are also read at every CPU stack sample
+      --list-perf-counters   list the counters this machine has
+
+Stacks:
+      --sample-freq HZ       CPU stack samples per second on every CPU (default: 1000)
+  -s, --sw-event             sample with the CPU clock even where a hardware PMU exists
+  -n, --no-stack-traces      no stacks at all (cpu-stacks, sleep-stacks, interruptible-stacks off)
+      --no-cpu-stack-traces  no CPU samples (cpu-stacks off)
+      --no-sleep-stack-traces
+                             no stacks of tasks going to sleep (sleep-stacks and
+                             interruptible-stacks off)
+      --no-interruptible-stack-traces
+                             no stacks of tasks going to interruptible sleep (S)
+      --user-stacks MODE     auto (default): copy the top of each user stack and unwind it
+                             with the binaries' unwind tables, falling back to frame
+                             pointers; fp: frame pointers only; dwarf: unwind tables only
+      --user-stack-bytes N   user stack bytes copied per stack (default: 16384, max: 61440)
+
+Examples:
+  sudo systing --duration 10                  # 10 s of the whole machine into trace.pb
+  sudo systing -o /tmp/boot.pb                # until Ctrl-C
+  sudo systing -d 5 --syscalls                # add every system call
+  sudo systing -d 5 --only-recorder syscalls  # system calls and nothing else
+  sudo systing -d 5 --perf-counter context-switches --perf-counter '*faults'
+  sudo systing -d 30 --ringbuf-size-mib 64    # bigger buffers for very busy hosts
+  sudo systing -d 10 -n                       # scheduling and interrupts only, no stacks
+
+Open the trace at https://ui.perfetto.dev (Open trace file).`;
+
+export interface RecordingRequest {
+  durationSec: number;
+  output: string;
+  ringbufSizeMib: number;
+  verbosity: number;
+  compress: boolean;
+  recorders: Recorder[];
+  recorderOptions: RecorderOptions;
+}
+
+export type Request =
+  | { kind: "help" }
+  | { kind: "version" }
+  | { kind: "list-recorders" }
+  | { kind: "list-perf-counters" }
+  | { kind: "record"; options: RecordingRequest };
+
+const VALUE_OPTIONS: Record<string, string> = {
+  "-d": "--duration",
+  "--duration": "--duration",
+  "-o": "--output",
+  "--output": "--output",
+  "--ringbuf-size-mib": "--ringbuf-size-mib",
+  "--sample-freq": "--sample-freq",
+  "--user-stack-bytes": "--user-stack-bytes",
+  "--perf-counter-freq": "--perf-counter-freq",
+};
+
+/** `-d -1` is a value error, not a missing argument: join such values so validation names them. */
+function joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const long = VALUE_OPTIONS[args[i]];
+    if (long && /^-\d/.test(args[i + 1] ?? "")) out.push(`${long}=${args[++i]}`);
+    else out.push(args[i]);
+  }
+  return out;
+}
+
+function parse(args: string[]) {
+  try {
+    return parseArgs({
+      args: joinNegativeValues(args),
+      strict: true,
+      allowPositionals: false,
+      options: {
+        duration: { type: "string", short: "d", default: "0" },
+        output: { type: "string", short: "o", default: "trace.pb" },
+        "ringbuf-size-mib": { type: "string", default: "16" },
+        compress: { type: "boolean", default: false },
+        "list-recorders": { type: "boolean", default: false },
+        "add-recorder": { type: "string", multiple: true, default: [] },
+        "only-recorder": { type: "string", multiple: true, default: [] },
+        "no-sched": { type: "boolean", default: false },
+        "no-irq": { type: "boolean", default: false },
+        syscalls: { type: "boolean", default: false },
+        "perf-counter": { type: "string", multiple: true, default: [] },
+        "perf-counter-freq": { type: "string" },
+        "list-perf-counters": { type: "boolean", default: false },
+        "sample-freq": { type: "string" },
+        "sw-event": { type: "boolean", short: "s", default: false },
+        "no-stack-traces": { type: "boolean", short: "n", default: false },
+        "no-cpu-stack-traces": { type: "boolean", default: false },
+        "no-sleep-stack-traces": { type: "boolean", default: false },
+        "no-interruptible-stack-traces": { type: "boolean", default: false },
+        "user-stacks": { type: "string" },
+        "user-stack-bytes": { type: "string" },
+        verbose: { type: "boolean", short: "v", multiple: true },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (e) {
+    // node:util's first sentence names the option; the rest is hint text.
+    const first = (e as Error).message.split(/\.(?:\s|$)/)[0];
+    throw new UsageError(`${first}; see --help`);
+  }
+}
+
+function integer(
+  flag: string,
+  value: string,
+  ok: (n: number) => boolean,
+  what: string,
+): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !ok(n)) {
+    throw new UsageError(`invalid ${flag} ${JSON.stringify(value)}: ${what}`);
+  }
+  return n;
+}
+
+export function parseOptions(
+  args: string[],
+  resolve: (patterns: string[]) => CounterSpec[] = (p) =>
+    resolveCounters(p, counterCatalog(), counterProblem),
+): Request {
+  const v = parse(args).values;
+  if (v.help) return { kind: "help" };
+  if (v.version) return { kind: "version" };
+  if (v["list-recorders"]) return { kind: "list-recorders" };
+  if (v["list-perf-counters"]) return { kind: "list-perf-counters" };
+  const duration = Number(v.duration);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(v.duration) || !Number.isFinite(duration)) {
+    throw new UsageError(
+      `invalid --duration ${
+        JSON.stringify(v.duration)
+      }: give seconds as a number ≥ 0 (0 = until Ctrl-C)`,
+    );
+  }
+  const mib = Number(v["ringbuf-size-mib"]);
+  if (!Number.isInteger(mib) || mib < 1 || mib > 1024 || (mib & (mib - 1)) !== 0) {
+    throw new UsageError(
+      `invalid --ringbuf-size-mib ${JSON.stringify(v["ringbuf-size-mib"])}: ` +
+        "give a power of two between 1 and 1024",
+    );
+  }
+  if (v.output === "") throw new UsageError("invalid --output: give a file path");
+  const hz = integer(
+    "--sample-freq",
+    v["sample-freq"] ?? "1000",
+    (n) => n >= 1 && n <= 100000,
+    "give samples per second, 1 to 100000",
+  );
+  const mode = v["user-stacks"] ?? "auto";
+  if (mode !== "auto" && mode !== "fp" && mode !== "dwarf") {
+    throw new UsageError(`invalid --user-stacks ${JSON.stringify(mode)}: give auto, fp or dwarf`);
+  }
+  const copy = integer(
+    "--user-stack-bytes",
+    v["user-stack-bytes"] ?? "16384",
+    (n) => n >= 512 && n <= 61440 && n % 8 === 0,
+    "give a multiple of 8 from 512 to 61440",
+  );
+  const counterHz = integer(
+    "--perf-counter-freq",
+    v["perf-counter-freq"] ?? "100",
+    (n) => n >= 1 && n <= 10000,
+    "give reads per second, 1 to 10000",
+  );
+
+  const stackRecorders = ["cpu-stacks", "sleep-stacks", "interruptible-stacks"];
+  const flag = (set: boolean, name: string, names: string[]) => set ? [{ flag: name, names }] : [];
+  const recorders = chooseRecorders({
+    only: v["only-recorder"],
+    add: v["add-recorder"],
+    on: [
+      ...flag(v.syscalls, "--syscalls", ["syscalls"]),
+      ...flag(v["perf-counter"].length > 0, "--perf-counter", ["perf-counters"]),
+    ],
+    off: [
+      ...flag(v["no-sched"], "--no-sched", ["sched"]),
+      ...flag(v["no-irq"], "--no-irq", ["irq"]),
+      ...flag(v["no-stack-traces"], "--no-stack-traces", stackRecorders),
+      ...flag(v["no-cpu-stack-traces"], "--no-cpu-stack-traces", ["cpu-stacks"]),
+      ...flag(v["no-sleep-stack-traces"], "--no-sleep-stack-traces", stackRecorders.slice(1)),
+      ...flag(
+        v["no-interruptible-stack-traces"],
+        "--no-interruptible-stack-traces",
+        ["interruptible-stacks"],
+      ),
+    ],
+  }, RECORDERS);
+  const on = new Set(recorders.map((r) => r.name));
+  // A knob of a recorder that is off would silently do nothing.
+  const needs = (given: boolean, option: string, names: string[]) => {
+    if (given && !names.some((n) => on.has(n))) {
+      throw new UsageError(
+        `${option} applies to ${names.join(" or ")}, which ${names.length > 1 ? "are" : "is"} ` +
+          "off: drop the option or turn the recorder on",
+      );
+    }
+  };
+  needs(v["sample-freq"] !== undefined, "--sample-freq", ["cpu-stacks"]);
+  needs(v["sw-event"], "--sw-event", ["cpu-stacks"]);
+  needs(v["user-stacks"] !== undefined, "--user-stacks", stackRecorders);
+  needs(v["user-stack-bytes"] !== undefined, "--user-stack-bytes", stackRecorders);
+  needs(v["perf-counter-freq"] !== undefined, "--perf-counter-freq", ["perf-counters"]);
+  let perfCounters: CounterSpec[] = [];
+  if (on.has("perf-counters")) {
+    if (v["perf-counter"].length === 0) {
+      throw new UsageError(
+        "the perf-counters recorder needs at least one --perf-counter NAME or glob " +
+          "(see --list-perf-counters)",
+      );
+    }
+    try {
+      perfCounters = resolve(v["perf-counter"]);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  return {
+    kind: "record",
+    options: {
+      durationSec: duration,
+      output: v.output,
+      ringbufSizeMib: mib,
+      verbosity: v.verbose?.length ?? 0,
+      compress: v.compress,
+      recorders,
+      recorderOptions: {
+        sampleFreq: hz,
+        softwareEvent: v["sw-event"],
+        userStacks: mode,
+        userStackBytes: copy,
+        perfCounters,
+        counterFreq: counterHz,
+      },
+    },
+  };
+}

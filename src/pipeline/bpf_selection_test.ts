@@ -1,0 +1,71 @@
+// The recorders' claims on the real BPF object: every program and map in it belongs to the core
+// or to a recorder, and loading only some recorders puts only their programs and maps in the
+// kernel (root: the object is really loaded, through libbpf and the verifier).
+import assert from "node:assert/strict";
+import { BpfObject } from "../ffi/bpf_object.ts";
+import { bpfObjectBytes } from "../gen/systing_bpf.ts";
+import { PROCESS_PROGRAMS } from "../processes/process_records.ts";
+import { ConfigWriter, type Recorder } from "../recorders/recorder.ts";
+import { RECORDERS } from "../recorders/registry.ts";
+import { bpfSelection, CORE_MAPS, selectBpf } from "./bpf_selection.ts";
+
+/** Global data sections: libbpf names them "<object>.<section>". */
+const isSection = (map: string) => map.includes(".");
+
+function withObject<T>(f: (obj: BpfObject) => T): T {
+  const obj = BpfObject.open(bpfObjectBytes, "systing");
+  try {
+    return f(obj);
+  } finally {
+    obj.close();
+  }
+}
+
+Deno.test("bpf selection: every program and map of the object is claimed", () => {
+  withObject((obj) => {
+    const claimed = new Set<string>([
+      ...PROCESS_PROGRAMS,
+      ...RECORDERS.flatMap((r) => [...r.bpf.programs, ...r.bpf.ownPrograms ?? []]),
+    ]);
+    const programs = obj.programNames();
+    assert.ok(programs.length > PROCESS_PROGRAMS.length + RECORDERS.length, `${programs.length}`);
+    assert.deepEqual(programs.filter((p) => !claimed.has(p)), [], "programs no recorder claims");
+    assert.deepEqual([...claimed].filter((p) => !programs.includes(p)), [], "claimed, not there");
+    const maps = obj.mapNames().filter((m) => !isSection(m));
+    const claimedMaps = new Set<string>([...CORE_MAPS, ...RECORDERS.flatMap((r) => r.bpf.maps)]);
+    assert.deepEqual(maps.filter((m) => !claimedMaps.has(m)), [], "maps no recorder claims");
+    assert.deepEqual([...claimedMaps].filter((m) => !maps.includes(m)), [], "claimed, not there");
+  });
+});
+
+/** Loads the object with only ON selected; returns what is in the kernel. */
+function loadOnly(on: readonly Recorder[]) {
+  return withObject((obj) => {
+    selectBpf(obj, on, RECORDERS);
+    obj.setMaxEntries("stack_scratch", 2 * obj.possibleCpus);
+    obj.setReadOnlyData(new ConfigWriter().bytes);
+    obj.createRings("rings", [0], 1 << 16);
+    obj.load();
+    return obj.loaded();
+  });
+}
+
+for (const r of RECORDERS) {
+  Deno.test(`bpf selection: ${r.name} alone loads its programs and maps, nothing else`, () => {
+    const { programs, maps } = loadOnly([r]);
+    const expected = bpfSelection([r], RECORDERS);
+    assert.deepEqual(programs.sort(), [...expected.programs].sort());
+    const own = maps.filter((m) => !isSection(m)).sort();
+    assert.deepEqual(own, [...new Set([...CORE_MAPS, ...r.bpf.maps])].sort());
+    for (const other of RECORDERS) {
+      for (const m of other.bpf.maps) {
+        if (!r.bpf.maps.includes(m)) assert.ok(!maps.includes(m), `${m} created for ${r.name}`);
+      }
+    }
+  });
+}
+
+Deno.test("bpf selection: every recorder together loads every program", () => {
+  const { programs } = loadOnly(RECORDERS);
+  withObject((obj) => assert.deepEqual(programs.sort(), obj.programNames().sort()));
+});

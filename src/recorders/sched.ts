@@ -1,0 +1,122 @@
+/**
+ * sched: context switches and wake-ups on every CPU, in Perfetto's compact
+ * form, plus the process lifecycle (fork, exec, exit, rename) as ftrace
+ * events, which the trace processor turns into thread states and lifetimes.
+ * Switches and wakings are the bulk of a trace: they are copied field by field
+ * from ring memory into the bundle's columns, with no allocation.
+ */
+import type { DecoderScope, Recorder } from "./recorder.ts";
+import type { DecoderTable } from "../records/record_decoder.ts";
+import { COMM_LEN, cString, Layout as L, PATH_LEN, RecordKind } from "../records/records.ts";
+
+/** FtraceEvent oneof field numbers and their messages' fields (Perfetto protos). */
+const Ev = {
+  schedWakeupNew: 114, // comm=1 pid=2 prio=3 success=4 target_cpu=5
+  schedProcessFork: 239, // parent_comm=1 parent_pid=2 child_comm=3 child_pid=4
+  schedProcessExec: 237, // filename=1 pid=2 old_pid=3
+  schedProcessExit: 238, // comm=1 pid=2 tgid=3 prio=4
+  taskRename: 236, // pid=1 oldcomm=2 newcomm=3
+} as const;
+
+function decoders(scope: DecoderScope): DecoderTable {
+  const { comms, current } = scope;
+  return {
+    [RecordKind.SchedSwitch]: (mem, off, size, ts, b) => {
+      if (size !== L.rec_sched_switch.size) return false;
+      const w = off >> 2, i32 = mem.i32;
+      const next = mem.u32[w + 5];
+      current[b.cpu] = next;
+      b.addSwitch(
+        ts,
+        i32[w + 6], // prev_state: the low word of an s64 no larger than 0x100
+        next,
+        i32[w + 8],
+        comms.intern(i32, mem.bytes, off + L.rec_sched_switch.next_comm),
+      );
+      return true;
+    },
+    [RecordKind.SchedWaking]: (mem, off, size, ts, b) => {
+      if (size !== L.rec_sched_waking.size) return false;
+      const w = off >> 2, i32 = mem.i32;
+      b.addWaking(
+        ts,
+        mem.u32[w + 4],
+        i32[w + 5],
+        i32[w + 6],
+        comms.intern(i32, mem.bytes, off + L.rec_sched_waking.comm),
+      );
+      return true;
+    },
+    [RecordKind.SchedWakeupNew]: (mem, off, size, ts, b) => {
+      if (size !== L.rec_sched_waking.size) return false;
+      const w = off >> 2;
+      const e = b.beginEvent(ts, current[b.cpu], Ev.schedWakeupNew);
+      e.fieldString(1, cString(mem.bytes, off + L.rec_sched_waking.comm, COMM_LEN));
+      e.fieldVarint(2, mem.u32[w + 4]);
+      e.fieldInt(3, mem.i32[w + 6]);
+      e.fieldVarint(4, 1);
+      e.fieldInt(5, mem.i32[w + 5]);
+      b.endEvent();
+      return true;
+    },
+    [RecordKind.SchedProcessFork]: (mem, off, size, ts, b) => {
+      const R = L.rec_sched_process_fork;
+      if (size !== R.size) return false;
+      const w = off >> 2;
+      const e = b.beginEvent(ts, mem.u32[w + 4], Ev.schedProcessFork);
+      e.fieldString(1, cString(mem.bytes, off + R.parent_comm, COMM_LEN));
+      e.fieldVarint(2, mem.u32[w + 4]);
+      e.fieldString(3, cString(mem.bytes, off + R.child_comm, COMM_LEN));
+      e.fieldVarint(4, mem.u32[w + 6]);
+      b.endEvent();
+      return true;
+    },
+    [RecordKind.SchedProcessExec]: (mem, off, size, ts, b) => {
+      const R = L.rec_sched_process_exec;
+      if (size !== R.size) return false;
+      const w = off >> 2;
+      const pid = mem.u32[w + 4];
+      const e = b.beginEvent(ts, pid, Ev.schedProcessExec);
+      e.fieldString(1, cString(mem.bytes, off + R.filename, PATH_LEN));
+      e.fieldVarint(2, pid);
+      e.fieldVarint(3, mem.u32[w + 6]);
+      b.endEvent();
+      return true;
+    },
+    [RecordKind.SchedProcessExit]: (mem, off, size, ts, b) => {
+      const R = L.rec_sched_process_exit;
+      if (size !== R.size) return false;
+      const w = off >> 2;
+      const e = b.beginEvent(ts, mem.u32[w + 4], Ev.schedProcessExit);
+      e.fieldString(1, cString(mem.bytes, off + R.comm, COMM_LEN));
+      e.fieldVarint(2, mem.u32[w + 4]);
+      e.fieldVarint(3, mem.u32[w + 5]);
+      e.fieldInt(4, mem.i32[w + 6]);
+      b.endEvent();
+      return true;
+    },
+    [RecordKind.TaskRename]: (mem, off, size, ts, b) => {
+      const R = L.rec_task_rename;
+      if (size !== R.size) return false;
+      const w = off >> 2;
+      const e = b.beginEvent(ts, mem.u32[w + 4], Ev.taskRename);
+      e.fieldVarint(1, mem.u32[w + 4]);
+      e.fieldString(2, cString(mem.bytes, off + R.oldcomm, COMM_LEN));
+      e.fieldString(3, cString(mem.bytes, off + R.newcomm, COMM_LEN));
+      b.endEvent();
+      return true;
+    },
+  };
+}
+
+export const sched: Recorder = {
+  name: "sched",
+  description: "context switches and wake-ups on every CPU, thread states, process lifetimes",
+  defaultOn: true,
+  bpf: { programs: ["on_sched_switch", "on_sched_waking", "on_sched_wakeup_new"], maps: [] },
+  kinds: [RecordKind.SchedSwitch, RecordKind.SchedWaking, RecordKind.SchedWakeupNew],
+  unsupported: (m) =>
+    m.hasTracepoint("sched_switch") ? undefined : "this kernel has no sched_switch tracepoint",
+  decoders,
+  start: () => ({}),
+};
