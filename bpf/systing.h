@@ -49,6 +49,7 @@ enum rec_kind {
 	REC_SLEEP_END = 13,
 	REC_SYSCALL = 14,
 	REC_COUNTERS = 15,
+	REC_CPU_FREQUENCY = 16,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -233,6 +234,13 @@ struct rec_counters {
 	struct counter_value values[SYSTING_MAX_COUNTERS];
 };
 
+/* power:cpu_frequency: cpu now runs at khz. */
+struct rec_cpu_frequency {
+	struct rec_hdr hdr;
+	__u32 cpu;
+	__u32 khz;
+};
+
 enum config_stack_bits {
 	CFG_SLEEP_STACKS_D = 1,
 	CFG_SLEEP_STACKS_S = 2,
@@ -267,6 +275,7 @@ _Static_assert(sizeof(struct rec_sleep_end) == 32, "rec_sleep_end");
 _Static_assert(sizeof(struct rec_syscall) == 48, "rec_syscall");
 _Static_assert(sizeof(struct counter_value) == 24, "counter_value");
 _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");
+_Static_assert(sizeof(struct rec_cpu_frequency) == 24, "rec_cpu_frequency");
 _Static_assert(sizeof(struct systing_config) == 32, "systing_config");
 _Static_assert(__builtin_offsetof(struct rec_sched_switch, next_comm) == 40, "switch comm");
 _Static_assert(__builtin_offsetof(struct rec_sched_process_exec, args) == 304, "exec args");

@@ -99,7 +99,7 @@ function contents(view: TraceView): string[] {
   for (const c of view.counterValues) {
     const parent = trackName(view.tracks.get(c.track)?.parent);
     if (parent === "systing dropped events") continue; // every trace has them
-    found.add("perf-counters");
+    found.add(parent === "CPU frequency" ? "cpu-frequency" : "perf-counters");
   }
   return [...found].sort();
 }
@@ -225,6 +225,21 @@ test("perf-counters: context switches counted by perf are the switches of the tr
   assert.match(rec.exit.stderr, /perf counters: context-switches \d+/);
 });
 
+test("cpu-frequency: on a machine without cpufreq, one warning and the recording goes on", async () => {
+  const cpufreq = supported.includes("cpu-frequency");
+  const { view, rec } = await recording(["--cpu-frequency", "-n"]);
+  const warnings = rec.exit.stderr.split("\n").filter((l) => l.includes("cpu-frequency"));
+  if (cpufreq) {
+    assert.ok(contents(view).includes("cpu-frequency"));
+    const tracks = [...view.tracks.values()].filter((t) => / frequency$/.test(t.name));
+    assert.ok(tracks.every((t) => t.counter?.unitName === "Hz"));
+    return;
+  }
+  assert.equal(warnings.length, 1, rec.exit.stderr);
+  assert.match(warnings[0], /^warning: cpu-frequency: this machine has no cpufreq driver/);
+  assert.deepEqual(contents(view), ["irq", "sched"]);
+});
+
 test("--list-recorders names every recorder, its default and whether it runs here", async () => {
   const res = await runRecorder(["--list-recorders"]);
   assert.equal(res.code, 0, res.stderr);
@@ -236,6 +251,9 @@ test("--list-recorders names every recorder, its default and whether it runs her
     assert.equal(on, r.defaultOn ? "on" : "off");
     assert.equal(here, supported.includes(r.name) ? "yes" : "no");
     assert.ok(line.includes(r.description));
+  }
+  if (!supported.includes("cpu-frequency")) {
+    assert.match(res.stdout, /not on this machine: this machine has no cpufreq driver/);
   }
 });
 

@@ -41,6 +41,7 @@ interruptible-stacks):
       --no-sched             no context switches and wake-ups
       --no-irq               no interrupts
       --syscalls             every system call as a slice on its thread (--add-recorder syscalls)
+      --cpu-frequency        each CPU's frequency (--add-recorder cpu-frequency)
       --perf-counter NAME    count a perf counter on every CPU (repeatable; a glob such as
                              '*faults' takes every match); turns perf-counters on
       --perf-counter-freq HZ how often every CPU's counters are read (default: 100); they
@@ -129,6 +130,7 @@ function parse(args: string[]) {
         "no-sched": { type: "boolean", default: false },
         "no-irq": { type: "boolean", default: false },
         syscalls: { type: "boolean", default: false },
+        "cpu-frequency": { type: "boolean", default: false },
         "perf-counter": { type: "string", multiple: true, default: [] },
         "perf-counter-freq": { type: "string" },
         "list-perf-counters": { type: "boolean", default: false },
@@ -221,6 +223,7 @@ export function parseOptions(
     add: v["add-recorder"],
     on: [
       ...flag(v.syscalls, "--syscalls", ["syscalls"]),
+      ...flag(v["cpu-frequency"], "--cpu-frequency", ["cpu-frequency"]),
       ...flag(v["perf-counter"].length > 0, "--perf-counter", ["perf-counters"]),
     ],
     off: [

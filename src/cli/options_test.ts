@@ -39,6 +39,7 @@ Deno.test("options: the defaults, and flags that add or take away recorders", ()
   assert.deepEqual(names(["--only-recorder", "syscalls"]), ["syscalls"]);
   assert.deepEqual(names(["--only-recorder", "irq", "--only-recorder", "sched"]), ["sched", "irq"]);
   assert.deepEqual(names(["--only-recorder", "irq", "--syscalls"]), ["irq", "syscalls"]);
+  assert.deepEqual(names(["--cpu-frequency", "-n"]), ["sched", "irq", "cpu-frequency"]);
   const o = recording(["--perf-counter", "cs", "--perf-counter", "faults"]);
   assert.deepEqual(o.recorders.map((r) => r.name), [...DEFAULTS, "perf-counters"]);
   assert.deepEqual(o.recorderOptions.perfCounters.map((c) => c.name), ["cs", "faults"]);

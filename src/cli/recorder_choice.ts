@@ -1,7 +1,7 @@
 /**
  * Which recorders a command line turns on: the defaults, or exactly those of
  * --only-recorder; plus --add-recorder and the flags that imply a recorder
- * (--syscalls, --perf-counter); minus the flags that turn
+ * (--syscalls, --perf-counter, --cpu-frequency); minus the flags that turn
  * one off (--no-sched, -n, …). Unknown names and contradictions are errors.
  */
 import type { Recorder } from "../recorders/recorder.ts";

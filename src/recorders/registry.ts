@@ -2,6 +2,7 @@
  * Every recorder systing has, in the order --list-recorders shows them and
  * the pipeline runs them. A new recorder is its own files plus one line here.
  */
+import { cpuFrequency } from "./cpu_frequency.ts";
 import { irq } from "./irq.ts";
 import { perfCounters } from "./perf_counters.ts";
 import type { Recorder } from "./recorder.ts";
@@ -17,6 +18,7 @@ export const RECORDERS: readonly Recorder[] = [
   interruptibleStacks,
   syscalls,
   perfCounters,
+  cpuFrequency,
 ];
 
 export function recorderNamed(name: string): Recorder | undefined {

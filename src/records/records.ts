@@ -20,11 +20,12 @@ export const RecordKind = {
   SleepEnd: 13,
   Syscall: 14,
   Counters: 15,
+  CpuFrequency: 16,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 16;
+export const RECORD_KIND_COUNT = 17;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -44,6 +45,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "sleep_end",
   "syscall",
   "counters",
+  "cpu_frequency",
 ];
 
 export const COMM_LEN = 16;
@@ -118,6 +120,7 @@ export const Layout = {
   rec_syscall: { size: 48, pid: 16, tgid: 20, nr: 24, flags: 28, enter_ts: 32, ret: 40 },
   counter_value: { size: 24, value: 0, enabled: 8, running: 16 },
   rec_counters: { size: 224, cpu: 16, count: 20, reason: 22, failed: 24, values: 32 },
+  rec_cpu_frequency: { size: 24, cpu: 16, khz: 20 },
   systing_config: {
     size: 32,
     tracer_tgid: 0,
