@@ -7,46 +7,34 @@
  * packets, and a file that is complete or removed.
  */
 import { bpfObjectBytes } from "../gen/systing_bpf.ts";
-import { BpfObject } from "../ffi/bpf_object.ts";
+import { BpfObject, type RingHandle } from "../ffi/bpf_object.ts";
 import { ClockId, clockNs } from "../ffi/clock.ts";
 import { LibbpfError } from "../ffi/libbpf_error.ts";
 import { LibbpfLog } from "../ffi/libbpf_log.ts";
 import { systemPageSize } from "../ffi/library.ts";
-import { onlineCpus } from "../machine/cpu_list.ts";
-import { checkBtf, checkPrivileges, ensureTracefs } from "../machine/preflight.ts";
-import { KernelFeatures } from "../machine/kernel_features.ts";
 import { BuiltinClock } from "../gen/perfetto_trace_pb.ts";
+import { onlineCpus } from "../machine/cpu_list.ts";
+import { KernelFeatures } from "../machine/kernel_features.ts";
+import { checkBtf, checkPrivileges, ensureTracefs } from "../machine/preflight.ts";
 import {
   clockSnapshotPacket,
   dropCounterTracks,
   dropCounterValues,
   ftraceStatsPacket,
-  processTreePacket,
   systemInfoPacket,
 } from "../perfetto/trace_packets.ts";
 import { scanProcesses } from "../processes/proc_scan.ts";
 import { PROCESS_PROGRAMS } from "../processes/process_records.ts";
-import { selectBpf } from "./bpf_selection.ts";
+import { ConfigWriter, type Recorder, type RecorderOptions } from "../recorders/recorder.ts";
 import { RECORDERS } from "../recorders/registry.ts";
-import { ProcessTable } from "../processes/process_table.ts";
-import {
-  ConfigWriter,
-  type PacketSink,
-  type Recorder,
-  type RecorderContext,
-  type RecorderOptions,
-  type RecorderSession,
-} from "../recorders/recorder.ts";
-import {
-  Layout,
-  type ProcessEvent,
-  RECORD_KIND_COUNT,
-  RECORD_KIND_NAMES,
-  type RecordKind,
-} from "../records/records.ts";
+import { RECORD_KIND_COUNT, RECORD_KIND_NAMES } from "../records/records.ts";
 import { VERSION } from "../version.ts";
+import { selectBpf } from "./bpf_selection.ts";
 import type { DrainStats } from "./drain_protocol.ts";
 import { Drainer } from "./drainer.ts";
+import { PacketPath } from "./packet_path.ts";
+import { ProcessTracker } from "./process_tracker.ts";
+import { forwardingTable, type Sessions, splitForwarded, startSessions } from "./sessions.ts";
 import { TraceFile, TraceFileError } from "./trace_file.ts";
 
 export interface RecordOptions {
@@ -85,12 +73,6 @@ export interface RecordResult {
   contained: { count: number; first?: string };
 }
 
-const SEQUENCE_ID_BUNDLES = 2;
-/** Worker i writes its track events (syscalls, counters) on this + i. */
-const SEQUENCE_ID_TRACKS = 1000;
-/** Sessions' own sequences (RecorderContext.sequence) count up from here. */
-const SEQUENCE_ID_SESSIONS = 200;
-
 /** What a signal handler may do to a recording in progress. */
 export interface RecordingControl {
   /** Ends the recording early; the trace is finished as after the duration. */
@@ -108,54 +90,70 @@ export interface RecordingControl {
  */
 export type StopHook = (control: RecordingControl) => () => void;
 
-/** The recorders of OPTS this machine can run; the others are reported once and left out. */
-export function usableRecorders(
-  recorders: readonly Recorder[],
-  features: KernelFeatures,
-  log: (line: string) => void,
-): Recorder[] {
-  return recorders.filter((r) => {
-    const why = r.unsupported(features);
-    if (why) log(`warning: ${r.name}: ${why}; recording without it`);
-    return !why;
-  });
-}
+const SEQUENCE_ID_BUNDLES = 2;
+/** Worker i writes its track events (syscalls, counters) on this + i. */
+const SEQUENCE_ID_TRACKS = 1000;
 
-/**
- * The sessions of the recorders, in registry order, each shared one after
- * the first recorder that asked for it.
- */
-function startSessions(
-  recorders: readonly Recorder[],
-  ctx: Omit<RecorderContext, "shared" | "sequence">,
-): { all: RecorderSession[]; own: RecorderSession[] } {
-  const sessions: RecorderSession[] = [];
-  const own: RecorderSession[] = [];
-  let nextSequence = SEQUENCE_ID_SESSIONS;
-  const shared = new Map<string, RecorderSession>();
-  const context: RecorderContext = {
-    ...ctx,
-    sequence: () => nextSequence++,
-    shared<T extends RecorderSession>(key: string, create: () => T): T {
-      let s = shared.get(key);
-      if (!s) {
-        s = create();
-        shared.set(key, s);
-        sessions.push(s);
-      }
-      return s as T;
-    },
-  };
-  for (const r of recorders) {
-    const s = r.start(context);
-    own.push(s);
-    sessions.push(s);
-  }
-  return { all: sessions, own };
+/** Everything one recording holds; each stage below adds its part. */
+interface Recording {
+  opts: RecordOptions;
+  recorders: Recorder[];
+  out: PacketPath;
+  cpus: number[];
+  /** CLOCK_BOOTTIME ns the workers' relative timestamps count from. */
+  base: bigint;
+  log: LibbpfLog;
+  obj: BpfObject;
+  sessions: Sessions;
+  processes: ProcessTracker;
+  drainer?: Drainer;
+  /** Ends the wait for the duration; until the wait begins a request is only remembered. */
+  stop: () => void;
+  stopRequested: boolean;
 }
 
 export async function record(opts: RecordOptions, onStop: StopHook): Promise<RecordResult> {
   const t0 = performance.now();
+  const recorders = preflight(opts);
+  const out = new PacketPath(TraceFile.create(opts.output, { compress: opts.compress }));
+  let rec: Recording | undefined;
+  // A stop before the recording exists is remembered: it then ends as soon as it has started.
+  let stopEarly = false;
+  const removeStopHook = onStop({
+    stop: () => rec ? rec.stop() : stopEarly = true,
+    discard: () => out.file.discard(),
+  });
+  try {
+    rec = open(opts, recorders, out);
+    rec.stopRequested = stopEarly;
+    out.onFailure = () => rec!.stop();
+    const rings = configureAndLoad(rec);
+    await startDrain(rec, rings);
+    const attachNs = attach(rec);
+    const attachMs = performance.now() - t0;
+    writeHeader(rec, attachNs);
+    await waitForStop(rec);
+    return await finish(rec, attachNs, attachMs);
+  } catch (e) {
+    const removed = out.file.discard();
+    if (removed && e instanceof TraceFileError) {
+      throw new TraceFileError(
+        `${e.message}; the unfinished trace was removed (free space, or choose another path ` +
+          "with -o)",
+      );
+    }
+    throw e;
+  } finally {
+    removeStopHook();
+    if (rec?.drainer) await rec.drainer.stop().catch(() => {});
+    rec?.obj.close();
+    for (const s of rec?.sessions.all ?? []) s.close?.();
+    rec?.log.close();
+  }
+}
+
+/** Checks: root, BTF, tracefs; the recorders this machine can run (the others, one warning). */
+function preflight(opts: RecordOptions): Recorder[] {
   checkPrivileges();
   checkBtf();
   try {
@@ -166,323 +164,229 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     if (opts.verbosity > 0) opts.log(`warning: ${(e as Error).message}`);
   }
   const features = new KernelFeatures();
-  const recorders = usableRecorders(opts.recorders, features, opts.log);
-  features.close();
-  const file = TraceFile.create(opts.output, { compress: opts.compress });
-  // The first error on the packet path (a full disk, say): recording stops and it is reported.
-  let failure: Error | undefined;
-  // Until the wait below begins, a stop request is only remembered: the trace then ends as soon
-  // as it has started, still complete.
-  let stopRequested = false;
-  let stopNow = () => {
-    stopRequested = true;
-  };
-  const removeStopHook = onStop({ stop: () => stopNow(), discard: () => file.discard() });
-  const fail = (e: unknown) => {
-    failure ??= e instanceof Error ? e : new Error(String(e));
-    stopNow();
-  };
-  const write: PacketSink = (bytes) => {
-    if (failure) return;
-    try {
-      file.write(bytes);
-    } catch (e) {
-      fail(e);
-    }
-  };
-  /** Errors that cost records but not the recording (a bug on one record's path). */
-  let contained = 0;
-  let containedFirst: string | undefined;
-  const contain = (what: string, f: () => void) => {
-    try {
-      f();
-    } catch (e) {
-      contained++;
-      containedFirst ??= `${what}: ${(e as Error).message}`;
-    }
-  };
-  let libbpfLog: LibbpfLog | undefined;
-  let obj: BpfObject | undefined;
-  let drainer: Drainer | undefined;
-  let sessions: RecorderSession[] = [];
   try {
-    libbpfLog = new LibbpfLog(opts.verbosity);
-    const cpus = onlineCpus();
-    const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
-    const base = clockNs(ClockId.BOOTTIME);
-
-    // Open and configure: the core, then every recorder.
-    obj = BpfObject.open(bpfObjectBytes, "systing");
-    const started = startSessions(recorders, {
-      options: opts.recorderOptions,
-      cpus,
-      possibleCpus: obj.possibleCpus,
-      base,
-      verbosity: opts.verbosity,
-      log: opts.log,
+    return opts.recorders.filter((r) => {
+      const why = r.unsupported(features);
+      if (why) opts.log(`warning: ${r.name}: ${why}; recording without it`);
+      return !why;
     });
-    sessions = started.all;
-    selectBpf(obj, recorders, RECORDERS);
-    const config = new ConfigWriter();
-    config.set("tracer_tgid", Deno.pid);
-    // One forced wake-up per eighth of a ring; the 10 ms poll covers the rest.
-    config.set("wakeup_bytes", ringBytes / 8);
-    for (const s of sessions) s.configure?.({ obj, config });
-    obj.setReadOnlyData(config.bytes);
-    const rings = obj.createRings("rings", cpus, ringBytes);
-    load(obj, libbpfLog);
-    const dropsFd = obj.mapFd("drops");
-
-    // Drain: the workers decode with the recorders' decoders.
-    const processes = new ProcessTracker(base, write, contain);
-    const byKind = forwardingTable(sessions);
-    drainer = await Drainer.start(rings, {
-      base,
-      sequenceId: SEQUENCE_ID_BUNDLES,
-      trackSequenceBase: SEQUENCE_ID_TRACKS,
-      recorders: recorders.map((r) => r.name),
-      recorderConfigs: Object.fromEntries(
-        recorders.map((r, i) => [r.name, started.own[i].workerConfig?.()]),
-      ),
-      pollMs: 10,
-      flushMs: 100,
-      maxBundleEvents: 32768,
-      holdbackNs: 5_000_000,
-      maxPendingBytes: 64 * 1024 * 1024,
-    }, {
-      packets(bytes, forwarded, events) {
-        write(bytes);
-        if (events.length) processes.apply(events);
-        if (forwarded.length) {
-          for (const [session, batch] of splitForwarded(forwarded, byKind)) {
-            contain(`forwarded records`, () => session.records!(batch, write));
-          }
-        }
-      },
-      failed: fail,
-    });
-
-    // Attach: the core and the recorders' tracepoints, then what sessions attach themselves.
-    const attached: string[] = [];
-    for (const p of PROCESS_PROGRAMS) {
-      obj.attach(p);
-      attached.push(p);
-    }
-    for (const r of recorders) {
-      for (const p of r.bpf.programs) {
-        if (attached.includes(p)) continue;
-        obj.attach(p);
-        attached.push(p);
-      }
-    }
-    for (const s of sessions) attached.push(...s.attach?.(obj) ?? []);
-    setRecording(obj, true);
-    const attachNs = clockNs(ClockId.BOOTTIME);
-    const attachMs = performance.now() - t0;
-    if (opts.verbosity > 0) {
-      opts.log(
-        `recorders: ${recorders.map((r) => r.name).join(", ") || "none"}; ` +
-          `attached ${attached.length} programs: ${attached.join(", ")}`,
-      );
-    }
-
-    // Header packets: clocks first (it also starts the main sequence).
-    write(clockSnapshotPacket(readClocks()));
-    write(systemInfoPacket(describeSystem(cpus.length), attachNs));
-    write(ftraceStatsPacket("start", cpus.map((cpu) => ({ cpu, events: 0 })), attachNs));
-    for (const p of dropCounterTracks(RECORD_KIND_NAMES)) write(p);
-    for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) write(p);
-    // Scanned after attaching so that no process can fall between scan and events.
-    const snapshot = scanProcesses();
-    processes.start(snapshot);
-    for (const s of sessions) {
-      contain("starting", () => s.started?.(write, { ts: attachNs, processes: snapshot }));
-    }
-
-    opts.log(
-      `systing: recording ${cpus.length} CPUs to ${opts.output}` +
-        (opts.durationSec > 0 ? ` for ${opts.durationSec}s` : "") + " (Ctrl-C to stop)",
-    );
-
-    // Wait for the duration, a signal, or a failure on the packet path.
-    const waitStart = performance.now();
-    await new Promise<void>((resolve) => {
-      let finished = false;
-      const finish = () => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(timer);
-        clearInterval(tick);
-        resolve();
-      };
-      const timer = opts.durationSec > 0 ? setTimeout(finish, opts.durationSec * 1000) : undefined;
-      const tick = setInterval(() => {
-        for (const s of sessions) contain("tick", () => s.tick?.(write));
-        if (!opts.status) return;
-        const st = drainer!.stats();
-        const events = sum(st.counts);
-        const elapsed = (performance.now() - waitStart) / 1000;
-        const drops = sum(readDrops(obj!, dropsFd).byCpu);
-        opts.status(
-          `${elapsed.toFixed(1)}s  ${fmtCount(events / Math.max(elapsed, 0.001))} events/s  ` +
-            `${fmtCount(events)} events  ${drops} dropped`,
-        );
-      }, opts.status ? 1000 : 200);
-      stopNow = finish;
-      if (stopRequested || failure) finish();
-    });
-    const stopT = performance.now();
-
-    // Stop recording in every program at once, then detach: the workers then
-    // drain rings that no longer grow.
-    setRecording(obj, false);
-    // Taken after recording stopped: no event in the trace is later than this.
-    const endNs = clockNs(ClockId.BOOTTIME);
-    obj.detachAll();
-    const drain = await drainer.stop();
-    drainer = undefined;
-    const drops = readDrops(obj, dropsFd);
-    for (const s of sessions) contain("finishing", () => s.finish?.(endNs, write, obj!));
-    write(ftraceStatsPacket(
-      "end",
-      cpus.map((cpu) => ({ cpu, events: drops.byCpu[cpu] ?? 0 })),
-      endNs,
-    ));
-    for (const s of sessions) {
-      for (const [kind, n] of Object.entries(s.lost?.() ?? {})) drops.byKind[Number(kind)] += n;
-    }
-    for (const p of dropCounterValues(RECORD_KIND_NAMES, drops.byKind, endNs)) write(p);
-    if (failure) throw failure;
-    file.finish();
-    const finishMs = performance.now() - stopT;
-
-    const eventsByKind: Record<string, number> = {};
-    const dropsByKind: Record<string, number> = {};
-    for (let k = 1; k < RECORD_KIND_COUNT; k++) {
-      eventsByKind[RECORD_KIND_NAMES[k]] = drain.counts[k] ?? 0;
-      dropsByKind[RECORD_KIND_NAMES[k]] = drops.byKind[k] ?? 0;
-    }
-    return {
-      durationNs: Number(endNs - attachNs),
-      recorders: recorders.map((r) => r.name),
-      eventsByKind,
-      dropsByKind,
-      dropsByCpu: drops.byCpu,
-      fileBytes: file.bytesWritten,
-      rawBytes: file.rawBytes,
-      attachMs,
-      finishMs,
-      drain,
-      summary: sessions.flatMap((s) => s.summary?.() ?? []),
-      details: sessions.flatMap((s) => s.details?.() ?? []),
-      contained: { count: contained, first: containedFirst },
-    };
-  } catch (e) {
-    const removed = file.discard();
-    const err = e as Error;
-    if (removed && err instanceof TraceFileError) {
-      throw new TraceFileError(
-        `${err.message}; the unfinished trace was removed (free space, or choose another path ` +
-          "with -o)",
-      );
-    }
-    throw e;
   } finally {
-    removeStopHook();
-    if (drainer) await drainer.stop().catch(() => {});
-    obj?.close();
-    for (const s of sessions) s.close?.();
-    libbpfLog?.close();
+    features.close();
   }
 }
 
-function load(obj: BpfObject, log: LibbpfLog): void {
+/** Open: the BPF object and the recorders' sessions. */
+function open(opts: RecordOptions, recorders: Recorder[], out: PacketPath): Recording {
+  const log = new LibbpfLog(opts.verbosity);
+  const base = clockNs(ClockId.BOOTTIME);
+  const cpus = onlineCpus();
+  let obj: BpfObject;
+  try {
+    obj = BpfObject.open(bpfObjectBytes, "systing");
+  } catch (e) {
+    log.close();
+    throw e;
+  }
+  const rec: Recording = {
+    opts,
+    recorders,
+    out,
+    cpus,
+    base,
+    log,
+    obj,
+    sessions: { all: [], own: [] },
+    processes: new ProcessTracker(base, out.write, out.contain),
+    stopRequested: false,
+    stop: () => rec.stopRequested = true,
+  };
+  rec.sessions = startSessions(recorders, {
+    options: opts.recorderOptions,
+    cpus,
+    possibleCpus: obj.possibleCpus,
+    base,
+    verbosity: opts.verbosity,
+    log: opts.log,
+  });
+  return rec;
+}
+
+/** Configure and load: only the recorders' programs and maps, with their knobs in .rodata. */
+function configureAndLoad(rec: Recording): RingHandle[] {
+  const { obj, opts } = rec;
+  selectBpf(obj, rec.recorders, RECORDERS);
+  const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
+  const config = new ConfigWriter();
+  config.set("tracer_tgid", Deno.pid);
+  // One forced wake-up per eighth of a ring; the 10 ms poll covers the rest.
+  config.set("wakeup_bytes", ringBytes / 8);
+  for (const s of rec.sessions.all) s.configure?.({ obj, config });
+  obj.setReadOnlyData(config.bytes);
+  const rings = obj.createRings("rings", rec.cpus, ringBytes);
   try {
     obj.load();
   } catch (e) {
     if (e instanceof LibbpfError) {
-      const detail = log.recent(6).join(" | ");
+      const detail = rec.log.recent(6).join(" | ");
       throw new LibbpfError(e.operation, e.errno, `${e.message}${detail ? `: ${detail}` : ""}`);
     }
     throw e;
   }
+  return rings;
 }
 
-/** Which session takes each forwarded kind. */
-function forwardingTable(sessions: readonly RecorderSession[]): Map<number, RecorderSession> {
-  const byKind = new Map<number, RecorderSession>();
-  for (const s of sessions) for (const k of s.forwarded ?? []) byKind.set(k, s);
-  return byKind;
-}
-
-/** A batch of forwarded records, split by the session that takes them (usually one, whole). */
-export function splitForwarded(
-  batch: Uint8Array,
-  byKind: ReadonlyMap<number, RecorderSession>,
-): [RecorderSession, Uint8Array][] {
-  const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
-  const parts = new Map<RecorderSession, [number, number][]>();
-  for (let off = 0; off + Layout.rec_hdr.size <= batch.length;) {
-    const size = dv.getUint16(off + 2, true);
-    if (size < Layout.rec_hdr.size) break;
-    const session = byKind.get(dv.getUint16(off, true) as RecordKind);
-    const next = off + ((size + 7) & ~7);
-    if (session) {
-      let runs = parts.get(session);
-      if (!runs) parts.set(session, runs = []);
-      const last = runs[runs.length - 1];
-      if (last && last[1] === off) last[1] = next;
-      else runs.push([off, next]);
-    }
-    off = next;
-  }
-  return [...parts].map(([session, runs]) => {
-    if (runs.length === 1) return [session, batch.subarray(runs[0][0], runs[0][1])];
-    const out = new Uint8Array(runs.reduce((n, [a, b]) => n + b - a, 0));
-    let at = 0;
-    for (const [a, b] of runs) {
-      out.set(batch.subarray(a, b), at);
-      at += b - a;
-    }
-    return [session, out];
+/** Drain: workers decode with the recorders' decoders; what they forward goes to the sessions. */
+async function startDrain(rec: Recording, rings: RingHandle[]): Promise<void> {
+  const { out, processes } = rec;
+  const byKind = forwardingTable(rec.sessions.all);
+  rec.drainer = await Drainer.start(rings, {
+    base: rec.base,
+    sequenceId: SEQUENCE_ID_BUNDLES,
+    trackSequenceBase: SEQUENCE_ID_TRACKS,
+    recorders: rec.recorders.map((r) => r.name),
+    recorderConfigs: Object.fromEntries(
+      rec.recorders.map((r, i) => [r.name, rec.sessions.own[i].workerConfig?.()]),
+    ),
+    pollMs: 10,
+    flushMs: 100,
+    maxBundleEvents: 32768,
+    holdbackNs: 5_000_000,
+    maxPendingBytes: 64 * 1024 * 1024,
+  }, {
+    packets(bytes, forwarded, events) {
+      out.write(bytes);
+      if (events.length) processes.apply(events);
+      if (forwarded.length) {
+        for (const [session, batch] of splitForwarded(forwarded, byKind)) {
+          out.contain("forwarded records", () => session.records!(batch, out.write));
+        }
+      }
+    },
+    failed: out.fail,
   });
 }
 
-/** The process table, kept current by the workers' process events and written as it changes. */
-class ProcessTracker {
-  #table: ProcessTable | undefined;
-  #early: ProcessEvent[] = [];
-  #base: bigint;
-  #write: PacketSink;
-  #contain: (what: string, f: () => void) => void;
-
-  constructor(base: bigint, write: PacketSink, contain: (what: string, f: () => void) => void) {
-    this.#base = base;
-    this.#write = write;
-    this.#contain = contain;
+/** Attach: the core's and the recorders' tracepoints, then what the sessions attach themselves. */
+function attach(rec: Recording): bigint {
+  const { obj } = rec;
+  const attached: string[] = [];
+  for (const p of [...PROCESS_PROGRAMS, ...rec.recorders.flatMap((r) => r.bpf.programs)]) {
+    if (attached.includes(p)) continue;
+    obj.attach(p);
+    attached.push(p);
   }
-
-  start(snapshot: ReturnType<typeof scanProcesses>): void {
-    this.#table = new ProcessTable(snapshot, this.#base);
-    this.#write(processTreePacket(this.#table.initialTree(), clockNs(ClockId.BOOTTIME)));
-    this.apply(this.#early.splice(0));
+  for (const s of rec.sessions.all) attached.push(...s.attach?.(obj) ?? []);
+  setRecording(obj, true);
+  if (rec.opts.verbosity > 0) {
+    rec.opts.log(
+      `recorders: ${rec.recorders.map((r) => r.name).join(", ") || "none"}; ` +
+        `attached ${attached.length} programs: ${attached.join(", ")}`,
+    );
   }
+  return clockNs(ClockId.BOOTTIME);
+}
 
-  apply(events: ProcessEvent[]): void {
-    const table = this.#table;
-    if (!table) {
-      this.#early.push(...events);
-      return;
-    }
-    // Workers batch per CPU; the table needs them in time order.
-    events.sort((a, b) => a.ts - b.ts);
-    for (const ev of events) {
-      this.#contain("process events", () => {
-        const delta = table.apply(ev);
-        if (delta) this.#write(processTreePacket(delta, this.#base + BigInt(Math.trunc(ev.ts))));
-      });
-    }
+/** The packets every trace starts with, then the sessions' first ones. */
+function writeHeader(rec: Recording, attachNs: bigint): void {
+  const { write, contain } = rec.out;
+  // Clocks first (it also starts the main sequence).
+  write(clockSnapshotPacket(readClocks()));
+  write(systemInfoPacket(describeSystem(rec.cpus.length), attachNs));
+  write(ftraceStatsPacket("start", rec.cpus.map((cpu) => ({ cpu, events: 0 })), attachNs));
+  for (const p of dropCounterTracks(RECORD_KIND_NAMES)) write(p);
+  for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) write(p);
+  // Scanned after attaching so that no process can fall between scan and events.
+  const snapshot = scanProcesses();
+  rec.processes.start(snapshot);
+  for (const s of rec.sessions.all) {
+    contain("starting", () => s.started?.(write, { ts: attachNs, processes: snapshot }));
   }
+  const o = rec.opts;
+  o.log(
+    `systing: recording ${rec.cpus.length} CPUs to ${o.output}` +
+      (o.durationSec > 0 ? ` for ${o.durationSec}s` : "") + " (Ctrl-C to stop)",
+  );
+}
+
+/** Waits for the duration, a signal, or a failure on the packet path; ticks the sessions. */
+async function waitForStop(rec: Recording): Promise<void> {
+  const { opts, obj, out } = rec;
+  const dropsFd = obj.mapFd("drops");
+  const started = performance.now();
+  await new Promise<void>((resolve) => {
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      clearInterval(tick);
+      resolve();
+    };
+    const timer = opts.durationSec > 0 ? setTimeout(finish, opts.durationSec * 1000) : undefined;
+    const tick = setInterval(() => {
+      for (const s of rec.sessions.all) out.contain("tick", () => s.tick?.(out.write));
+      if (!opts.status) return;
+      const events = sum(rec.drainer!.stats().counts);
+      const elapsed = (performance.now() - started) / 1000;
+      const drops = sum(readDrops(obj, dropsFd).byCpu);
+      opts.status(
+        `${elapsed.toFixed(1)}s  ${fmtCount(events / Math.max(elapsed, 0.001))} events/s  ` +
+          `${fmtCount(events)} events  ${drops} dropped`,
+      );
+    }, opts.status ? 1000 : 200);
+    rec.stop = finish;
+    if (rec.stopRequested || out.failure) finish();
+  });
+}
+
+/** Stops every program at once, drains what is left, writes the last packets and the counts. */
+async function finish(rec: Recording, attachNs: bigint, attachMs: number): Promise<RecordResult> {
+  const { obj, out, cpus } = rec;
+  const stopT = performance.now();
+  setRecording(obj, false);
+  // Taken after recording stopped: no event in the trace is later than this.
+  const endNs = clockNs(ClockId.BOOTTIME);
+  // Detached, the rings no longer grow: the workers drain them to the end.
+  obj.detachAll();
+  const drain = await rec.drainer!.stop();
+  rec.drainer = undefined;
+  const drops = readDrops(obj, obj.mapFd("drops"));
+  for (const s of rec.sessions.all) {
+    out.contain("finishing", () => s.finish?.(endNs, out.write, obj));
+  }
+  out.write(ftraceStatsPacket(
+    "end",
+    cpus.map((cpu) => ({ cpu, events: drops.byCpu[cpu] ?? 0 })),
+    endNs,
+  ));
+  for (const s of rec.sessions.all) {
+    for (const [kind, n] of Object.entries(s.lost?.() ?? {})) drops.byKind[Number(kind)] += n;
+  }
+  for (const p of dropCounterValues(RECORD_KIND_NAMES, drops.byKind, endNs)) out.write(p);
+  if (out.failure) throw out.failure;
+  out.file.finish();
+
+  const eventsByKind: Record<string, number> = {};
+  const dropsByKind: Record<string, number> = {};
+  for (let k = 1; k < RECORD_KIND_COUNT; k++) {
+    eventsByKind[RECORD_KIND_NAMES[k]] = drain.counts[k] ?? 0;
+    dropsByKind[RECORD_KIND_NAMES[k]] = drops.byKind[k] ?? 0;
+  }
+  return {
+    durationNs: Number(endNs - attachNs),
+    recorders: rec.recorders.map((r) => r.name),
+    eventsByKind,
+    dropsByKind,
+    dropsByCpu: drops.byCpu,
+    fileBytes: out.file.bytesWritten,
+    rawBytes: out.file.rawBytes,
+    attachMs,
+    finishMs: performance.now() - stopT,
+    drain,
+    summary: rec.sessions.all.flatMap((s) => s.summary?.() ?? []),
+    details: rec.sessions.all.flatMap((s) => s.details?.() ?? []),
+    contained: { count: out.contained, first: out.containedFirst },
+  };
 }
 
 function setRecording(obj: BpfObject, on: boolean): void {
