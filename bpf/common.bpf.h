@@ -110,9 +110,15 @@ static __always_inline void submit(void *rb, void *rec, __u32 size)
 	bpf_ringbuf_submit(rec, flags);
 }
 
+/*
+ * Tasks reach the programs as BTF pointers (tp_btf arguments,
+ * bpf_get_current_task_btf): their fields are read by direct, CO-RE relocated
+ * loads, several times cheaper than a bpf_probe_read_kernel() each, which
+ * matters on sched_switch.
+ */
 static __always_inline bool is_tracer(struct task_struct *t)
 {
-	return cfg.tracer_tgid && BPF_CORE_READ(t, tgid) == cfg.tracer_tgid;
+	return cfg.tracer_tgid && t->tgid == cfg.tracer_tgid;
 }
 
 static __always_inline bool current_is_tracer(void)
@@ -122,7 +128,7 @@ static __always_inline bool current_is_tracer(void)
 
 static __always_inline bool is_quiet(struct task_struct *t)
 {
-	return BPF_CORE_READ(t, pid) == 0 || is_tracer(t);
+	return t->pid == 0 || is_tracer(t);
 }
 
 /* One switch's timestamp, shared by every program on it (see switch_ts). */

@@ -19,7 +19,7 @@ static __always_inline __s64 ftrace_prev_state(bool preempt, unsigned int prev_s
 		return TASK_REPORT_MAX;
 	if (prev_state == TASK_IDLE)
 		return TASK_REPORT_IDLE;
-	state = (prev_state | BPF_CORE_READ(prev, exit_state)) & TASK_REPORT;
+	state = (prev_state | prev->exit_state) & TASK_REPORT;
 	for (int i = 6; i >= 0; i--) {
 		if (state & (1u << i)) {
 			bit = 1 << i;
@@ -46,10 +46,10 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	r = reserve(&rb, REC_SCHED_SWITCH, sizeof(*r), ts);
 	if (!r)
 		return 0;
-	r->prev_pid = BPF_CORE_READ(prev, pid);
-	r->next_pid = BPF_CORE_READ(next, pid);
+	r->prev_pid = prev->pid;
+	r->next_pid = next->pid;
 	r->prev_state = ftrace_prev_state(preempt, prev_state, prev);
-	r->next_prio = BPF_CORE_READ(next, prio);
+	r->next_prio = next->prio;
 	r->__pad0 = 0;
 	bpf_probe_read_kernel(r->next_comm, sizeof(r->next_comm), &next->comm);
 	submit(rb, r, sizeof(*r));
@@ -67,9 +67,9 @@ static __always_inline int record_waking(__u16 kind, struct task_struct *p)
 	r = reserve(&rb, kind, sizeof(*r), ts);
 	if (!r)
 		return 0;
-	r->pid = BPF_CORE_READ(p, pid);
-	r->target_cpu = BPF_CORE_READ(p, thread_info.cpu); /* task_cpu(p), as ftrace reports it */
-	r->prio = BPF_CORE_READ(p, prio);
+	r->pid = p->pid;
+	r->target_cpu = p->thread_info.cpu; /* task_cpu(p), as ftrace reports it */
+	r->prio = p->prio;
 	r->common_flags = 0;
 	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &p->comm);
 	submit(rb, r, sizeof(*r));

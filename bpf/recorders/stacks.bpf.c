@@ -161,9 +161,9 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	if (user) {
 		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 
-		s->r.user_ip = BPF_CORE_READ(regs, ip);
-		s->r.user_sp = BPF_CORE_READ(regs, sp);
-		s->r.user_bp = BPF_CORE_READ(regs, bp);
+		s->r.user_ip = regs->ip;
+		s->r.user_sp = regs->sp;
+		s->r.user_bp = regs->bp;
 		if (copy && (cfg.stack_bits & CFG_USER_COPY))
 			cb = copy_user_stack((__u8 *)s->frames + kb + ub, s->r.user_sp,
 					     cfg.stack_copy_bytes);
@@ -209,8 +209,8 @@ int BPF_PROG(on_switch_current, bool preempt, struct task_struct *prev, struct t
 	struct current_task *cur = bpf_map_lookup_elem(&current_task, &zero);
 
 	if (cur) {
-		cur->pid_plus_one = BPF_CORE_READ(next, pid) + 1;
-		cur->tgid = BPF_CORE_READ(next, tgid);
+		cur->pid_plus_one = next->pid + 1;
+		cur->tgid = next->tgid;
 	}
 	return 0;
 }
@@ -230,7 +230,7 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 	if (mark && mark->out_ts) {
 		end = reserve(&rb, REC_SLEEP_END, sizeof(*end), ts);
 		if (end) {
-			end->pid = BPF_CORE_READ(next, pid);
+			end->pid = next->pid;
 			end->__pad0 = 0;
 			end->out_ts = mark->out_ts;
 			submit(rb, end, sizeof(*end));
@@ -244,8 +244,8 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 		source = STACK_SLEEP_D;
 	else if ((prev_state & TASK_INTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_S))
 		source = STACK_SLEEP_S;
-	user = BPF_CORE_READ(prev, mm) != NULL;
-	if (source && emit_stack(ctx, ts, BPF_CORE_READ(prev, pid), BPF_CORE_READ(prev, tgid), source,
+	user = prev->mm != NULL;
+	if (source && emit_stack(ctx, ts, prev->pid, prev->tgid, source,
 				 0, user, user && sleep_copy_allowed(ts), 0)) {
 		mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (mark)
