@@ -16,12 +16,20 @@ import type { DecoderTable } from "../records/record_decoder.ts";
 import { Layout as L, RecordKind, SyscallFlag } from "../records/records.ts";
 import type { DecoderScope, PacketSink, Recorder, RecorderContext } from "./recorder.ts";
 
+/**
+ * Numbers at or above this are no system call (the kernel answers ENOSYS); any user can make
+ * such calls, so they share one name rather than grow the name table without bound.
+ */
+const MAX_SYSCALL_NR = 1024;
+export const INVALID_SYSCALL = "syscall_invalid";
+
 /** The name of call NR, as this machine's headers spell it. */
 export function syscallName(nr: number, compat: boolean): string {
   const name = (compat ? SYSCALL_NAMES_32 : SYSCALL_NAMES_64)[nr];
   if (name !== undefined) return name;
-  // Newer than the headers systing was built with, or -1 (a call skipped by seccomp/ptrace).
-  return `syscall_${nr | 0}${compat ? "_ia32" : ""}`;
+  if (nr >= MAX_SYSCALL_NR) return INVALID_SYSCALL; // -1 too: a call seccomp or ptrace skipped
+  // Newer than the headers systing was built with.
+  return `syscall_${nr}${compat ? "_ia32" : ""}`;
 }
 
 /**
@@ -43,6 +51,7 @@ function decoders(scope: DecoderScope): DecoderTable {
   const base = scope.base;
   const retIid = t.annotationIid("ret");
   const errnoIid = t.annotationIid("errno");
+  const nrIid = t.annotationIid("nr");
   // Name iids by call: x86-64 numbers, then ia32 ones.
   const nameIids = new Map<number, number>();
   const described = new Map<number, number>();
@@ -62,7 +71,9 @@ function decoders(scope: DecoderScope): DecoderTable {
         t.threadTrack(track, tgid, tid, SYSCALL_TRACK_NAME);
       }
       const compat = (flags & SyscallFlag.Compat) !== 0;
-      const key = compat ? -1 - nr : nr;
+      const invalid = nr >= MAX_SYSCALL_NR;
+      // At most 2 × MAX_SYSCALL_NR keys: invalid numbers all map to one.
+      const key = invalid ? MAX_SYSCALL_NR : compat ? -1 - nr : nr;
       let name = nameIids.get(key);
       if (name === undefined) {
         name = t.nameIid(syscallName(nr, compat));
@@ -74,6 +85,7 @@ function decoders(scope: DecoderScope): DecoderTable {
         return true;
       }
       t.begin(enter, TrackEventType.SliceBegin, track, name);
+      if (invalid) t.intArg(nrIid, nr | 0);
       t.intArg(retIid, ret);
       if (ret < 0 && ret >= -4095) {
         const errno = ERRNO_NAMES[-ret];
@@ -86,8 +98,8 @@ function decoders(scope: DecoderScope): DecoderTable {
   };
 }
 
-/** Bytes the in-flight iterator may return: 48 per thread still inside a call. */
-const MAX_UNFINISHED_BYTES = 48 << 16;
+/** Bytes the in-flight iterator may return: 48 per thread still inside a call, 1M threads. */
+const MAX_UNFINISHED_BYTES = 48 << 20;
 
 class SyscallSession {
   #ctx: RecorderContext;

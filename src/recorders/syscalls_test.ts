@@ -1,10 +1,18 @@
 import assert from "node:assert/strict";
+import { fromBinary } from "@bufbuild/protobuf";
+import { TraceSchema } from "../gen/perfetto_trace_pb.ts";
 import { FtraceBundleBuilder, TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
 import { Decoding } from "../pipeline/decoding.ts";
 import { Layout as L, RecordKind, SyscallFlag } from "../records/records.ts";
 import { decodeTrace } from "../../test/trace_reader.ts";
 import { Ring } from "../../test/record_ring.ts";
-import { SYSCALL_TRACK_NAME, syscallName, syscalls, syscallTrack } from "./syscalls.ts";
+import {
+  INVALID_SYSCALL,
+  SYSCALL_TRACK_NAME,
+  syscallName,
+  syscalls,
+  syscallTrack,
+} from "./syscalls.ts";
 
 const BASE = 1_000_000_000n;
 
@@ -42,8 +50,10 @@ Deno.test("syscalls: names from the headers, ia32 numbers and unknown numbers", 
   assert.equal(syscallName(110, false), "getppid");
   assert.equal(syscallName(0, false), "read");
   assert.equal(syscallName(64, true), "getppid"); // ia32 numbering
-  assert.equal(syscallName(0xffffffff, false), "syscall_-1");
-  assert.equal(syscallName(100000, true), "syscall_100000_ia32");
+  assert.equal(syscallName(500, false), "syscall_500"); // newer than the headers
+  assert.equal(syscallName(500, true), "syscall_500_ia32");
+  assert.equal(syscallName(0xffffffff, false), INVALID_SYSCALL);
+  assert.equal(syscallName(100000, true), INVALID_SYSCALL);
 });
 
 Deno.test("syscalls: one record, one slice on its thread's syscalls track, with ret and errno", () => {
@@ -110,6 +120,31 @@ Deno.test("syscalls: a reused tid in another process is another track", () => {
   const view = h.view();
   assert.equal(view.tracks.size, 2);
   assert.equal(new Set(view.slices.map((s) => s.track)).size, 2);
+});
+
+Deno.test("syscalls: numbers no call has share one name, whatever a user passes", () => {
+  const h = harness();
+  for (let i = 0; i < 1000; i++) {
+    const nr = 1024 + i * 4_294_000; // spread over the u32 range
+    h.call({
+      tid: 1,
+      tgid: 1,
+      nr,
+      enter: BASE + BigInt(2 * i),
+      exit: BASE + BigInt(2 * i + 1),
+      ret: -38n,
+    });
+  }
+  const bytes = h.scope.tracks.take();
+  const view = decodeTrace(bytes);
+  assert.equal(view.slices.length, 1000);
+  assert.deepEqual([...new Set(view.slices.map((s) => s.name))], [INVALID_SYSCALL]);
+  assert.deepEqual(view.slices[1].args, { nr: 1024n + 4_294_000n, ret: -38n, errno: "ENOSYS" });
+  // One interned name for all of them, not a thousand.
+  const names = fromBinary(TraceSchema, bytes).packet.flatMap((p) =>
+    p.internedData?.eventNames ?? []
+  );
+  assert.equal(names.length, 1);
 });
 
 Deno.test("syscalls: a record of the wrong size is malformed and writes nothing", () => {
