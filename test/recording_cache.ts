@@ -4,7 +4,7 @@
  * SYSTING_KEEP_TRACES=1 for a look at the trace).
  */
 import assert from "node:assert/strict";
-import { readTrace, type TraceView } from "./trace_reader.ts";
+import { type ReadOptions, readTrace, type TraceView } from "./trace_reader.ts";
 import { record, type Recording } from "./workload.ts";
 
 export interface Recorded<T> {
@@ -26,7 +26,12 @@ export class RecordingCache {
     });
   }
 
-  get<T>(extra: string[], workload: () => Promise<T>): Promise<Recorded<T>> {
+  /** READ says how to read the trace, given what the workload returned. */
+  get<T>(
+    extra: string[],
+    workload: () => Promise<T>,
+    read: (result: T) => ReadOptions = () => ({}),
+  ): Promise<Recorded<T>> {
     const key = extra.join(" ");
     let r = this.#recordings.get(key);
     if (!r) {
@@ -35,7 +40,7 @@ export class RecordingCache {
         const rec = await record(workload, extra);
         this.#dirs.push(rec.dir);
         assert.equal(rec.exit.code, 0, `recorder exit code; stderr:\n${rec.exit.stderr}`);
-        return { rec, view: await readTrace(rec.tracePath) };
+        return { rec, view: await readTrace(rec.tracePath, read(rec.result)) };
       })();
       this.#recordings.set(key, r);
     }

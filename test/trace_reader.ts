@@ -6,7 +6,8 @@
  * sequence's interned data, which must define every id before it is used.
  */
 import { inflateSync } from "node:zlib";
-import { fromBinary, isFieldSet } from "@bufbuild/protobuf";
+import { create, fromBinary, isFieldSet } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import {
   type ClockSnapshot,
   type FtraceEvent,
@@ -14,13 +15,14 @@ import {
   FtraceEventBundleSchema,
   type FtraceStats,
   type InternedData,
+  InternedDataSchema,
   type ProcessTree,
   type StackSample,
   type SystemInfo,
   type TracePacket,
   TracePacketSchema,
-  TraceSchema,
   type TrackDescriptor,
+  TrackDescriptorSchema,
   type TrackEvent,
   TrackEvent_Type,
 } from "../src/gen/perfetto_trace_pb.ts";
@@ -192,50 +194,139 @@ export interface TraceView {
   slices: SliceView[];
   instants: InstantView[];
   counterValues: CounterValue[];
+  /** Slices and instants begun on each track, kept or not (see ReadOptions.keepSlicesOf). */
+  sliceCounts: Map<bigint, number>;
 }
 
-export async function readTrace(path: string): Promise<TraceView> {
-  return decodeTrace(await Deno.readFile(path));
+export interface ReadOptions {
+  /** Keep every decoded packet in view.packets (default true; big traces need false). */
+  keepPackets?: boolean;
+  /**
+   * Keep the slices and instants of only the tracks this accepts (default: all); the others are
+   * counted in view.sliceCounts without being decoded, so a trace of millions of system calls
+   * can be read for the few the test is about.
+   */
+  keepSlicesOf?: (track: TrackView) => boolean;
 }
 
-/** Decodes a whole trace; throws on anything a strict reader should refuse. */
-export function decodeTrace(bytes: Uint8Array): TraceView {
-  const outer = fromBinary(TraceSchema, bytes).packet;
-  const packets: TracePacket[] = [];
-  let compressedWrappers = 0;
-  for (const [i, packet] of outer.entries()) {
-    if (packet.data.case !== "compressedPackets") {
-      packets.push(packet);
-      continue;
+export async function readTrace(path: string, opts: ReadOptions = {}): Promise<TraceView> {
+  return decodeTrace(await Deno.readFile(path), opts);
+}
+
+/** Each top-level Trace.packet (field 1) of BYTES, expanding compressed_packets (field 50). */
+function* packetBytes(
+  bytes: Uint8Array,
+  wrappers: { count: number },
+  nested = false,
+): Generator<Uint8Array> {
+  const r = new BinaryReader(bytes);
+  let i = 0;
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (field !== 1 || wire !== WireType.LengthDelimited) {
+      throw new Error(`trace: field ${field} (wire type ${wire}) where only packets belong`);
     }
-    compressedWrappers++;
-    let inner: Uint8Array;
-    try {
-      inner = inflateSync(packet.data.value);
-    } catch (e) {
-      throw new Error(`packet ${i}: compressed_packets does not inflate: ${e}`);
-    }
-    for (const p of fromBinary(TraceSchema, inner).packet) {
+    const packet = r.bytes();
+    const compressed = fieldOf(packet, 50);
+    if (compressed === undefined) {
+      yield packet;
+    } else {
       // Perfetto never nests compression; a reader would not expand a second level.
-      if (p.data.case === "compressedPackets") {
+      if (nested) {
         throw new Error(`packet ${i}: compressed_packets nested inside compressed_packets`);
       }
-      packets.push(p);
+      wrappers.count++;
+      let inner: Uint8Array;
+      try {
+        inner = inflateSync(compressed);
+      } catch (e) {
+        throw new Error(`packet ${i}: compressed_packets does not inflate: ${e}`);
+      }
+      yield* packetBytes(inner, wrappers, true);
     }
+    i++;
   }
-  for (const [i, p] of packets.entries()) {
+}
+
+/** The bytes of length-delimited FIELD at the top level of MESSAGE, if it has one. */
+function fieldOf(message: Uint8Array, field: number): Uint8Array | undefined {
+  const r = new BinaryReader(message);
+  while (r.pos < r.len) {
+    const [f, wire] = r.tag();
+    if (f === field && wire === WireType.LengthDelimited) return r.bytes();
+    r.skip(wire);
+  }
+  return undefined;
+}
+
+/**
+ * A track event packet read for its routing only: sequence, flags, interned data, and the
+ * event's track and type (TracePacket fields 10, 13, 12, 11; TrackEvent fields 11 and 9).
+ */
+function peekTrackEvent(bytes: Uint8Array) {
+  const r = new BinaryReader(bytes);
+  let seq: number | undefined, flags = 0, track: bigint | undefined, type = 0;
+  let interned: Uint8Array | undefined;
+  let isEvent = false;
+  while (r.pos < r.len) {
+    const [f, wire] = r.tag();
+    if (f === 10 && wire === WireType.Varint) seq = r.uint32();
+    else if (f === 13 && wire === WireType.Varint) flags = r.uint32();
+    else if (f === 12 && wire === WireType.LengthDelimited) interned = r.bytes();
+    else if (f === 11 && wire === WireType.LengthDelimited) {
+      isEvent = true;
+      const e = new BinaryReader(r.bytes());
+      while (e.pos < e.len) {
+        const [g, w] = e.tag();
+        if (g === 11 && w === WireType.Varint) track = BigInt(e.uint64());
+        else if (g === 9 && w === WireType.Varint) type = e.int32();
+        else e.skip(w);
+      }
+    } else r.skip(wire);
+  }
+  return isEvent && seq !== undefined && track !== undefined
+    ? { seq, flags, interned, track, type }
+    : undefined;
+}
+
+/** Decodes a whole trace, packet by packet; throws on anything a strict reader should refuse. */
+export function decodeTrace(bytes: Uint8Array, opts: ReadOptions = {}): TraceView {
+  const keepPackets = opts.keepPackets ?? true;
+  const wrappers = { count: 0 };
+  // A filter needs every track known before the first event: a first pass reads descriptors.
+  let kept: Set<bigint> | undefined;
+  if (opts.keepSlicesOf) {
+    const tracks = new Map<bigint, TrackView>();
+    for (const p of packetBytes(bytes, { count: 0 })) {
+      const d = fieldOf(p, 60);
+      if (d) addTrack(tracks, fromBinary(TrackDescriptorSchema, d), "a track descriptor");
+    }
+    kept = new Set([...tracks.values()].filter(opts.keepSlicesOf).map((t) => t.uuid));
+  }
+  const builder = new ViewBuilder();
+  let i = 0;
+  for (const b of packetBytes(bytes, wrappers)) {
+    const peek = kept ? peekTrackEvent(b) : undefined;
+    if (peek && !kept!.has(peek.track)) {
+      builder.skippedEvent(peek, i++);
+      continue;
+    }
+    const p = fromBinary(TracePacketSchema, b);
     // Unknown fields mean a field number or enum value our schema does not
     // know: almost always an encoder typo that Perfetto would silently drop.
     const where = firstUnknownField(p, `packets[${i}]`);
     if (where) throw new Error(`unknown field at ${where}`);
+    builder.add(p, i++);
+    if (keepPackets) builder.view.packets.push(p);
   }
-  return buildView(packets, compressedWrappers);
+  builder.view.compressedWrappers = wrappers.count;
+  return builder.finish();
 }
 
-function buildView(packets: TracePacket[], compressedWrappers: number): TraceView {
-  const view: TraceView = {
-    packets,
-    compressedWrappers,
+class ViewBuilder {
+  readonly view: TraceView = {
+    packets: [],
+    compressedWrappers: 0,
     bundlesByCpu: new Map(),
     switchesByCpu: new Map(),
     wakingsByCpu: new Map(),
@@ -255,14 +346,37 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
     slices: [],
     instants: [],
     counterValues: [],
+    sliceCounts: new Map(),
   };
-  const trackEvents: { ev: NamedEvent; ts: bigint; seq: number }[] = [];
-  const lastNextPid = new Map<number, number | undefined>();
-  const sequences = new Map<number, SequenceState>();
-  for (const [i, p] of packets.entries()) {
+  #trackEvents: { ev: NamedEvent; ts: bigint; seq: number }[] = [];
+  #lastNextPid = new Map<number, number | undefined>();
+  #sequences = new Map<number, SequenceState>();
+
+  /** A track event left undecoded (its track is not kept): its sequence state still counts. */
+  skippedEvent(
+    peek: { seq: number; flags: number; interned?: Uint8Array; track: bigint; type: number },
+    i: number,
+  ): void {
+    const seq = sequenceState(
+      this.#sequences,
+      create(TracePacketSchema, {
+        optionalTrustedPacketSequenceId: { case: "trustedPacketSequenceId", value: peek.seq },
+        sequenceFlags: peek.flags,
+      }),
+      i,
+    );
+    if (peek.interned) intern(seq, fromBinary(InternedDataSchema, peek.interned), `packets[${i}]`);
+    if (peek.type === TrackEvent_Type.SLICE_BEGIN || peek.type === TrackEvent_Type.INSTANT) {
+      const counts = this.view.sliceCounts;
+      counts.set(peek.track, (counts.get(peek.track) ?? 0) + 1);
+    }
+  }
+
+  add(p: TracePacket, i: number): void {
+    const view = this.view;
     const ts = isFieldSet(p, TracePacketSchema.field.timestamp) ? p.timestamp : undefined;
     if (p.optionalTrustedPacketSequenceId.case === "trustedPacketSequenceId") {
-      const seq = sequenceState(sequences, p, i);
+      const seq = sequenceState(this.#sequences, p, i);
       if (p.internedData) intern(seq, p.internedData, `packets[${i}]`);
       if (p.data.case === "stackSample") {
         view.stackSamples.push(stackSampleView(seq, p, p.data.value, i));
@@ -270,14 +384,18 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
       }
       if (p.data.case === "trackEvent") {
         if (ts === undefined) throw new Error(`packets[${i}]: track event without timestamp`);
-        trackEvents.push({ ev: namedEvent(seq, p.data.value, `packets[${i}]`), ts, seq: seq.id });
+        const ev = namedEvent(seq, p.data.value, `packets[${i}]`);
+        if (ev.type === TrackEvent_Type.SLICE_BEGIN || ev.type === TrackEvent_Type.INSTANT) {
+          view.sliceCounts.set(ev.track, (view.sliceCounts.get(ev.track) ?? 0) + 1);
+        }
+        this.#trackEvents.push({ ev, ts, seq: seq.id });
       }
     } else if (p.data.case === "stackSample" || p.internedData || p.data.case === "trackEvent") {
       throw new Error(`packets[${i}]: interned data or event without a sequence id`);
     }
     switch (p.data.case) {
       case "ftraceEvents": {
-        const b = expandBundle(p.data.value, i, lastNextPid);
+        const b = expandBundle(p.data.value, i, this.#lastNextPid);
         pushTo(view.bundlesByCpu, b.cpu, [b]);
         pushTo(view.switchesByCpu, b.cpu, b.switches);
         pushTo(view.wakingsByCpu, b.cpu, b.wakings);
@@ -309,14 +427,18 @@ function buildView(packets: TracePacket[], compressedWrappers: number): TraceVie
         break;
     }
   }
-  matchTrackEvents(view, trackEvents);
-  // Loops, not push(...list): spreading a busy CPU's records overflows the stack.
-  for (const cpu of [...view.bundlesByCpu.keys()].sort((a, b) => a - b)) {
-    for (const s of view.switchesByCpu.get(cpu)!) view.switches.push(s);
-    for (const w of view.wakingsByCpu.get(cpu)!) view.wakings.push(w);
-    for (const e of view.eventsByCpu.get(cpu)!) view.events.push(e);
+
+  finish(): TraceView {
+    const view = this.view;
+    matchTrackEvents(view, this.#trackEvents);
+    // Loops, not push(...list): spreading a busy CPU's records overflows the stack.
+    for (const cpu of [...view.bundlesByCpu.keys()].sort((a, b) => a - b)) {
+      for (const s of view.switchesByCpu.get(cpu)!) view.switches.push(s);
+      for (const w of view.wakingsByCpu.get(cpu)!) view.wakings.push(w);
+      for (const e of view.eventsByCpu.get(cpu)!) view.events.push(e);
+    }
+    return view;
   }
-  return view;
 }
 
 /** A track event with its interned names looked up. */
