@@ -109,24 +109,12 @@ export class TrackEventWriter {
 
   /** The iid of an event name on this sequence (sent with the next event that uses it). */
   nameIid(name: string): number {
-    let iid = this.#names.get(name);
-    if (iid === undefined) {
-      iid = this.#names.size + 1;
-      this.#names.set(name, iid);
-      this.#pendingNames.push([iid, name]);
-    }
-    return iid;
+    return intern(this.#names, this.#pendingNames, name);
   }
 
   /** The iid of a debug annotation (argument) name on this sequence. */
   annotationIid(name: string): number {
-    let iid = this.#annotationNames.get(name);
-    if (iid === undefined) {
-      iid = this.#annotationNames.size + 1;
-      this.#annotationNames.set(name, iid);
-      this.#pendingAnnotations.push([iid, name]);
-    }
-    return iid;
+    return intern(this.#annotationNames, this.#pendingAnnotations, name);
   }
 
   /**
@@ -323,6 +311,17 @@ export class TrackEventWriter {
   take(): Uint8Array<ArrayBuffer> {
     return this.#out.take();
   }
+}
+
+/** NAME's iid in IIDS, a new one queued in PENDING the first time. */
+function intern(iids: Map<string, number>, pending: [number, string][], name: string): number {
+  let iid = iids.get(name);
+  if (iid === undefined) {
+    iid = iids.size + 1;
+    iids.set(name, iid);
+    pending.push([iid, name]);
+  }
+  return iid;
 }
 
 function writeUuid(w: ProtoWriter, field: number, uuid: TrackUuid): void {
