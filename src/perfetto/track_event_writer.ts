@@ -68,6 +68,8 @@ const TAG = {
 
 const SEQ_INCREMENTAL_STATE_CLEARED = 1;
 const MAX_CACHED_STRINGS = 1024;
+const F64 = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64.buffer);
 const encoder = new TextEncoder();
 const SEQ_NEEDS_INCREMENTAL_STATE = 2;
 
@@ -218,7 +220,8 @@ export class TrackEventWriter {
     if (fractional || !Number.isSafeInteger(value)) {
       w.tag(F.doubleCounterValue, WireType.Fixed64);
       w.ensure(8);
-      new DataView(w.buf.buffer, w.buf.byteOffset).setFloat64(w.pos, value, true);
+      F64[0] = value; // little-endian, as fixed64 is, on every machine systing runs on
+      w.buf.set(F64_BYTES, w.pos);
       w.pos += 8;
     } else {
       w.fieldInt(F.counterValue, value);

@@ -48,7 +48,7 @@ export function scaledValue(r: CounterReading): { value: number; scaled: boolean
 }
 
 function decoders(scope: DecoderScope, config: unknown): DecoderTable {
-  const { tracks, scale } = config as WorkerConfig;
+  const { tracks, scale: scales } = config as WorkerConfig;
   const t = scope.tracks;
   const V = L.counter_value;
   return {
@@ -66,13 +66,16 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
           scope.problem("perf counter values BPF could not read");
           continue;
         }
+        // u64 words as numbers: exact below 2^53 (counts, and ns for 104 days).
         const v = (off + L.rec_counters.values + i * V.size) >> 2;
-        const { value, scaled } = scaledValue({
-          value: BigInt(u32[v]) | (BigInt(u32[v + 1]) << 32n),
-          enabled: BigInt(u32[v + 2]) | (BigInt(u32[v + 3]) << 32n),
-          running: BigInt(u32[v + 4]) | (BigInt(u32[v + 5]) << 32n),
-        });
-        t.counter(ts, track, value * scale[i], scaled || scale[i] !== 1);
+        const value = u32[v + 1] * 4294967296 + u32[v];
+        const enabled = u32[v + 3] * 4294967296 + u32[v + 2];
+        const running = u32[v + 5] * 4294967296 + u32[v + 4];
+        if (running > 0 && running < enabled) {
+          t.counter(ts, track, value * (enabled / running) * scales[i], true);
+        } else {
+          t.counter(ts, track, value * scales[i], scales[i] !== 1);
+        }
       }
       return true;
     },
