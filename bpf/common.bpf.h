@@ -12,11 +12,11 @@
 const volatile struct systing_config cfg = {};
 
 /*
- * The only thing in .bss: set once every program is attached and cleared
- * before any is detached, so that the trace never holds the half of an
+ * The only thing in .bss: recording is set once every program is attached and
+ * cleared before any is detached, so that the trace never holds the half of an
  * entry/exit pair that a partly attached set of programs would see.
  */
-volatile __u32 recording;
+volatile struct systing_state state;
 
 struct ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -73,7 +73,7 @@ static __always_inline void *reserve(void **rb, __u16 kind, __u16 size, __u64 ts
 	struct rec_hdr *h;
 	__u64 *pending;
 
-	if (!recording)
+	if (!state.recording)
 		return NULL;
 	*rb = bpf_map_lookup_elem(&rings, &cpu);
 	if (!*rb) {

@@ -50,6 +50,7 @@ enum rec_kind {
 	REC_SYSCALL = 14,
 	REC_COUNTERS = 15,
 	REC_CPU_FREQUENCY = 16,
+	REC_SCHED_RUNNING = 17,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -72,6 +73,18 @@ struct rec_sched_switch {
 	__s32 next_prio;
 	__u32 __pad0;
 	char next_comm[SYSTING_COMM_LEN];
+};
+
+/*
+ * The task a CPU was running when recording began (hdr.ts: that instant), told
+ * once per CPU: a switch names only its next task, so it would otherwise stay
+ * invisible until its first switch out.
+ */
+struct rec_sched_running {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__s32 prio;
+	char comm[SYSTING_COMM_LEN];
 };
 
 /* Used for both sched_waking and sched_wakeup_new. */
@@ -248,6 +261,13 @@ enum config_stack_bits {
 	CFG_USER_COPY = 8, /* copy the top of the user stack */
 };
 
+/* The only thing in .bss, written by userspace while the programs are attached. */
+struct systing_state {
+	__u32 recording; /* 1 from the moment every program is attached until it stops */
+	__u32 __pad0;
+	__u64 since;     /* when recording became 1 (CLOCK_BOOTTIME ns): the trace's start */
+};
+
 /* Tunables, written into .rodata by userspace before the object is loaded. */
 struct systing_config {
 	__u32 tracer_tgid;  /* excluded from its own trace */
@@ -264,6 +284,7 @@ struct systing_config {
 _Static_assert(sizeof(struct rec_hdr) == 16, "rec_hdr");
 _Static_assert(sizeof(struct rec_sched_switch) == 56, "rec_sched_switch");
 _Static_assert(sizeof(struct rec_sched_waking) == 48, "rec_sched_waking");
+_Static_assert(sizeof(struct rec_sched_running) == 40, "rec_sched_running");
 _Static_assert(sizeof(struct rec_sched_process_fork) == 64, "rec_sched_process_fork");
 _Static_assert(sizeof(struct rec_sched_process_exec) == 816, "rec_sched_process_exec");
 _Static_assert(sizeof(struct rec_sched_process_exit) == 48, "rec_sched_process_exit");
@@ -277,6 +298,7 @@ _Static_assert(sizeof(struct counter_value) == 24, "counter_value");
 _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");
 _Static_assert(sizeof(struct rec_cpu_frequency) == 24, "rec_cpu_frequency");
 _Static_assert(sizeof(struct systing_config) == 32, "systing_config");
+_Static_assert(sizeof(struct systing_state) == 16, "systing_state");
 _Static_assert(__builtin_offsetof(struct rec_sched_switch, next_comm) == 40, "switch comm");
 _Static_assert(__builtin_offsetof(struct rec_sched_process_exec, args) == 304, "exec args");
 

@@ -50,7 +50,7 @@ static __noinline int read_counters(__u64 ts, __u32 reason)
 SEC("perf_event")
 int on_counters_tick(struct bpf_perf_event_data *ctx)
 {
-	if (recording)
+	if (state.recording)
 		read_counters(bpf_ktime_get_boot_ns(), COUNTERS_AT_TICK);
 	return 0;
 }

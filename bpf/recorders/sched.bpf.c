@@ -29,6 +29,39 @@ static __always_inline __s64 ftrace_prev_state(bool preempt, unsigned int prev_s
 	return bit;
 }
 
+/* Per CPU: whether the task running when recording began has been told (see running_since). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} start_told SEC(".maps");
+
+/*
+ * Tells, once per CPU, which task was running there when recording began (rec_sched_running):
+ * the prev of the CPU's first switch, or, for a CPU that has not switched yet when
+ * sched_running_now visits it, the task it finds there. A switch and that visit cannot
+ * interleave on one CPU (both run with interrupts off), so exactly one of them tells, and it is
+ * right: no switch happened on that CPU between the start and then.
+ */
+static __always_inline void running_since(struct task_struct *t)
+{
+	struct rec_sched_running *r;
+	__u32 zero = 0, *told = bpf_map_lookup_elem(&start_told, &zero);
+	void *rb;
+
+	if (!told || *told || !state.recording)
+		return;
+	*told = 1;
+	r = reserve(&rb, REC_SCHED_RUNNING, sizeof(*r), state.since);
+	if (!r)
+		return;
+	r->pid = t->pid;
+	r->prio = t->prio;
+	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &t->comm);
+	submit(rb, r, sizeof(*r));
+}
+
 /*
  * Every switch is kept, the tracer's own too: compact_sched implies each
  * switch's prev from the one before, so any gap would hand the previous task's
@@ -43,6 +76,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	struct rec_sched_switch *r;
 	void *rb;
 
+	running_since(prev);
 	r = reserve(&rb, REC_SCHED_SWITCH, sizeof(*r), ts);
 	if (!r)
 		return 0;
@@ -86,4 +120,12 @@ SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(on_sched_wakeup_new, struct task_struct *p)
 {
 	return record_waking(REC_SCHED_WAKEUP_NEW, p);
+}
+
+/* Run on every CPU once recording has begun (BPF_PROG_TEST_RUN there, from an IPI). */
+SEC("raw_tp")
+int sched_running_now(void *ctx)
+{
+	running_since(bpf_get_current_task_btf());
+	return 0;
 }

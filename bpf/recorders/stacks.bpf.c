@@ -132,7 +132,7 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	__u32 cb = 0;
 	void *rb;
 
-	if (!recording)
+	if (!state.recording)
 		return false;
 	s = bpf_map_lookup_elem(&stack_scratch, &key);
 	rb = bpf_map_lookup_elem(&rings, &cpu);
@@ -264,7 +264,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 	__u8 flags = 0;
 	bool user;
 
-	if (!recording)
+	if (!state.recording)
 		return 0;
 	if (cfg.counter_count)
 		read_counters(ts, COUNTERS_AT_SAMPLE);

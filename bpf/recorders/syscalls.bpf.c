@@ -55,7 +55,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	struct syscall_entry *e;
 	__u32 flags = 0;
 
-	if (!recording || current_is_tracer())
+	if (!state.recording || current_is_tracer())
 		return 0;
 	if (regs->cs == USER32_CS)
 		flags |= SYSCALL_COMPAT;
@@ -82,7 +82,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	struct syscall_entry *e;
 
 	/* Once recording stops, calls still open stay open for syscalls_unfinished. */
-	if (!recording)
+	if (!state.recording)
 		return 0;
 	e = bpf_task_storage_get(&syscall_entry, bpf_get_current_task_btf(), 0, 0);
 	/* No entry: the call began before recording did, and has no known start. */

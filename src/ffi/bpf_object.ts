@@ -15,6 +15,7 @@ import {
 
 const OPEN_OPTS_SIZE = 80;
 const BPF_MAP_TYPE_RINGBUF = 27;
+const BPF_F_TEST_RUN_ON_CPU = 1;
 
 export interface RingHandle {
   cpu: number;
@@ -191,6 +192,23 @@ export class BpfObject {
       `attaching ${progName} to perf event fd ${fd}`,
     );
     this.#links.push(link);
+  }
+
+  /**
+   * Runs a raw_tp program once on CPU (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU: from an
+   * IPI there, or directly when this thread is on it); returns the program's return value.
+   */
+  runOnCpu(progName: string, cpu: number): number {
+    const lib = loadLibbpf();
+    const fd = check(lib.bpf_program__fd(this.#program(progName)), `finding ${progName}'s fd`);
+    // struct bpf_test_run_opts (libbpf 1.x): sz @0, retval @56, flags @68, cpu @72; 80 bytes.
+    const opts = new Uint8Array(80);
+    const dv = new DataView(opts.buffer);
+    dv.setBigUint64(0, 80n, true);
+    dv.setUint32(68, BPF_F_TEST_RUN_ON_CPU, true);
+    dv.setUint32(72, cpu, true);
+    check(lib.bpf_prog_test_run_opts(fd, opts), `running ${progName} on CPU ${cpu}`);
+    return dv.getUint32(56, true);
   }
 
   /**

@@ -39,6 +39,8 @@ export const libbpfSymbols = {
   bpf_link__fd: { parameters: ["pointer"], result: "i32" },
   // int bpf_iter_create(int link_fd);
   bpf_iter_create: { parameters: ["i32"], result: "i32" },
+  // int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
+  bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" },
   // int bpf_link__destroy(struct bpf_link *link);
   bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
   // int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);

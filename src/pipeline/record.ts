@@ -23,11 +23,11 @@ import {
   ftraceStatsPacket,
   systemInfoPacket,
 } from "../perfetto/trace_packets.ts";
-import { scanProcesses } from "../processes/proc_scan.ts";
+import { type ProcessSnapshot, scanProcesses } from "../processes/proc_scan.ts";
 import { PROCESS_PROGRAMS } from "../processes/process_records.ts";
 import { ConfigWriter, type Recorder, type RecorderOptions } from "../recorders/recorder.ts";
 import { RECORDERS } from "../recorders/registry.ts";
-import { RECORD_KIND_COUNT, RECORD_KIND_NAMES } from "../records/records.ts";
+import { Layout, RECORD_KIND_COUNT, RECORD_KIND_NAMES } from "../records/records.ts";
 import { VERSION } from "../version.ts";
 import { selectBpf } from "./bpf_selection.ts";
 import type { DrainStats } from "./drain_protocol.ts";
@@ -276,14 +276,16 @@ function attach(rec: Recording): bigint {
     attached.push(p);
   }
   for (const s of rec.sessions.all) attached.push(...s.attach?.(obj) ?? []);
-  setRecording(obj, true);
+  // The trace's start: every event is at or after it.
+  const since = clockNs(ClockId.BOOTTIME);
+  setRecording(obj, true, since);
   if (rec.opts.verbosity > 0) {
     rec.opts.log(
       `recorders: ${rec.recorders.map((r) => r.name).join(", ") || "none"}; ` +
         `attached ${attached.length} programs: ${attached.join(", ")}`,
     );
   }
-  return clockNs(ClockId.BOOTTIME);
+  return since;
 }
 
 /** The packets every trace starts with, then the sessions' first ones. */
@@ -295,12 +297,14 @@ function writeHeader(rec: Recording, attachNs: bigint): void {
   write(ftraceStatsPacket("start", rec.cpus.map((cpu) => ({ cpu, events: 0 })), attachNs));
   for (const p of dropCounterTracks(RECORD_KIND_NAMES)) write(p);
   for (const p of dropCounterValues(RECORD_KIND_NAMES, [], attachNs)) write(p);
-  // Scanned after attaching so that no process can fall between scan and events.
-  const snapshot = scanProcesses();
-  rec.processes.start(snapshot);
+  // Scanned after attaching so that no process can fall between scan and events; when a session
+  // first asks, so that those acting on the live kernel (sched) go first.
+  let snapshot: ProcessSnapshot[] | undefined;
+  const processes = () => snapshot ??= scanProcesses();
   for (const s of rec.sessions.all) {
-    contain("starting", () => s.started?.(write, { ts: attachNs, processes: snapshot }));
+    contain("starting", () => s.started?.(write, { ts: attachNs, obj: rec.obj, processes }));
   }
+  rec.processes.start(processes());
   const o = rec.opts;
   o.log(
     `systing: recording ${rec.cpus.length} CPUs to ${o.output}` +
@@ -343,7 +347,7 @@ async function waitForStop(rec: Recording): Promise<void> {
 async function finish(rec: Recording, attachNs: bigint, attachMs: number): Promise<RecordResult> {
   const { obj, out, cpus } = rec;
   const stopT = performance.now();
-  setRecording(obj, false);
+  setRecording(obj, false, 0n);
   // Taken after recording stopped: no event in the trace is later than this.
   const endNs = clockNs(ClockId.BOOTTIME);
   // Detached, the rings no longer grow: the workers drain them to the end.
@@ -389,8 +393,14 @@ async function finish(rec: Recording, attachNs: bigint, attachMs: number): Promi
   };
 }
 
-function setRecording(obj: BpfObject, on: boolean): void {
-  obj.writeSection(".bss", new Uint8Array(new Uint32Array([on ? 1 : 0]).buffer));
+/** struct systing_state in .bss: on or off, and since when. */
+function setRecording(obj: BpfObject, on: boolean, since: bigint): void {
+  const L = Layout.systing_state;
+  const bytes = new Uint8Array(L.size);
+  const dv = new DataView(bytes.buffer);
+  dv.setUint32(L.recording, on ? 1 : 0, true);
+  dv.setBigUint64(L.since, since, true);
+  obj.writeSection(".bss", bytes);
 }
 
 function sum(xs: number[]): number {

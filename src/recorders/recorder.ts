@@ -96,8 +96,10 @@ export type PacketSink = (packet: Uint8Array) => void;
 export interface StartInfo {
   /** When the programs were attached and recording began (CLOCK_BOOTTIME ns). */
   ts: bigint;
-  /** The processes alive then. */
-  processes: readonly ProcessSnapshot[];
+  /** The loaded object, recording: for programs a session runs itself. */
+  obj: BpfObject;
+  /** The processes alive then (scanned from /proc when first asked). */
+  processes(): readonly ProcessSnapshot[];
 }
 
 /**
@@ -111,7 +113,10 @@ export interface RecorderSession {
   workerConfig?(): unknown;
   /** After load, before recording begins: attaches what the pipeline cannot; says what. */
   attach?(obj: BpfObject): string[];
-  /** Recording has begun: its first packets (track descriptors, initial values). */
+  /**
+   * Recording has begun: its first packets (track descriptors, initial values). Sessions run in
+   * registry order, so those acting on the live kernel come before the /proc scan.
+   */
   started?(out: PacketSink, at: StartInfo): void;
   /** The kinds its decoders forward() to the main thread, and their batches. */
   readonly forwarded?: readonly RecordKind[];

@@ -11,6 +11,8 @@ import { COMM_LEN, cString, Layout as L, PATH_LEN, RecordKind } from "../records
 
 /** FtraceEvent oneof field numbers and their messages' fields (Perfetto protos). */
 const Ev = {
+  // prev_comm=1 prev_pid=2 prev_prio=3 prev_state=4 next_comm=5 next_pid=6 next_prio=7
+  schedSwitch: 4,
   schedWakeupNew: 114, // comm=1 pid=2 prio=3 success=4 target_cpu=5
   schedProcessFork: 239, // parent_comm=1 parent_pid=2 child_comm=3 child_pid=4
   schedProcessExec: 237, // filename=1 pid=2 old_pid=3
@@ -33,6 +35,26 @@ function decoders(scope: DecoderScope): DecoderTable {
         i32[w + 8],
         comms.intern(i32, mem.bytes, off + L.rec_sched_switch.next_comm),
       );
+      return true;
+    },
+    // The task running when recording began: a switch to it from the idle task at that instant,
+    // in full (the compact form cannot name a previous task, so Perfetto's importer would skip
+    // it): the CPU's row then begins at the trace's start.
+    [RecordKind.SchedRunning]: (mem, off, size, ts, b) => {
+      if (size !== L.rec_sched_running.size) return false;
+      const w = off >> 2;
+      const pid = mem.u32[w + 4];
+      current[b.cpu] = pid;
+      // Idle too: the importer then knows the CPU's first real switch comes from idle.
+      const e = b.beginEvent(ts, 0, Ev.schedSwitch);
+      e.fieldString(1, `swapper/${b.cpu}`);
+      e.fieldVarint(2, 0);
+      e.fieldInt(3, 120);
+      e.fieldInt(4, 0);
+      e.fieldString(5, cString(mem.bytes, off + L.rec_sched_running.comm, COMM_LEN));
+      e.fieldVarint(6, pid);
+      e.fieldInt(7, mem.i32[w + 5]);
+      b.endEvent();
       return true;
     },
     [RecordKind.SchedWaking]: (mem, off, size, ts, b) => {
@@ -113,10 +135,24 @@ export const sched: Recorder = {
   name: "sched",
   description: "context switches and wake-ups on every CPU, thread states, process lifetimes",
   defaultOn: true,
-  bpf: { programs: ["on_sched_switch", "on_sched_waking", "on_sched_wakeup_new"], maps: [] },
-  kinds: [RecordKind.SchedSwitch, RecordKind.SchedWaking, RecordKind.SchedWakeupNew],
+  bpf: {
+    programs: ["on_sched_switch", "on_sched_waking", "on_sched_wakeup_new"],
+    ownPrograms: ["sched_running_now"],
+    maps: ["start_told"],
+  },
+  kinds: [
+    RecordKind.SchedSwitch,
+    RecordKind.SchedWaking,
+    RecordKind.SchedWakeupNew,
+    RecordKind.SchedRunning,
+  ],
   unsupported: (m) =>
     m.hasTracepoint("sched_switch") ? undefined : "this kernel has no sched_switch tracepoint",
   decoders,
-  start: () => ({}),
+  start: (ctx) => ({
+    // What ran on each CPU as recording began, for CPUs that have not switched since.
+    started: (_out, at) => {
+      for (const cpu of ctx.cpus) at.obj.runOnCpu("sched_running_now", cpu);
+    },
+  }),
 };

@@ -94,7 +94,7 @@ class StackSession implements RecorderSession {
   }
 
   started(_out: PacketSink, at: StartInfo): void {
-    seedMappings(this.#spaces, at.processes.map((p) => p.pid));
+    seedMappings(this.#spaces, at.processes().map((p) => p.pid));
   }
 
   records(batch: Uint8Array, out: PacketSink): void {

@@ -21,11 +21,12 @@ export const RecordKind = {
   Syscall: 14,
   Counters: 15,
   CpuFrequency: 16,
+  SchedRunning: 17,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 17;
+export const RECORD_KIND_COUNT = 18;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -46,6 +47,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "syscall",
   "counters",
   "cpu_frequency",
+  "sched_running",
 ];
 
 export const COMM_LEN = 16;
@@ -78,6 +80,7 @@ export const Layout = {
     next_prio: 32,
     next_comm: 40,
   },
+  rec_sched_running: { size: 40, pid: 16, prio: 20, comm: 24 },
   rec_sched_waking: { size: 48, pid: 16, target_cpu: 20, prio: 24, common_flags: 28, comm: 32 },
   rec_sched_process_fork: {
     size: 64,
@@ -121,6 +124,7 @@ export const Layout = {
   counter_value: { size: 24, value: 0, enabled: 8, running: 16 },
   rec_counters: { size: 224, cpu: 16, count: 20, reason: 22, failed: 24, values: 32 },
   rec_cpu_frequency: { size: 24, cpu: 16, khz: 20 },
+  systing_state: { size: 16, recording: 0, since: 8 },
   systing_config: {
     size: 32,
     tracer_tgid: 0,

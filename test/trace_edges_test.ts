@@ -1,0 +1,101 @@
+// The edges of a trace against ground truth (root, real BPF): what ran on each CPU when the
+// recording began, checked against a spinner that logs every time it was switched out.
+import assert from "node:assert/strict";
+import { readTrace } from "./trace_reader.ts";
+import { compileC, Recorder } from "./workload.ts";
+
+interface SpinLog {
+  tid: number;
+  cpu: number;
+  start: number;
+  end: number;
+  /** [switched out, back] in CLOCK_BOOTTIME ns. */
+  gaps: [number, number][];
+  more_gaps: number;
+}
+
+/** Starts spin_logged on CPU; returns a function that stops it and gives its log. */
+async function spinOn(cpu: number): Promise<() => Promise<SpinLog>> {
+  const child = new Deno.Command(await compileC("spin_logged"), {
+    args: [String(cpu), "fifo"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("ready\n")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`spin_logged ended before spinning: ${out}`);
+    out += value;
+  }
+  return async () => {
+    await child.stdin.close();
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      out += value;
+    }
+    const status = await child.status;
+    await child.stderr.cancel();
+    assert.ok(status.success, `spin_logged exited ${status.code}`);
+    return JSON.parse(out.slice(out.indexOf("\n") + 1)) as SpinLog;
+  };
+}
+
+Deno.test("edges: the task running on each CPU when recording begins shows from the start", async () => {
+  const cpu = navigator.hardwareConcurrency - 1;
+  const stopSpin = await spinOn(cpu);
+  const dir = await Deno.makeTempDir({ prefix: "systing-edges-" });
+  let rec: Recorder | undefined;
+  try {
+    rec = await Recorder.start(["-n", "--no-irq", "-o", `${dir}/trace.pb`]);
+    // Past a second: RT throttling then switches the FIFO spinner out at least once.
+    await new Promise((r) => setTimeout(r, 1200));
+    const exit = await rec.stop();
+    assert.equal(exit.code, 0, exit.stderr);
+    const spin = await stopSpin();
+    assert.equal(spin.more_gaps, 0);
+    const view = await readTrace(`${dir}/trace.pb`);
+    const since = view.ftraceStats.length
+      ? view.packets.find((p) => p.data.case === "ftraceStats")!.timestamp
+      : 0n;
+    const cpus = view.systemInfos[0].numCpus;
+    // Every CPU: one full switch at the very start, to whatever ran there (idle included).
+    const starts = new Map<number, number>();
+    for (let c = 0; c < cpus; c++) {
+      const full = (view.eventsByCpu.get(c) ?? []).filter((e) => e.event.case === "schedSwitch");
+      assert.equal(full.length, 1, `full switches on cpu${c}`);
+      assert.equal(full[0].ts, since, `cpu${c}'s first switch is at the start`);
+      const sw = full[0].event.value as { nextPid: number; prevPid: number };
+      assert.equal(sw.prevPid, 0);
+      starts.set(c, sw.nextPid);
+      // Nothing of the CPU comes before it.
+      for (const s of view.switchesByCpu.get(c) ?? []) assert.ok(s.ts >= since);
+    }
+    // The spinner's own log says whether it was on its CPU at that instant.
+    const t = Number(since);
+    const running = spin.start < t && !spin.gaps.some(([a, b]) => a < t && t < b);
+    if (!running) {
+      assert.notEqual(starts.get(cpu), spin.tid, "the spinner was switched out at the start");
+      return;
+    }
+    assert.equal(starts.get(cpu), spin.tid, "the spinner, running at the start, is named");
+    // And it ran until its first switch out: the CPU's first switch happens in its first gap.
+    const out = view.switchesByCpu.get(cpu)?.[0];
+    const gap = spin.gaps.find(([, b]) => b > t);
+    const last = view.switches.reduce((m, s) => (s.ts > m ? s.ts : m), since);
+    if (!out) {
+      assert.ok(!gap || gap[0] > Number(last), "no switch on its CPU, and it never left it");
+      return;
+    }
+    assert.ok(gap, `the trace switches it out at ${out.ts}, its log never left the CPU`);
+    assert.ok(
+      gap[0] <= Number(out.ts) && Number(out.ts) <= gap[1],
+      `switched out at ${out.ts}, its first gap after the start is [${gap[0]}, ${gap[1]}]`,
+    );
+  } finally {
+    await rec?.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
