@@ -1,8 +1,9 @@
 // The edges of a trace against ground truth (root, real BPF): what ran on each CPU when the
-// recording began, checked against a spinner that logs every time it was switched out.
+// recording began, checked against a spinner that logs every time it was switched out; which
+// wake-ups came from interrupts.
 import assert from "node:assert/strict";
 import { readTrace } from "./trace_reader.ts";
-import { compileC, Recorder } from "./workload.ts";
+import { compileC, record, Recorder, runJson } from "./workload.ts";
 
 interface SpinLog {
   tid: number;
@@ -97,5 +98,31 @@ Deno.test("edges: the task running on each CPU when recording begins shows from 
   } finally {
     await rec?.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("edges: timer wake-ups are marked as from an interrupt, pipe wake-ups are not", async () => {
+  const [sleeper, pingpong] = await Promise.all([compileC("timer_sleeper"), compileC("pingpong")]);
+  const rec = await record(() =>
+    Promise.all([
+      runJson<{ tid: number; sleeps: number }>(sleeper, ["200"]),
+      runJson<{ ping_tid: number; pong_tid: number }>(pingpong, ["--lockstep", "1000"]),
+    ]), ["-n"]);
+  try {
+    assert.equal(rec.exit.code, 0, rec.exit.stderr);
+    const view = await readTrace(rec.tracePath);
+    const [sleep, pp] = rec.result;
+    const irq = (w: { commonFlags: number }) => (w.commonFlags & (0x08 | 0x10)) !== 0;
+    // Each 1 ms nanosleep ends in the hrtimer interrupt.
+    const timer = view.wakings.filter((w) => w.pid === sleep.tid);
+    assert.ok(timer.length >= 0.95 * sleep.sleeps, `${timer.length} wake-ups of the sleeper`);
+    const fromIrq = timer.filter(irq).length;
+    assert.ok(fromIrq >= 0.95 * timer.length, `${fromIrq} of ${timer.length} from an interrupt`);
+    // Each ping-pong wake-up is the other thread's write().
+    const piped = view.wakings.filter((w) => w.pid === pp.ping_tid || w.pid === pp.pong_tid);
+    assert.ok(piped.length >= 2 * 1000, `${piped.length} ping-pong wake-ups`);
+    assert.deepEqual(piped.filter(irq).map((w) => `${w.ts}: ${w.commonFlags}`), []);
+  } finally {
+    await Deno.remove(rec.dir, { recursive: true });
   }
 });

@@ -45,6 +45,8 @@ export interface SchedWaking {
   targetCpu: number;
   prio: number;
   comm: string;
+  /** ftrace's common_flags (0 when the bundle has none): 0x08 hard, 0x10 soft interrupt. */
+  commonFlags: number;
 }
 
 /** A full (non-compact) ftrace event with the CPU of the bundle it came in. */
@@ -811,6 +813,7 @@ function expandBundle(
         targetCpu: cs.wakingTargetCpu[i],
         prio: cs.wakingPrio[i],
         comm: intern(cs.wakingCommIndex[i], "waking"),
+        commonFlags: cs.wakingCommonFlags[i] ?? 0,
       });
       seen(ts);
     }

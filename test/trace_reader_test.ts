@@ -194,8 +194,8 @@ Deno.test("trace_reader: expands compact_sched deltas, intern table and implied 
   ]);
 
   assert.deepEqual(view.wakings, [
-    { ts: 1002n, cpu: 0, pid: 11, targetCpu: 0, prio: 119, comm: "pong" },
-    { ts: 1009n, cpu: 0, pid: 10, targetCpu: 1, prio: 120, comm: "ping" },
+    { ts: 1002n, cpu: 0, pid: 11, targetCpu: 0, prio: 119, comm: "pong", commonFlags: 0 },
+    { ts: 1009n, cpu: 0, pid: 10, targetCpu: 1, prio: 120, comm: "ping", commonFlags: 0 },
   ]);
 
   assert.deepEqual(view.events.map((e) => [e.ts, e.cpu, e.pid, e.event.case]), [

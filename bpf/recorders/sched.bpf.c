@@ -90,6 +90,70 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	return 0;
 }
 
+/*
+ * Whether this CPU is inside a hard or soft interrupt, kept by entry/exit pairs: ftrace takes it
+ * from the preempt count, but that per-CPU variable has no address a BPF program can be given
+ * without CONFIG_KALLSYMS_ALL. Hard interrupts that wake tasks: device handlers, the local
+ * timer (hrtimers: every sleep that times out), irq_work. A pair cut by the start of the
+ * recording would leave an exit without its entry: depths never go below 0.
+ */
+struct irq_context {
+	__u32 hard;
+	__u32 soft;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct irq_context);
+} irq_context SEC(".maps");
+
+static __always_inline int context_step(bool soft, int by)
+{
+	__u32 zero = 0;
+	struct irq_context *c = bpf_map_lookup_elem(&irq_context, &zero);
+	__u32 *depth;
+
+	if (!c)
+		return 0;
+	depth = soft ? &c->soft : &c->hard;
+	if (by > 0 || *depth > 0)
+		*depth += by;
+	return 0;
+}
+
+SEC("tp_btf/irq_handler_entry")
+int BPF_PROG(ctx_irq_enter) { return context_step(false, 1); }
+SEC("tp_btf/irq_handler_exit")
+int BPF_PROG(ctx_irq_exit) { return context_step(false, -1); }
+SEC("tp_btf/local_timer_entry")
+int BPF_PROG(ctx_timer_enter) { return context_step(false, 1); }
+SEC("tp_btf/local_timer_exit")
+int BPF_PROG(ctx_timer_exit) { return context_step(false, -1); }
+SEC("tp_btf/irq_work_entry")
+int BPF_PROG(ctx_work_enter) { return context_step(false, 1); }
+SEC("tp_btf/irq_work_exit")
+int BPF_PROG(ctx_work_exit) { return context_step(false, -1); }
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(ctx_softirq_enter) { return context_step(true, 1); }
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(ctx_softirq_exit) { return context_step(true, -1); }
+
+#define TRACE_FLAG_HARDIRQ 0x08
+#define TRACE_FLAG_SOFTIRQ 0x10
+
+/* ftrace's common_flags for this context: a wake-up from an interrupt is the interrupt's. */
+static __always_inline __u32 irq_context_flags(void)
+{
+	__u32 zero = 0;
+	struct irq_context *c = bpf_map_lookup_elem(&irq_context, &zero);
+
+	if (!c)
+		return 0;
+	return (c->hard ? TRACE_FLAG_HARDIRQ : 0) | (c->soft ? TRACE_FLAG_SOFTIRQ : 0);
+}
+
 static __always_inline int record_waking(__u16 kind, struct task_struct *p)
 {
 	__u64 ts = bpf_ktime_get_boot_ns();
@@ -104,7 +168,7 @@ static __always_inline int record_waking(__u16 kind, struct task_struct *p)
 	r->pid = p->pid;
 	r->target_cpu = p->thread_info.cpu; /* task_cpu(p), as ftrace reports it */
 	r->prio = p->prio;
-	r->common_flags = 0;
+	r->common_flags = irq_context_flags();
 	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &p->comm);
 	submit(rb, r, sizeof(*r));
 	return 0;

@@ -35,8 +35,10 @@ const F = {
   csWakingTargetCpu: 9,
   csWakingPrio: 10,
   csWakingComm: 11,
+  csWakingCommonFlags: 12,
   eventTimestamp: 1,
   eventPid: 2,
+  eventCommonFlags: 5,
 } as const;
 
 export class TimestampBase {
@@ -98,6 +100,7 @@ export class FtraceBundleBuilder {
   #wCpu = new Int32Array(1024);
   #wPrio = new Int32Array(1024);
   #wComm = new Int32Array(1024);
+  #wFlags = new Int32Array(1024);
   #wN = 0;
   // full FtraceEvents: encoded bodies in #ev, sorted index in these arrays
   #ev = new ProtoWriter(1 << 14);
@@ -174,7 +177,15 @@ export class FtraceBundleBuilder {
     this.#sN++;
   }
 
-  addWaking(ts: number, pid: number, targetCpu: number, prio: number, comm: number): void {
+  /** commonFlags: ftrace's, of which the importer reads the hard/soft interrupt bits. */
+  addWaking(
+    ts: number,
+    pid: number,
+    targetCpu: number,
+    prio: number,
+    comm: number,
+    commonFlags = 0,
+  ): void {
     ts = this.#admit(ts);
     let i = this.#wN;
     if (i === this.#wTs.length) {
@@ -184,14 +195,17 @@ export class FtraceBundleBuilder {
       this.#wCpu = grow(this.#wCpu, n);
       this.#wPrio = grow(this.#wPrio, n);
       this.#wComm = grow(this.#wComm, n);
+      this.#wFlags = grow(this.#wFlags, n);
     }
     const t = this.#wTs, p = this.#wPid, cp = this.#wCpu, pr = this.#wPrio, c = this.#wComm;
+    const f = this.#wFlags;
     while (i > 0 && t[i - 1] > ts) {
       t[i] = t[i - 1];
       p[i] = p[i - 1];
       cp[i] = cp[i - 1];
       pr[i] = pr[i - 1];
       c[i] = c[i - 1];
+      f[i] = f[i - 1];
       i--;
     }
     t[i] = ts;
@@ -199,6 +213,7 @@ export class FtraceBundleBuilder {
     cp[i] = targetCpu;
     pr[i] = prio;
     c[i] = comm;
+    f[i] = commonFlags;
     this.#wN++;
   }
 
@@ -206,7 +221,7 @@ export class FtraceBundleBuilder {
    * Starts a full FtraceEvent; the caller writes the event message's fields
    * into the returned writer and then calls endEvent().
    */
-  beginEvent(ts: number, pid: number, eventField: number): ProtoWriter {
+  beginEvent(ts: number, pid: number, eventField: number, commonFlags = 0): ProtoWriter {
     ts = this.#admit(ts);
     const w = this.#ev;
     this.#openStart = w.pos;
@@ -214,6 +229,7 @@ export class FtraceBundleBuilder {
     w.tag(F.eventTimestamp, WireType.Varint);
     this.#base.write(w, ts);
     w.fieldVarint(F.eventPid, pid);
+    if (commonFlags) w.fieldVarint(F.eventCommonFlags, commonFlags);
     this.#openMarker = w.begin(eventField);
     return w;
   }
@@ -301,6 +317,7 @@ export class FtraceBundleBuilder {
         packedInts(w, F.csWakingTargetCpu, this.#wCpu, wK);
         packedInts(w, F.csWakingPrio, this.#wPrio, wK);
         packedInts(w, F.csWakingComm, wIdx, wK);
+        packedInts(w, F.csWakingCommonFlags, this.#wFlags, wK);
       }
       w.end(cs);
     }
@@ -365,6 +382,7 @@ export class FtraceBundleBuilder {
     this.#wCpu.copyWithin(0, k, n);
     this.#wPrio.copyWithin(0, k, n);
     this.#wComm.copyWithin(0, k, n);
+    this.#wFlags.copyWithin(0, k, n);
     this.#wN = n - k;
   }
 

@@ -105,7 +105,7 @@ Deno.test("sched_switch: state, next pid/prio/comm, timestamps across the 2^32 b
   assert.equal(h.builders[0].maxTs, Number(0x5_8000_0000n - BASE));
 });
 
-Deno.test("sched_waking: pid, target cpu, prio, comm", () => {
+Deno.test("sched_waking: pid, target cpu, prio, comm, interrupt context", () => {
   const h = new Harness();
   h.feed(
     h.ring.wakingRec(RecordKind.SchedWaking, BASE + 7n, {
@@ -135,6 +135,8 @@ Deno.test("sched_waking: pid, target cpu, prio, comm", () => {
   assert.deepEqual(cs.wakingTargetCpu, [1, 0]);
   assert.deepEqual(cs.wakingPrio, [98, -1]);
   assert.deepEqual(cs.wakingCommIndex.map((i) => cs.internTable[i]), ["kworker/1:2", "rcu_sched"]);
+  // The record's common_flags (0x08: from a hard interrupt), one per waking.
+  assert.deepEqual(cs.wakingCommonFlags, [0x08, 0x08]);
   assert.deepEqual(cs.switchTimestamp, []);
   assert.deepEqual(h.counts(), { [RecordKind.SchedWaking]: 2 });
 });
@@ -161,6 +163,7 @@ Deno.test("sched_wakeup_new: full event with comm, pid, prio, target_cpu; pid of
   assert.equal(ev.event.value.prio, -3);
   assert.equal(ev.event.value.success, 1);
   assert.equal(ev.event.value.targetCpu, 1);
+  assert.equal(ev.commonFlags, 0x08);
   // Not in the compact wakings.
   assert.deepEqual(bundle.compactSched!.wakingPid, []);
   assert.deepEqual(h.counts(), { [RecordKind.SchedSwitch]: 1, [RecordKind.SchedWakeupNew]: 1 });

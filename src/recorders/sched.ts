@@ -66,13 +66,14 @@ function decoders(scope: DecoderScope): DecoderTable {
         i32[w + 5],
         i32[w + 6],
         comms.intern(i32, mem.bytes, off + L.rec_sched_waking.comm),
+        i32[w + 7],
       );
       return true;
     },
     [RecordKind.SchedWakeupNew]: (mem, off, size, ts, b) => {
       if (size !== L.rec_sched_waking.size) return false;
       const w = off >> 2;
-      const e = b.beginEvent(ts, current[b.cpu], Ev.schedWakeupNew);
+      const e = b.beginEvent(ts, current[b.cpu], Ev.schedWakeupNew, mem.u32[w + 7]);
       e.fieldString(1, cString(mem.bytes, off + L.rec_sched_waking.comm, COMM_LEN));
       e.fieldVarint(2, mem.u32[w + 4]);
       e.fieldInt(3, mem.i32[w + 6]);
@@ -136,9 +137,23 @@ export const sched: Recorder = {
   description: "context switches and wake-ups on every CPU, thread states, process lifetimes",
   defaultOn: true,
   bpf: {
-    programs: ["on_sched_switch", "on_sched_waking", "on_sched_wakeup_new"],
+    programs: [
+      "on_sched_switch",
+      "on_sched_waking",
+      "on_sched_wakeup_new",
+      // Which wake-ups come from interrupts (irq_context_flags). Exits attach first: an entry
+      // seen without its exit would mark the CPU as in an interrupt for good.
+      "ctx_irq_exit",
+      "ctx_timer_exit",
+      "ctx_work_exit",
+      "ctx_softirq_exit",
+      "ctx_irq_enter",
+      "ctx_timer_enter",
+      "ctx_work_enter",
+      "ctx_softirq_enter",
+    ],
     ownPrograms: ["sched_running_now"],
-    maps: ["start_told"],
+    maps: ["start_told", "irq_context"],
   },
   kinds: [
     RecordKind.SchedSwitch,
