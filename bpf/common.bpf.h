@@ -169,4 +169,40 @@ static __always_inline __u64 switch_ts(struct task_struct *prev, struct task_str
 	return ts;
 }
 
+/* One waking's timestamp, shared by every program on it (see waking_ts). */
+struct waking_clock {
+	__u64 task;
+	__u64 switches;
+	__u64 ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct waking_clock);
+} waking_clock SEC(".maps");
+
+/*
+ * As switch_ts, for sched_waking: sched's record of a wake-up and the end of a sleep stack's
+ * weight are one instant. Two wakings of one task on this CPU with no other between are told
+ * apart by its context switch count: it must have slept again in between.
+ */
+static __always_inline __u64 waking_ts(struct task_struct *p)
+{
+	__u32 zero = 0;
+	struct waking_clock *c = bpf_map_lookup_elem(&waking_clock, &zero);
+	__u64 switches = p->nvcsw + p->nivcsw, ts;
+
+	if (!c)
+		return bpf_ktime_get_boot_ns();
+	if (c->task == (__u64)p && c->switches == switches && c->ts)
+		return c->ts;
+	ts = bpf_ktime_get_boot_ns();
+	c->task = (__u64)p;
+	c->switches = switches;
+	c->ts = ts;
+	return ts;
+}
+
 #endif /* SYSTING_COMMON_BPF_H */

@@ -198,13 +198,15 @@ struct rec_stack {
 
 /*
  * A task whose sleep stack was recorded ran again: the sleep lasted from
- * out_ts (the stack record's timestamp) to hdr.ts.
+ * out_ts (the stack record's timestamp) to woke_ts, its sched_waking (0 when
+ * none was seen); hdr.ts, the switch back in, ends the wait to run after it.
  */
 struct rec_sleep_end {
 	struct rec_hdr hdr;
 	__u32 pid;
 	__u32 __pad0;
 	__u64 out_ts;
+	__u64 woke_ts;
 };
 
 enum syscall_flags {
@@ -292,7 +294,7 @@ _Static_assert(sizeof(struct rec_task_rename) == 56, "rec_task_rename");
 _Static_assert(sizeof(struct rec_irq) == 56, "rec_irq");
 _Static_assert(sizeof(struct rec_softirq) == 24, "rec_softirq");
 _Static_assert(sizeof(struct rec_stack) == 72, "rec_stack");
-_Static_assert(sizeof(struct rec_sleep_end) == 32, "rec_sleep_end");
+_Static_assert(sizeof(struct rec_sleep_end) == 40, "rec_sleep_end");
 _Static_assert(sizeof(struct rec_syscall) == 48, "rec_syscall");
 _Static_assert(sizeof(struct counter_value) == 24, "counter_value");
 _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");

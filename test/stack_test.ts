@@ -331,19 +331,27 @@ test("S sleep: the nanosleep of sleeper_s, weighed by its length", async () => {
 
 /**
  * For each sleep sample of TIDS (all when undefined) that the trace shows
- * ending: its weight against the task's next switch-in, which BPF stamps with
- * the very timestamp of the sleep-end record.
+ * ending: its weight against the task's wake-up (its next sched_waking), which
+ * BPF stamps with the very timestamp of the sleep's end — or, for a sleep no
+ * wake-up ended (a pending signal), against its switch back in.
  */
-function sleepEnds(view: TraceView, tids?: Set<number>) {
-  const switchIns = new Map<number, bigint[]>();
-  const switchAt = new Map<string, number | undefined>();
-  for (const s of view.switches) {
-    let list = switchIns.get(s.nextPid);
-    if (!list) switchIns.set(s.nextPid, list = []);
-    list.push(s.ts);
-    switchAt.set(`${s.cpu}:${s.ts}`, s.prevPid);
+/** The times of EVENTS by the task KEY names, each list in order. */
+function timesBy<T extends { ts: bigint }>(events: T[], key: (e: T) => number) {
+  const m = new Map<number, bigint[]>();
+  for (const e of events) {
+    let list = m.get(key(e));
+    if (!list) m.set(key(e), list = []);
+    list.push(e.ts);
   }
-  for (const list of switchIns.values()) list.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const list of m.values()) list.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return m;
+}
+
+function sleepEnds(view: TraceView, tids?: Set<number>) {
+  const switchIns = timesBy(view.switches, (s) => s.nextPid);
+  const wakes = timesBy(view.wakings, (w) => w.pid);
+  const switchAt = new Map<string, number | undefined>();
+  for (const s of view.switches) switchAt.set(`${s.cpu}:${s.ts}`, s.prevPid);
   // This kernel (this VM) never emits sched_switch when some threads leave
   // the CPU — `perf record -e sched:sched_switch` misses the same switches —
   // so a task can be switched in without a trace of it. A sleep that begins
@@ -363,16 +371,18 @@ function sleepEnds(view: TraceView, tids?: Set<number>) {
   const wrong: string[] = [];
   for (const s of sleeps) {
     if ((tids && !tids.has(s.tid)) || unverifiable.has(s)) continue;
-    const end = switchIns.get(s.tid)?.find((t) => t > s.ts);
-    if (end === undefined) continue; // still asleep when the recording stopped
+    const back = switchIns.get(s.tid)?.find((t) => t > s.ts);
+    if (back === undefined) continue; // still asleep when the recording stopped
+    const woke = wakes.get(s.tid)?.find((t) => t > s.ts);
+    const end = woke !== undefined && woke <= back ? woke : back;
     if (s.ts + s.weight === end) exact.push(s);
-    else wrong.push(`${show(s)}: switched in after ${end - s.ts} ns`);
+    else wrong.push(`${show(s)}: woken after ${end - s.ts} ns`);
   }
   const skipped = [...unverifiable].filter((s) => !tids || tids.has(s.tid)).length;
   return { exact, wrong, unverifiable: skipped };
 }
 
-test("sleeps that end on another CPU weigh exactly up to the switch back in", async () => {
+test("sleeps that end on another CPU weigh exactly up to their wake-up", async () => {
   const { view, rec } = await main();
   const m = rec.result.migrate;
   const { exact, wrong, unverifiable } = sleepEnds(view, new Set([m.tid]));
@@ -389,7 +399,7 @@ test("sleeps that end on another CPU weigh exactly up to the switch back in", as
   );
 });
 
-test("every sleep in the trace weighs exactly up to its task's switch back in", async () => {
+test("every sleep in the trace weighs exactly up to its task's wake-up", async () => {
   const { view } = await main();
   const { exact, wrong } = sleepEnds(view);
   assert.ok(exact.length > 100, `${exact.length} sleeps`);

@@ -126,3 +126,37 @@ Deno.test("edges: timer wake-ups are marked as from an interrupt, pipe wake-ups 
     await Deno.remove(rec.dir, { recursive: true });
   }
 });
+
+Deno.test("edges: a sleep stack weighs the time blocked, not the wait to run after the wake-up", async () => {
+  const bin = await compileC("busy_sleeper");
+  const cpu = navigator.hardwareConcurrency - 1;
+  const rec = await record(
+    () =>
+      runJson<{ tid: number; sleeps: number; sleep_us: number }>(bin, [String(cpu), "100", "2000"]),
+    ["--no-cpu-stack-traces"],
+  );
+  try {
+    assert.equal(rec.exit.code, 0, rec.exit.stderr);
+    const view = await readTrace(rec.tracePath);
+    const { tid, sleeps, sleep_us } = rec.result;
+    const sleepNs = BigInt(sleep_us * 1000);
+    const samples = view.stackSamples.filter((s) =>
+      s.tid === tid && s.source === "sleep.interruptible"
+    );
+    assert.ok(samples.length >= 0.9 * sleeps, `${samples.length} of ${sleeps} sleeps`);
+    const ins = view.switches.filter((s) => s.nextPid === tid).map((s) => s.ts)
+      .sort((a, b) => (a < b ? -1 : 1));
+    let onTime = 0, waitedToRun = 0;
+    for (const s of samples) {
+      // Woken by its 2 ms timer: blocked 2 ms and a little (timer slack, interrupt latency).
+      if (s.weight >= sleepNs && s.weight <= sleepNs + 1_000_000n) onTime++;
+      // The hog then often held the CPU: it ran again much later than it was woken.
+      const back = ins.find((t) => t > s.ts);
+      if (back !== undefined && back - s.ts >= s.weight + 3_000_000n) waitedToRun++;
+    }
+    assert.ok(onTime >= 0.95 * samples.length, `${onTime} of ${samples.length} weigh ~2 ms`);
+    assert.ok(waitedToRun >= 0.1 * samples.length, `${waitedToRun} waited ≥ 3 ms to run`);
+  } finally {
+    await Deno.remove(rec.dir, { recursive: true });
+  }
+});

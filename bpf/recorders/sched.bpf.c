@@ -156,7 +156,7 @@ static __always_inline __u32 irq_context_flags(void)
 
 static __always_inline int record_waking(__u16 kind, struct task_struct *p)
 {
-	__u64 ts = bpf_ktime_get_boot_ns();
+	__u64 ts = waking_ts(p);
 	struct rec_sched_waking *r;
 	void *rb;
 

@@ -57,9 +57,13 @@ struct {
 	__type(value, struct current_task);
 } current_task SEC(".maps");
 
-/* When each task's recorded sleep began, to weigh its stack by the time blocked. */
+/*
+ * When each task's recorded sleep began and when it was woken: its stack weighs the time
+ * blocked, not the wait to run that follows the wake-up.
+ */
 struct sleep_mark {
 	__u64 out_ts;
+	__u64 woke_ts;
 };
 
 struct {
@@ -233,9 +237,11 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 			end->pid = next->pid;
 			end->__pad0 = 0;
 			end->out_ts = mark->out_ts;
+			end->woke_ts = mark->woke_ts;
 			submit(rb, end, sizeof(*end));
 		}
 		mark->out_ts = 0;
+		mark->woke_ts = 0;
 	}
 	/* prev is still current here: its stacks are the ones being walked. */
 	if (preempt || prev_state == TASK_IDLE || is_quiet(prev))
@@ -244,13 +250,31 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 		source = STACK_SLEEP_D;
 	else if ((prev_state & TASK_INTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_S))
 		source = STACK_SLEEP_S;
+	if (!source)
+		return 0;
+	/*
+	 * Marked before the stack is taken (which takes microseconds): a wake-up from another CPU
+	 * may come meanwhile, and on_waking_sleep must find the sleep to end.
+	 */
+	mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!mark)
+		return 0;
+	mark->woke_ts = 0;
+	mark->out_ts = ts;
 	user = prev->mm != NULL;
-	if (source && emit_stack(ctx, ts, prev->pid, prev->tgid, source,
-				 0, user, user && sleep_copy_allowed(ts), 0)) {
-		mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (mark)
-			mark->out_ts = ts;
-	}
+	if (!emit_stack(ctx, ts, prev->pid, prev->tgid, source, 0, user,
+			user && sleep_copy_allowed(ts), 0))
+		mark->out_ts = 0;
+	return 0;
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(on_waking_sleep, struct task_struct *p)
+{
+	struct sleep_mark *mark = bpf_task_storage_get(&sleeping, p, 0, 0);
+
+	if (mark && mark->out_ts && !mark->woke_ts)
+		mark->woke_ts = waking_ts(p);
 	return 0;
 }
 

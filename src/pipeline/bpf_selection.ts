@@ -9,7 +9,7 @@ import { PROCESS_PROGRAMS } from "../processes/process_records.ts";
 import type { Recorder } from "../recorders/recorder.ts";
 
 /** Maps every recording creates, whichever recorders are on (bpf/common.bpf.h). */
-export const CORE_MAPS = ["rings", "drops", "unreported", "switch_clock"] as const;
+export const CORE_MAPS = ["rings", "drops", "unreported", "switch_clock", "waking_clock"] as const;
 
 /** The programs to load and the maps to leave out, for the recorders ON out of ALL. */
 export function bpfSelection(

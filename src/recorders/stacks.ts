@@ -3,7 +3,7 @@
  * view of every process's mappings, one profile writer):
  * - cpu-stacks: every CPU sampled at --sample-freq (kernel and user stacks);
  * - sleep-stacks: the stack of a task going to sleep uninterruptibly (D),
- *   weighed by how long it stayed off the CPU;
+ *   weighed by how long it was blocked (until its wake-up);
  * - interruptible-stacks: the same for interruptible sleep (S).
  * The workers forward the raw stack records; the main thread unwinds and
  * names them (src/stacks/, src/symbolize/, src/unwind/).
@@ -189,6 +189,8 @@ class StackSession implements RecorderSession {
       `stacks: ${(s.recordBytes / n).toFixed(0)} B/stack from BPF, unwinding ` +
       `${(s.unwindNs / 1e6).toFixed(1)} ms CPU in all (${(s.unwindNs / n / 1e3).toFixed(1)} ` +
       `µs/stack), all stack processing ${((this.#processingMs * 1e3) / n).toFixed(1)} µs/stack`,
+      `sleeps: weighed up to their wake-up; ${s.unwoken} ended without one (weighed up to ` +
+      "their switch back in)",
     ];
   }
 
@@ -350,7 +352,10 @@ function sleepRecorder(name: string, description: string, bit: number): Recorder
     name,
     description,
     defaultOn: true,
-    bpf: { programs: ["on_switch_sleep"], maps: ["stack_scratch", "sleeping", "copy_budget"] },
+    bpf: {
+      programs: ["on_switch_sleep", "on_waking_sleep"],
+      maps: ["stack_scratch", "sleeping", "copy_budget"],
+    },
     kinds: [RecordKind.Stack, RecordKind.SleepEnd],
     unsupported: switchTracepoint,
     decoders: stackDecoders,

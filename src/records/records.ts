@@ -119,7 +119,7 @@ export const Layout = {
     user_sp: 56,
     user_bp: 64,
   },
-  rec_sleep_end: { size: 32, pid: 16, out_ts: 24 },
+  rec_sleep_end: { size: 40, pid: 16, out_ts: 24, woke_ts: 32 },
   rec_syscall: { size: 48, pid: 16, tgid: 20, nr: 24, flags: 28, enter_ts: 32, ret: 40 },
   counter_value: { size: 24, value: 0, enabled: 8, running: 16 },
   rec_counters: { size: 224, cpu: 16, count: 20, reason: 22, failed: 24, values: 32 },

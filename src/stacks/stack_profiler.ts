@@ -4,10 +4,10 @@
  * at the sample's time), cuts frame-pointer walks where they leave
  * executable code, and writes each kind of stack to its own stream.
  *
- * Sleep stacks are weighed by how long the task stayed off the CPU: BPF
- * reports the switch-in as a sleep-end record, and the sample is written
- * then (or at the end of the trace for a task still asleep). Only the tasks
- * asleep right now are held in memory.
+ * Sleep stacks are weighed by how long the task was blocked: BPF reports the
+ * switch-in as a sleep-end record carrying the wake-up's time, and the sample
+ * is written then (or at the end of the trace for a task still asleep). Only
+ * the tasks asleep right now are held in memory.
  *
  * Identical raw stacks (same process image, same addresses) resolve once.
  */
@@ -53,6 +53,8 @@ export interface StackStats {
   /** Time spent unwinding stack copies, and the stack records' bytes. */
   unwindNs: number;
   recordBytes: number;
+  /** Sleeps that ended without a wake-up seen (weighed up to their switch back in). */
+  unwoken: number;
   /** Stack records that could not be processed (a bug), and the first error. */
   failed: number;
   firstFailure?: string;
@@ -123,6 +125,7 @@ export class StackProfiler {
     distinctStacks: 0,
     unwindNs: 0,
     recordBytes: 0,
+    unwoken: 0,
     failed: 0,
   };
   #unwinder = new DwarfUnwinder();
@@ -188,10 +191,22 @@ export class StackProfiler {
           this.stats.firstFailure ??= (e as Error)?.message ?? String(e);
         }
       } else if (kind === RecordKind.SleepEnd) {
-        const pid = dv.getUint32(off + Layout.rec_sleep_end.pid, true);
-        const at = off + Layout.rec_sleep_end.out_ts;
-        const outTs = this.#base.relative(dv.getUint32(at, true), dv.getUint32(at + 4, true));
-        this.#sleepEnd(pid, outTs, ts);
+        const L = Layout.rec_sleep_end;
+        const pid = dv.getUint32(off + L.pid, true);
+        const outTs = this.#base.relative(
+          dv.getUint32(off + L.out_ts, true),
+          dv.getUint32(off + L.out_ts + 4, true),
+        );
+        // Blocked until the wake-up; the wait to run after it is the thread state's to show.
+        // Without a wake-up (a sleep a pending signal cut short), until it ran again.
+        const wokeLo = dv.getUint32(off + L.woke_ts, true);
+        const wokeHi = dv.getUint32(off + L.woke_ts + 4, true);
+        if (wokeLo === 0 && wokeHi === 0) this.stats.unwoken++;
+        this.#sleepEnd(
+          pid,
+          outTs,
+          wokeLo === 0 && wokeHi === 0 ? ts : this.#base.relative(wokeLo, wokeHi),
+        );
       }
       off += (size + 7) & ~7;
     }

@@ -130,7 +130,8 @@ function stackRecord(r: StackRecord): Uint8Array {
   return new Uint8Array(dv.buffer);
 }
 
-function sleepEnd(ts: number, pid: number, outTs: number): Uint8Array {
+/** A sleep end at TS (the switch back in); WOKE: its wake-up, none when undefined. */
+function sleepEnd(ts: number, pid: number, outTs: number, woke?: number): Uint8Array {
   const L = Layout.rec_sleep_end;
   const dv = new DataView(new ArrayBuffer(L.size));
   dv.setUint16(Layout.rec_hdr.kind, RecordKind.SleepEnd, true);
@@ -138,6 +139,7 @@ function sleepEnd(ts: number, pid: number, outTs: number): Uint8Array {
   dv.setBigUint64(Layout.rec_hdr.ts, BASE + BigInt(ts), true);
   dv.setUint32(L.pid, pid, true);
   dv.setBigUint64(L.out_ts, BASE + BigInt(outTs), true);
+  if (woke !== undefined) dv.setBigUint64(L.woke_ts, BASE + BigInt(woke), true);
   return new Uint8Array(dv.buffer);
 }
 
@@ -343,6 +345,22 @@ Deno.test("stack profiler: a sleep weighs sleep end − stack time and is writte
   assert.equal(h.profiler.stats.sleepSamples, 1);
   // The end was consumed: the end of the trace writes nothing more.
   assert.equal(h.finish(1e9), 0);
+});
+
+Deno.test("stack profiler: a woken sleep weighs up to its wake-up, not its switch back in", () => {
+  const h = new Harness();
+  h.consume(stackRecord({ ts: 0x1000, cpu: 0, source: StackSource.SleepD, kernel: SLEEP_KERNEL }));
+  // Woken 40 µs after it slept, ran again 190 µs after: blocked 40 µs, runnable 150.
+  assert.ok(h.consume(sleepEnd(0x1000 + 190_000, TID, 0x1000, 0x1000 + 40_000)) > 0);
+  assert.deepEqual(h.samples().map((s) => s.weight), [40_000n]);
+  assert.equal(h.profiler.stats.unwoken, 0);
+  // Without a wake-up (a sleep a pending signal cut short): up to the switch back in.
+  h.consume(
+    stackRecord({ ts: 0x100000, cpu: 0, source: StackSource.SleepD, kernel: SLEEP_KERNEL }),
+  );
+  h.consume(sleepEnd(0x100000 + 7_000, TID, 0x100000));
+  assert.deepEqual(h.samples().map((s) => s.weight), [40_000n, 7_000n]);
+  assert.equal(h.profiler.stats.unwoken, 1);
 });
 
 Deno.test("stack profiler: uninterruptible and interruptible sleeps go to their own streams", () => {
