@@ -51,6 +51,7 @@ enum rec_kind {
 	REC_COUNTERS = 15,
 	REC_CPU_FREQUENCY = 16,
 	REC_SCHED_RUNNING = 17,
+	REC_TASK_NEWTASK = 18,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -128,6 +129,17 @@ struct rec_sched_process_exit {
 	__u32 tgid;
 	__s32 prio;
 	__u32 __pad0;
+	char comm[SYSTING_COMM_LEN];
+};
+
+/* A task was created (fork or clone), by the current task: where a thread's life begins. */
+struct rec_task_newtask {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__u32 parent_pid;
+	__u32 __pad0;
+	__u64 clone_flags;
 	char comm[SYSTING_COMM_LEN];
 };
 
@@ -291,6 +303,7 @@ _Static_assert(sizeof(struct rec_sched_process_fork) == 64, "rec_sched_process_f
 _Static_assert(sizeof(struct rec_sched_process_exec) == 816, "rec_sched_process_exec");
 _Static_assert(sizeof(struct rec_sched_process_exit) == 48, "rec_sched_process_exit");
 _Static_assert(sizeof(struct rec_task_rename) == 56, "rec_task_rename");
+_Static_assert(sizeof(struct rec_task_newtask) == 56, "rec_task_newtask");
 _Static_assert(sizeof(struct rec_irq) == 56, "rec_irq");
 _Static_assert(sizeof(struct rec_softirq) == 24, "rec_softirq");
 _Static_assert(sizeof(struct rec_stack) == 72, "rec_stack");

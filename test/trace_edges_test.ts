@@ -160,3 +160,45 @@ Deno.test("edges: a sleep stack weighs the time blocked, not the wait to run aft
     await Deno.remove(rec.dir, { recursive: true });
   }
 });
+
+Deno.test("edges: a reused pid is two threads and two processes, each ending at its exit", async () => {
+  const bin = await compileC("pid_reuse");
+  const rec = await record(() => runJson<{ pid: number; a: number; b: number }>(bin), ["-n"]);
+  try {
+    assert.equal(rec.exit.code, 0, rec.exit.stderr);
+    const view = await readTrace(rec.tracePath);
+    const pid = rec.result.a;
+    assert.equal(rec.result.b, pid);
+    const of = <K extends string>(kind: K) =>
+      view.events.filter((e) =>
+        e.event.case === kind && (e.event.value as { pid: number }).pid === pid
+      )
+        .sort((a, b) => (a.ts < b.ts ? -1 : 1));
+    // The importer begins a thread at task_newtask (a process, without CLONE_THREAD) and ends it
+    // at sched_process_free.
+    const born = of("taskNewtask");
+    const ended = of("schedProcessFree");
+    const exits = of("schedProcessExit");
+    assert.equal(born.length, 2, "two births of the pid");
+    assert.equal(ended.length, 2, "two ends");
+    for (const b of born) {
+      const flags = (b.event.value as { cloneFlags: bigint }).cloneFlags;
+      assert.equal(flags & 0x10000n, 0n, "a process, not a thread");
+      assert.equal(b.pid, rec.result.pid, "born of the workload");
+    }
+    // One life after the other, each ending at its exit.
+    assert.ok(born[0].ts < ended[0].ts && ended[0].ts < born[1].ts && born[1].ts < ended[1].ts);
+    assert.deepEqual(ended.map((e) => e.ts), exits.map((e) => e.ts));
+    // Each life has its own name.
+    const renames = of("taskRename").map((e) => ({
+      ts: e.ts,
+      name: (e.event.value as { newcomm: string }).newcomm,
+    }));
+    const nameIn = (from: bigint, to: bigint) =>
+      renames.filter((r) => r.ts > from && r.ts < to).map((r) => r.name);
+    assert.deepEqual(nameIn(born[0].ts, ended[0].ts), ["reuse-a"]);
+    assert.deepEqual(nameIn(born[1].ts, ended[1].ts), ["reuse-b"]);
+  } finally {
+    await Deno.remove(rec.dir, { recursive: true });
+  }
+});

@@ -193,3 +193,29 @@ int sched_running_now(void *ctx)
 	running_since(bpf_get_current_task_btf());
 	return 0;
 }
+
+/*
+ * Where each thread's life begins, for the importer (its end is its sched_process_exit, see
+ * src/recorders/sched.ts): a reused pid is then another thread, and another process.
+ */
+SEC("tp_btf/task_newtask")
+int BPF_PROG(on_task_newtask, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *parent = bpf_get_current_task_btf();
+	struct rec_task_newtask *r;
+	void *rb;
+
+	if (is_tracer(parent))
+		return 0;
+	r = reserve(&rb, REC_TASK_NEWTASK, sizeof(*r), bpf_ktime_get_boot_ns());
+	if (!r)
+		return 0;
+	r->pid = task->pid;
+	r->tgid = task->tgid;
+	r->parent_pid = parent->pid;
+	r->__pad0 = 0;
+	r->clone_flags = clone_flags;
+	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &task->comm);
+	submit(rb, r, sizeof(*r));
+	return 0;
+}

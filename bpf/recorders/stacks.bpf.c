@@ -231,15 +231,21 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 	void *rb;
 
 	mark = bpf_task_storage_get(&sleeping, next, 0, 0);
-	if (mark && mark->out_ts) {
-		end = reserve(&rb, REC_SLEEP_END, sizeof(*end), ts);
-		if (end) {
-			end->pid = next->pid;
-			end->__pad0 = 0;
-			end->out_ts = mark->out_ts;
-			end->woke_ts = mark->woke_ts;
-			submit(rb, end, sizeof(*end));
+	if (mark) {
+		if (mark->out_ts) {
+			end = reserve(&rb, REC_SLEEP_END, sizeof(*end), ts);
+			if (end) {
+				end->pid = next->pid;
+				end->__pad0 = 0;
+				end->out_ts = mark->out_ts;
+				/* Woken while still going to sleep: blocked for no time. */
+				end->woke_ts = mark->woke_ts && mark->woke_ts < mark->out_ts ?
+						       mark->out_ts :
+						       mark->woke_ts;
+				submit(rb, end, sizeof(*end));
+			}
 		}
+		/* Running again: the next wake-up is for its next sleep. */
 		mark->out_ts = 0;
 		mark->woke_ts = 0;
 	}
@@ -253,13 +259,12 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 	if (!source)
 		return 0;
 	/*
-	 * Marked before the stack is taken (which takes microseconds): a wake-up from another CPU
-	 * may come meanwhile, and on_waking_sleep must find the sleep to end.
+	 * Marked before the stack is taken (which takes microseconds); the wake-up, from another
+	 * CPU, may have come already (woke_ts is kept: the task has not run since).
 	 */
 	mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!mark)
 		return 0;
-	mark->woke_ts = 0;
 	mark->out_ts = ts;
 	user = prev->mm != NULL;
 	if (!emit_stack(ctx, ts, prev->pid, prev->tgid, source, 0, user,
@@ -268,12 +273,28 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 	return 0;
 }
 
+/* Whether P is asleep: off its runqueue, or on it only until its lag is spent (6.12+). */
+static __always_inline bool asleep(struct task_struct *p)
+{
+	if (!p->on_rq)
+		return true;
+	return bpf_core_field_exists(p->se.sched_delayed) && p->se.sched_delayed;
+}
+
+/*
+ * A task's wake-up, whether or not its sleep is marked yet: it may race the switch out on
+ * another CPU, before on_switch_sleep has marked the sleep (the switch is stamped first). A
+ * task still running was never asleep: that wake-up ends no sleep (and must not end its next).
+ */
 SEC("tp_btf/sched_waking")
 int BPF_PROG(on_waking_sleep, struct task_struct *p)
 {
-	struct sleep_mark *mark = bpf_task_storage_get(&sleeping, p, 0, 0);
+	struct sleep_mark *mark;
 
-	if (mark && mark->out_ts && !mark->woke_ts)
+	if (!state.recording || !asleep(p) || is_quiet(p))
+		return 0;
+	mark = bpf_task_storage_get(&sleeping, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (mark)
 		mark->woke_ts = waking_ts(p);
 	return 0;
 }

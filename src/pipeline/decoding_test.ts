@@ -290,7 +290,7 @@ Deno.test("sched_process_exec: args_len beyond the buffer is clamped to it", () 
   );
 });
 
-Deno.test("sched_process_exit: full event and process event", () => {
+Deno.test("sched_process_exit: full event, the thread's end, and process event", () => {
   const h = new Harness();
   const R = L.rec_sched_process_exit;
   h.feed(h.ring.add(RecordKind.SchedProcessExit, R.size, BASE + 20n, (o) => {
@@ -299,7 +299,15 @@ Deno.test("sched_process_exit: full event and process event", () => {
     h.ring.i32At(o + R.prio, 120);
     h.ring.str(o + R.comm, "worker");
   }));
-  const ev = onlyEvent(h.flush());
+  const [ev, free, ...rest] = h.flush()!.event;
+  assert.deepEqual(rest, []);
+  // The importer ends a thread at sched_process_free: written at the exit itself.
+  assert.equal(free.timestamp, BASE + 20n);
+  assert.equal(free.event.case, "schedProcessFree");
+  assert.deepEqual(
+    [free.event.value.pid, free.event.value.comm, free.event.value.prio],
+    [401, "worker", 120],
+  );
   assert.equal(ev.timestamp, BASE + 20n);
   assert.equal(ev.pid, 401);
   assert.equal(ev.event.case, "schedProcessExit");

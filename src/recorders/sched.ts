@@ -18,6 +18,8 @@ const Ev = {
   schedProcessExec: 237, // filename=1 pid=2 old_pid=3
   schedProcessExit: 238, // comm=1 pid=2 tgid=3 prio=4
   taskRename: 236, // pid=1 oldcomm=2 newcomm=3
+  taskNewtask: 235, // pid=1 comm=2 clone_flags=3
+  schedProcessFree: 240, // comm=1 pid=2 prio=3
 } as const;
 
 function decoders(scope: DecoderScope): DecoderTable {
@@ -110,11 +112,31 @@ function decoders(scope: DecoderScope): DecoderTable {
       const R = L.rec_sched_process_exit;
       if (size !== R.size) return false;
       const w = off >> 2;
-      const e = b.beginEvent(ts, mem.u32[w + 4], Ev.schedProcessExit);
-      e.fieldString(1, cString(mem.bytes, off + R.comm, COMM_LEN));
+      const comm = cString(mem.bytes, off + R.comm, COMM_LEN);
+      let e = b.beginEvent(ts, mem.u32[w + 4], Ev.schedProcessExit);
+      e.fieldString(1, comm);
       e.fieldVarint(2, mem.u32[w + 4]);
       e.fieldVarint(3, mem.u32[w + 5]);
       e.fieldInt(4, mem.i32[w + 6]);
+      b.endEvent();
+      // The importer ends a thread at sched_process_free, which the kernel emits an RCU grace
+      // period after the pid may already be another process's: the thread ends at its exit.
+      e = b.beginEvent(ts, mem.u32[w + 4], Ev.schedProcessFree);
+      e.fieldString(1, comm);
+      e.fieldVarint(2, mem.u32[w + 4]);
+      e.fieldInt(3, mem.i32[w + 6]);
+      b.endEvent();
+      return true;
+    },
+    [RecordKind.TaskNewtask]: (mem, off, size, ts, b) => {
+      const R = L.rec_task_newtask;
+      if (size !== R.size) return false;
+      const w = off >> 2;
+      // The event's pid is the creating thread's: the importer ties the new one to it.
+      const e = b.beginEvent(ts, mem.u32[w + 6], Ev.taskNewtask);
+      e.fieldVarint(1, mem.u32[w + 4]);
+      e.fieldString(2, cString(mem.bytes, off + R.comm, COMM_LEN));
+      e.fieldVarint(3, mem.u32[w + 9] * 4294967296 + mem.u32[w + 8]);
       b.endEvent();
       return true;
     },
@@ -151,6 +173,8 @@ export const sched: Recorder = {
       "ctx_timer_enter",
       "ctx_work_enter",
       "ctx_softirq_enter",
+      // Where threads begin and end, for the importer.
+      "on_task_newtask",
     ],
     ownPrograms: ["sched_running_now"],
     maps: ["start_told", "irq_context"],
@@ -160,6 +184,7 @@ export const sched: Recorder = {
     RecordKind.SchedWaking,
     RecordKind.SchedWakeupNew,
     RecordKind.SchedRunning,
+    RecordKind.TaskNewtask,
   ],
   unsupported: (m) =>
     m.hasTracepoint("sched_switch") ? undefined : "this kernel has no sched_switch tracepoint",

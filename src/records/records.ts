@@ -22,11 +22,12 @@ export const RecordKind = {
   Counters: 15,
   CpuFrequency: 16,
   SchedRunning: 17,
+  TaskNewtask: 18,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 18;
+export const RECORD_KIND_COUNT = 19;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -48,6 +49,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "counters",
   "cpu_frequency",
   "sched_running",
+  "task_newtask",
 ];
 
 export const COMM_LEN = 16;
@@ -102,6 +104,14 @@ export const Layout = {
     args: 304,
   },
   rec_sched_process_exit: { size: 48, pid: 16, tgid: 20, prio: 24, comm: 32 },
+  rec_task_newtask: {
+    size: 56,
+    pid: 16,
+    tgid: 20,
+    parent_pid: 24,
+    clone_flags: 32,
+    comm: 40,
+  },
   rec_task_rename: { size: 56, pid: 16, tgid: 20, oldcomm: 24, newcomm: 40 },
   rec_irq: { size: 56, irq: 16, ret: 20, name: 24 },
   rec_softirq: { size: 24, vec: 16 },
