@@ -6,6 +6,14 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { FtraceStats_Phase, TraceSchema } from "../src/gen/perfetto_trace_pb.ts";
 import { type CpuEvent, readTrace, type TraceView } from "./trace_reader.ts";
 import { compileC, record, Recorder, type Recording, runJson } from "./workload.ts";
+import {
+  assertHeaderFirst,
+  assertInterruptsPair,
+  assertRowsFromStart,
+  assertStatsAround,
+  assertTimeNeverGoesBack,
+  assertValidSwitchStates,
+} from "./trace_invariants.ts";
 
 const ROUND_TRIPS = 20_000;
 
@@ -151,18 +159,8 @@ test("the recorder exits 0 after SIGINT and prints a summary", async () => {
 
 test("ClockSnapshot and SystemInfo come before the first ftrace bundle", async () => {
   const { view } = await recording();
-  const kinds = view.packets.map((p) => p.data.case);
-  const firstBundle = kinds.indexOf("ftraceEvents");
-  assert.ok(firstBundle > 0, `first ftrace bundle at ${firstBundle}`);
-  const clock = kinds.indexOf("clockSnapshot");
-  const sys = kinds.indexOf("systemInfo");
-  assert.ok(clock !== -1 && clock < firstBundle, `clock snapshot at ${clock}`);
-  assert.ok(sys !== -1 && sys < firstBundle, `system info at ${sys}`);
-  // Perfetto converts ftrace timestamps through BOOTTIME (builtin clock 6).
-  assert.ok(
-    view.clockSnapshots[0].clocks.some((c) => c.clockId === 6 && c.timestamp > 0n),
-    JSON.stringify(view.clockSnapshots[0].clocks.map((c) => [c.clockId, String(c.timestamp)])),
-  );
+  assert.ok(view.packets.some((p) => p.data.case === "ftraceEvents"), "no ftrace bundle");
+  assertHeaderFirst(view);
   const uts = view.systemInfos[0].utsname;
   assert.equal(uts?.sysname, "Linux");
   assert.equal(uts?.release, Deno.osRelease());
@@ -180,29 +178,16 @@ test("timestamps are CLOCK_BOOTTIME and never go backwards on a CPU", async () =
       `switch at ${s.ts} outside boot time [${bootBefore}, ${bootAfter}]`,
     );
   }
-  for (const [cpu, bundles] of view.bundlesByCpu) {
-    let prevMax: bigint | undefined;
-    for (const b of bundles) {
-      const where = `cpu ${cpu}, packets[${b.packetIndex}]`;
-      for (
-        const [what, ts] of [
-          ["switch", b.switches.map((s) => s.ts)],
-          ["waking", b.wakings.map((w) => w.ts)],
-          ["event", b.events.map((e) => e.ts)],
-        ] as const
-      ) {
-        for (let i = 1; i < ts.length; i++) {
-          assert.ok(ts[i] >= ts[i - 1], `${where}: ${what}[${i}] ${ts[i]} < ${ts[i - 1]}`);
-        }
-      }
-      if (b.minTs === undefined) continue;
-      assert.ok(
-        prevMax === undefined || b.minTs >= prevMax,
-        `${where}: starts at ${b.minTs}, before the previous bundle's end ${prevMax}`,
-      );
-      prevMax = b.maxTs;
-    }
-  }
+  assertTimeNeverGoesBack(view);
+});
+
+test("each CPU's row begins at the trace's start, with what ran there", async () => {
+  const { view } = await recording();
+  assertRowsFromStart(view);
+  assert.equal(
+    view.events.filter((e) => e.event.case === "schedSwitch").length,
+    view.systemInfos[0].numCpus,
+  );
 });
 
 test("ping and pong are switched in and woken every round trip, under their names", async () => {
@@ -300,9 +285,7 @@ test("the renamed thread carries renamed-thr after its rename", async () => {
 
 test("every prev_state is a single ftrace state bit", async () => {
   const { view } = await recording();
-  const valid = new Set([0, 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80, 0x100]);
-  const bad = view.switches.filter((s) => !valid.has(s.prevState));
-  assert.deepEqual(bad.slice(0, 5), [], `${bad.length} switches with an invalid prev_state`);
+  assertValidSwitchStates(view);
   // Both the sleeping and the preempted (0x100) encodings occur in any busy second.
   const states = new Set(view.switches.map((s) => s.prevState));
   assert.ok(states.has(1) && states.has(0x100), `prev_states seen: ${[...states]}`);
@@ -318,62 +301,15 @@ test("IRQ and softirq entries and exits pair up on every CPU", async () => {
     assert.ok(line?.includes(e.value.name), `irq ${e.value.irq} "${e.value.name}" vs ${line}`);
   }
   assert.ok(eventsOf(view, "softirqEntry").length > 0, "no softirq_entry");
-  // For the failure message: records outside these come from a half-attached program set.
-  const statsTs = view.packets.filter((p) => p.data.case === "ftraceStats").map((p) => p.timestamp);
-  const window = `recording window by FtraceStats [${statsTs.join(", ")}]`;
-  for (const [cpu, events] of view.eventsByCpu) {
-    const open = new Map<string, { id: number; ts: bigint }>();
-    const seen = new Set<string>();
-    for (const [i, e] of events.entries()) {
-      let kind: string, id: number, entry: boolean;
-      switch (e.event.case) {
-        case "irqHandlerEntry":
-        case "irqHandlerExit":
-          [kind, id, entry] = ["irq", e.event.value.irq, e.event.case === "irqHandlerEntry"];
-          break;
-        case "softirqEntry":
-        case "softirqExit":
-          [kind, id, entry] = ["softirq", e.event.value.vec, e.event.case === "softirqEntry"];
-          break;
-        default:
-          continue;
-      }
-      const where = `cpu ${cpu} event ${i} (${e.event.case} ${id} at ${e.ts}, ${window})`;
-      const o = open.get(kind);
-      if (entry) {
-        assert.equal(o, undefined, `${where}: ${kind} ${o?.id} entered at ${o?.ts} still open`);
-        open.set(kind, { id, ts: e.ts });
-      } else if (o === undefined) {
-        // Only the very first one may close something begun before the recording.
-        assert.ok(!seen.has(kind), `${where}: exit without entry`);
-      } else {
-        assert.equal(id, o.id, `${where}: exit does not match the entry at ${o.ts}`);
-        open.delete(kind);
-      }
-      seen.add(kind);
-    }
-  }
+  assertInterruptsPair(view);
 });
 
 test("nothing was dropped", async () => {
   const { view } = await recording();
   const lost = [...view.bundlesByCpu.values()].flat().filter((b) => b.lostEvents);
   assert.deepEqual(lost.map((b) => [b.cpu, b.packetIndex]), [], "bundles with lost_events");
-  const kinds = view.packets.map((p) => p.data.case);
-  const lastBundle = kinds.lastIndexOf("ftraceEvents");
-  const phases = view.packets.flatMap((p, i) =>
-    p.data.case === "ftraceStats" ? [{ i, stats: p.data.value }] : []
-  );
-  assert.deepEqual(phases.map((p) => p.stats.phase), [
-    FtraceStats_Phase.START_OF_TRACE,
-    FtraceStats_Phase.END_OF_TRACE,
-  ]);
-  const [start, end] = phases;
-  assert.ok(start.i < kinds.indexOf("ftraceEvents"), `START stats at ${start.i}`);
-  assert.ok(end.i > lastBundle, `END stats at ${end.i}, last bundle at ${lastBundle}`);
-  for (const { stats } of phases) {
-    const cpus = stats.cpuStats.map((c) => Number(c.cpu));
-    for (const cpu of view.bundlesByCpu.keys()) assert.ok(cpus.includes(cpu), `cpu ${cpu} stats`);
+  assertStatsAround(view);
+  for (const stats of view.ftraceStats) {
     assert.deepEqual(stats.cpuStats.map((c) => c.droppedEvents), stats.cpuStats.map(() => 0n));
   }
 });

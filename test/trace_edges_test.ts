@@ -1,9 +1,18 @@
-// The edges of a trace against ground truth (root, real BPF): what ran on each CPU when the
+// The edges of a trace against ground truth (root, real BPF), each trace also held to every
+// invariant the suite checks (trace_invariants.ts): what ran on each CPU when the
 // recording began, checked against a spinner that logs every time it was switched out; which
 // wake-ups came from interrupts.
 import assert from "node:assert/strict";
-import { readTrace } from "./trace_reader.ts";
+import { readTrace as read, type TraceView } from "./trace_reader.ts";
+import { assertTraceInvariants } from "./trace_invariants.ts";
 import { compileC, record, Recorder, runJson } from "./workload.ts";
+
+/** Reads a trace and checks it against every invariant a trace must hold. */
+async function readTrace(path: string): Promise<TraceView> {
+  const view = await read(path);
+  assertTraceInvariants(view);
+  return view;
+}
 
 interface SpinLog {
   tid: number;
@@ -200,5 +209,54 @@ Deno.test("edges: a reused pid is two threads and two processes, each ending at 
     assert.deepEqual(nameIn(born[1].ts, ended[1].ts), ["reuse-b"]);
   } finally {
     await Deno.remove(rec.dir, { recursive: true });
+  }
+});
+
+Deno.test("edges: a D-state reader behind a CPU hog weighs its time in D (±5 %), not its waits", async () => {
+  const bin = await compileC("d_reader");
+  const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "systing-dread-" });
+  try {
+    // Data on the disk (O_DIRECT reads bypass the page cache and wait for the device).
+    const file = `${dir}/data.bin`;
+    const f = await Deno.open(file, { write: true, create: true });
+    for (let i = 0; i < 256; i++) await f.write(new Uint8Array(65536).fill(i));
+    await f.sync();
+    f.close();
+    const cpu = navigator.hardwareConcurrency - 1;
+    const rec = await record(
+      () =>
+        runJson<{ tid: number; blocked_ns: number; delay_ns: number; start: number; end: number }>(
+          bin,
+          [String(cpu), file, "200"],
+        ),
+      ["--no-cpu-stack-traces"],
+    );
+    try {
+      assert.equal(rec.exit.code, 0, rec.exit.stderr);
+      const view = await readTrace(rec.tracePath);
+      const r = rec.result;
+      const inLoop = view.stackSamples.filter((s) =>
+        s.tid === r.tid && s.source === "sleep.uninterruptible" &&
+        Number(s.ts) >= r.start && Number(s.ts) <= r.end
+      );
+      assert.ok(inLoop.length >= 200, `${inLoop.length} D sleeps for 200 reads`);
+      const weighed = inLoop.reduce((n, s) => n + Number(s.weight), 0);
+      // The kernel's account: the loop's time neither on the CPU nor waiting for it.
+      assert.ok(
+        Math.abs(weighed - r.blocked_ns) <= 0.05 * r.blocked_ns,
+        `D weight ${weighed} ns, the kernel's blocked time ${r.blocked_ns} ns`,
+      );
+      // And the wait to run was real: from switch out to switch back in is much more.
+      const ins = view.switches.filter((s) => s.nextPid === r.tid).map((s) => s.ts);
+      const offCpu = inLoop.reduce((n, s) => {
+        const back = ins.find((t) => t > s.ts);
+        return back === undefined ? n : n + Number(back - s.ts);
+      }, 0);
+      assert.ok(offCpu >= weighed + 0.5 * r.delay_ns, `off the CPU ${offCpu} ns in all`);
+    } finally {
+      await Deno.remove(rec.dir, { recursive: true });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
