@@ -332,8 +332,8 @@ test("S sleep: the nanosleep of sleeper_s, weighed by its length", async () => {
 /**
  * For each sleep sample of TIDS (all when undefined) that the trace shows
  * ending: its weight against the task's wake-up (its sched_waking), which BPF
- * stamps with the very timestamp of the sleep's end — or, for a sleep no
- * wake-up ended (a pending signal), against its switch back in. A wake-up on
+ * stamps with the very timestamp of the sleep's end — or 0, for a sleep no
+ * wake-up ended (a pending signal cut it short). A wake-up on
  * another CPU within a microsecond of the switch out may be seen by BPF on
  * either side of it (a race the kernel does not order): a few per thousand
  * sleeps come out the other way, so the callers allow that many.
@@ -386,7 +386,7 @@ function sleepEnds(view: TraceView, tids?: Set<number>) {
     // end nothing).
     const ranBefore = switchIns.get(s.tid)?.findLast((t) => t < s.ts) ?? -1n;
     const woke = wakes.get(s.tid)?.find((t) => t <= back && t > ranBefore);
-    const end = woke === undefined ? back : woke > s.ts ? woke : s.ts;
+    const end = woke !== undefined && woke > s.ts ? woke : s.ts;
     if (s.ts + s.weight === end) exact.push(s);
     else wrong.push(`${show(s)}: woken after ${end - s.ts} ns`);
   }

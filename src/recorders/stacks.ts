@@ -189,8 +189,8 @@ class StackSession implements RecorderSession {
       `stacks: ${(s.recordBytes / n).toFixed(0)} B/stack from BPF, unwinding ` +
       `${(s.unwindNs / 1e6).toFixed(1)} ms CPU in all (${(s.unwindNs / n / 1e3).toFixed(1)} ` +
       `µs/stack), all stack processing ${((this.#processingMs * 1e3) / n).toFixed(1)} µs/stack`,
-      `sleeps: weighed up to their wake-up; ${s.unwoken} ended without one (weighed up to ` +
-      "their switch back in)",
+      `sleeps: weighed up to their wake-up; ${s.unwoken} ended without one seen (weighed 0: ` +
+      "a pending signal cut them short)",
     ];
   }
 

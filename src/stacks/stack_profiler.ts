@@ -53,7 +53,7 @@ export interface StackStats {
   /** Time spent unwinding stack copies, and the stack records' bytes. */
   unwindNs: number;
   recordBytes: number;
-  /** Sleeps that ended without a wake-up seen (weighed up to their switch back in). */
+  /** Sleeps that ended without a wake-up seen (weighed 0). */
   unwoken: number;
   /** Stack records that could not be processed (a bug), and the first error. */
   failed: number;
@@ -198,15 +198,14 @@ export class StackProfiler {
           dv.getUint32(off + L.out_ts + 4, true),
         );
         // Blocked until the wake-up; the wait to run after it is the thread state's to show.
-        // Without a wake-up (a sleep a pending signal cut short), until it ran again.
+        // None seen: a sleep a pending signal cut short, which never blocked — or a wake-up that
+        // raced the switch out unseen, rare and short: either way nothing to weigh, rather than
+        // the whole wait to run.
         const wokeLo = dv.getUint32(off + L.woke_ts, true);
         const wokeHi = dv.getUint32(off + L.woke_ts + 4, true);
-        if (wokeLo === 0 && wokeHi === 0) this.stats.unwoken++;
-        this.#sleepEnd(
-          pid,
-          outTs,
-          wokeLo === 0 && wokeHi === 0 ? ts : this.#base.relative(wokeLo, wokeHi),
-        );
+        const unwoken = wokeLo === 0 && wokeHi === 0;
+        if (unwoken) this.stats.unwoken++;
+        this.#sleepEnd(pid, outTs, unwoken ? outTs : this.#base.relative(wokeLo, wokeHi));
       }
       off += (size + 7) & ~7;
     }

@@ -130,8 +130,11 @@ function stackRecord(r: StackRecord): Uint8Array {
   return new Uint8Array(dv.buffer);
 }
 
-/** A sleep end at TS (the switch back in); WOKE: its wake-up, none when undefined. */
-function sleepEnd(ts: number, pid: number, outTs: number, woke?: number): Uint8Array {
+/**
+ * A sleep end at TS (the switch back in); WOKE: its wake-up (by default at TS, as on an idle
+ * CPU), null for none.
+ */
+function sleepEnd(ts: number, pid: number, outTs: number, woke: number | null = ts): Uint8Array {
   const L = Layout.rec_sleep_end;
   const dv = new DataView(new ArrayBuffer(L.size));
   dv.setUint16(Layout.rec_hdr.kind, RecordKind.SleepEnd, true);
@@ -139,7 +142,7 @@ function sleepEnd(ts: number, pid: number, outTs: number, woke?: number): Uint8A
   dv.setBigUint64(Layout.rec_hdr.ts, BASE + BigInt(ts), true);
   dv.setUint32(L.pid, pid, true);
   dv.setBigUint64(L.out_ts, BASE + BigInt(outTs), true);
-  if (woke !== undefined) dv.setBigUint64(L.woke_ts, BASE + BigInt(woke), true);
+  if (woke !== null) dv.setBigUint64(L.woke_ts, BASE + BigInt(woke), true);
   return new Uint8Array(dv.buffer);
 }
 
@@ -354,12 +357,12 @@ Deno.test("stack profiler: a woken sleep weighs up to its wake-up, not its switc
   assert.ok(h.consume(sleepEnd(0x1000 + 190_000, TID, 0x1000, 0x1000 + 40_000)) > 0);
   assert.deepEqual(h.samples().map((s) => s.weight), [40_000n]);
   assert.equal(h.profiler.stats.unwoken, 0);
-  // Without a wake-up (a sleep a pending signal cut short): up to the switch back in.
+  // Without a wake-up (a sleep a pending signal cut short): it never blocked.
   h.consume(
     stackRecord({ ts: 0x100000, cpu: 0, source: StackSource.SleepD, kernel: SLEEP_KERNEL }),
   );
-  h.consume(sleepEnd(0x100000 + 7_000, TID, 0x100000));
-  assert.deepEqual(h.samples().map((s) => s.weight), [40_000n, 7_000n]);
+  h.consume(sleepEnd(0x100000 + 7_000, TID, 0x100000, null));
+  assert.deepEqual(h.samples().map((s) => s.weight), [40_000n, 0n]);
   assert.equal(h.profiler.stats.unwoken, 1);
 });
 
