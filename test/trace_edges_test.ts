@@ -242,9 +242,12 @@ Deno.test("edges: a D-state reader behind a CPU hog weighs its time in D (±5 %)
       assert.ok(inLoop.length >= 200, `${inLoop.length} D sleeps for 200 reads`);
       const weighed = inLoop.reduce((n, s) => n + Number(s.weight), 0);
       // The kernel's account: the loop's time neither on the CPU nor waiting for it.
+      const heaviest = inLoop.map((s) => s.weight).sort((a, b) => (a > b ? -1 : 1)).slice(0, 5);
       assert.ok(
         Math.abs(weighed - r.blocked_ns) <= 0.05 * r.blocked_ns,
-        `D weight ${weighed} ns, the kernel's blocked time ${r.blocked_ns} ns`,
+        `D weight ${weighed} ns, the kernel's blocked time ${r.blocked_ns} ns (run delay ` +
+          `${r.delay_ns} ns, ${inLoop.length} sleeps, heaviest ${heaviest.join(" ")}; ` +
+          `${/dropped: .*/.exec(rec.exit.stderr)?.[0]})`,
       );
       // And the wait to run was real: from switch out to switch back in is much more.
       const ins = view.switches.filter((s) => s.nextPid === r.tid).map((s) => s.ts);

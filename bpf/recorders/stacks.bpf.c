@@ -265,6 +265,25 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 	mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!mark)
 		return 0;
+	if (mark->out_ts) {
+		/*
+		 * Its last sleep's end went unseen: it came back to a CPU without a sched_switch
+		 * this kernel traced. End that sleep now, by its wake-up if one came before this
+		 * switch (a later one is this sleep's, racing its switch out), else as never blocked.
+		 */
+		end = reserve(&rb, REC_SLEEP_END, sizeof(*end), ts);
+		if (end) {
+			end->pid = prev->pid;
+			end->__pad0 = 0;
+			end->out_ts = mark->out_ts;
+			end->woke_ts = mark->woke_ts >= mark->out_ts && mark->woke_ts < ts ?
+					       mark->woke_ts :
+					       mark->out_ts;
+			submit(rb, end, sizeof(*end));
+		}
+		if (mark->woke_ts < ts)
+			mark->woke_ts = 0;
+	}
 	mark->out_ts = ts;
 	user = prev->mm != NULL;
 	if (!emit_stack(ctx, ts, prev->pid, prev->tgid, source, 0, user,
