@@ -1,7 +1,7 @@
 // Command-line behaviour of main.ts: bad invocations fail cleanly (one line,
 // non-zero, nothing left on disk), --help and --version succeed.
 import assert from "node:assert/strict";
-import { runRecorder } from "./workload.ts";
+import { Recorder, runRecorder } from "./workload.ts";
 
 /** Names in DIR, sorted; [] when DIR does not exist. */
 function listDir(dir: string): string[] {
@@ -147,4 +147,28 @@ Deno.test({
     withTempDir((dir) =>
       expectCleanFailure(["--perf-counter", "cycles"], `${dir}/trace.pb`, "no hardware PMU")
     ),
+});
+
+Deno.test("cli: libbpf, libelf and zlib are the ones systing carries, not the host's", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "systing-cli-" });
+  const rec = await Recorder.start(["-n", "-o", `${dir}/t.pb`]);
+  try {
+    const mapped = new Set(
+      Deno.readTextFileSync(`/proc/${rec.pid}/maps`).split("\n")
+        .map((l) => l.split(/\s+/).slice(5).join(" "))
+        .filter((p) => /lib(bpf|elf|z)\.so/.test(p)),
+    );
+    assert.deepEqual(
+      [...mapped].sort(),
+      [
+        "/memfd:libbpf.so.1 (deleted)",
+        "/memfd:libelf.so.1 (deleted)",
+        "/memfd:libz.so.1 (deleted)",
+      ],
+    );
+    assert.equal((await rec.stop()).code, 0);
+  } finally {
+    await rec.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

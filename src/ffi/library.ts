@@ -1,7 +1,11 @@
 /**
- * Loads libbpf and libc once per thread (workers load their own copy of the
- * handles; the libraries themselves are shared by the process).
+ * Loads libc (once per thread) and libbpf. libbpf is not the host's: the
+ * program carries libbpf and what it needs (src/gen/native_libs.ts, from the
+ * build machine) and loads them from sealed memory files, dependencies first,
+ * so that it behaves the same on any host and needs none installed. Only the
+ * main thread loads it (a worker doing so would load a second copy).
  */
+import { nativeLibs } from "../gen/native_libs.ts";
 import { LibbpfError } from "./libbpf_error.ts";
 import { libbpfSymbols, libcSymbols } from "./symbols.ts";
 
@@ -10,20 +14,68 @@ type Libc = Deno.DynamicLibrary<typeof libcSymbols>["symbols"];
 
 let libbpf: Libbpf | undefined;
 let libc: Libc | undefined;
+/** The carried libraries' handles: open for as long as the process runs. */
+const carried: Deno.DynamicLibrary<Deno.ForeignLibraryInterface>[] = [];
+
+const MFD_CLOEXEC = 1;
+const MFD_ALLOW_SEALING = 2;
+const F_ADD_SEALS = 1033;
+/** F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE: nobody can change it now. */
+const ALL_SEALS = 1 | 2 | 4 | 8;
+
+/** BYTES as a sealed memory file; returns its fd. */
+function sealedMemoryFile(name: string, bytes: Uint8Array): number {
+  const c = loadLibc();
+  const fd = c.memfd_create(cstr(name), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) throw new LibbpfError(`memfd_create(${name})`, lastErrno(), "cannot hold it");
+  for (let at = 0; at < bytes.length;) {
+    const n = Number(c.write(fd, bytes.subarray(at), BigInt(bytes.length - at)));
+    if (n <= 0) {
+      const errno = lastErrno();
+      c.close(fd);
+      throw new LibbpfError(`writing ${name} to memory`, errno, describeSyscallError(errno));
+    }
+    at += n;
+  }
+  if (c.fcntl(fd, F_ADD_SEALS, ALL_SEALS) !== 0) {
+    const errno = lastErrno();
+    c.close(fd);
+    throw new LibbpfError(`sealing ${name}`, errno, describeSyscallError(errno));
+  }
+  return fd;
+}
 
 export function loadLibbpf(): Libbpf {
-  if (!libbpf) {
-    try {
-      libbpf = Deno.dlopen("libbpf.so.1", libbpfSymbols).symbols;
-    } catch (e) {
-      throw new LibbpfError(
-        "loading libbpf.so.1",
-        0,
-        `${(e as Error).message.split("\n")[0]}; install it (Debian: apt-get install libbpf1)`,
-      );
+  if (libbpf) return libbpf;
+  // All open until all are loaded: the loader knows a library by the path it was opened by, and
+  // a path reused (a closed fd's number) would find the earlier library instead.
+  const fds: number[] = [];
+  try {
+    for (const [i, lib] of nativeLibs.entries()) {
+      fds.push(sealedMemoryFile(lib.name, lib.bytes));
+      // By path: the loader then knows it by its soname, and the libraries after it find
+      // their dependency loaded already instead of searching the host for it.
+      const path = `/proc/self/fd/${fds[i]}`;
+      try {
+        if (i < nativeLibs.length - 1) carried.push(Deno.dlopen(path, {}));
+        else libbpf = Deno.dlopen(path, libbpfSymbols).symbols;
+      } catch (e) {
+        throw new LibbpfError(
+          `loading the carried ${lib.name}`,
+          0,
+          (e as Error).message.split("\n")[0],
+        );
+      }
     }
+  } finally {
+    for (const fd of fds) loadLibc().close(fd);
   }
-  return libbpf;
+  return libbpf!;
+}
+
+/** Whether this thread has loaded libbpf (workers do not). */
+export function libbpfLoaded(): boolean {
+  return libbpf !== undefined;
 }
 
 export function loadLibc(): Libc {
@@ -37,8 +89,9 @@ export function lastErrno(): number {
   return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
 }
 
-/** libbpf's own message for a (positive or negative) error code. */
+/** libbpf's own message for a (positive or negative) error code (libc's in a worker). */
 export function describeError(err: number): string {
+  if (!libbpf) return describeSyscallError(Math.abs(err));
   const buf = new Uint8Array(256);
   loadLibbpf().libbpf_strerror(-Math.abs(err), buf, BigInt(buf.length));
   const end = buf.indexOf(0);

@@ -127,6 +127,12 @@ export const libcSymbols = {
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   // int fstatfs(int fd, struct statfs *buf);
   fstatfs: { parameters: ["i32", "buffer"], result: "i32" },
+  // int memfd_create(const char *name, unsigned int flags);
+  memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
+  // ssize_t write(int fd, const void *buf, size_t count);
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // int fcntl(int fd, int cmd, ...); bound with one integer argument.
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // ssize_t read(int fd, void *buf, size_t count);
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // ssize_t pread(int fd, void *buf, size_t count, off_t offset);
