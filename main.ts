@@ -6,6 +6,7 @@
 import { guardInspectorSignal } from "./src/cli/inspector_guard.ts";
 import { counterList, recorderList } from "./src/cli/listings.ts";
 import { HELP, parseOptions, type Request } from "./src/cli/options.ts";
+import { findSubcommand } from "./src/cli/subcommands.ts";
 import { details, summary } from "./src/cli/summary.ts";
 import { KernelFeatures } from "./src/machine/kernel_features.ts";
 import { record, type RecordingControl } from "./src/pipeline/record.ts";
@@ -41,6 +42,8 @@ function stopOnSignals(control: RecordingControl): () => void {
 }
 
 async function main(args: string[]): Promise<number> {
+  const sub = findSubcommand(args[0]);
+  if (sub) return await sub.run(args.slice(1));
   let request: Request;
   try {
     request = parseOptions(args);
