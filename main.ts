@@ -8,6 +8,7 @@ import { counterList, recorderList } from "./src/cli/listings.ts";
 import { HELP, parseOptions, type Request } from "./src/cli/options.ts";
 import { findSubcommand } from "./src/cli/subcommands.ts";
 import { details, summary } from "./src/cli/summary.ts";
+import { forgetLauncherEnvironment } from "./src/dist/launched.ts";
 import { KernelFeatures } from "./src/machine/kernel_features.ts";
 import { record, type RecordingControl } from "./src/pipeline/record.ts";
 import { counterCatalog, counterProblem } from "./src/recorders/counter_catalog.ts";
@@ -42,6 +43,7 @@ function stopOnSignals(control: RecordingControl): () => void {
 }
 
 async function main(args: string[]): Promise<number> {
+  forgetLauncherEnvironment();
   const sub = findSubcommand(args[0]);
   if (sub) return await sub.run(args.slice(1));
   let request: Request;

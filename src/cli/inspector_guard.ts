@@ -7,6 +7,7 @@
  * runtime may still install it and slowly afterwards. A thread of its own keeps watching while
  * the main thread is busy (loading BPF, unwinding), when timers would not run.
  */
+import { workerUrl } from "../dist/worker_url.ts";
 import { ignoreSignal, SIGUSR1 } from "../ffi/signal_disposition.ts";
 
 let worker: Worker | undefined;
@@ -15,5 +16,8 @@ let worker: Worker | undefined;
 export function guardInspectorSignal(): void {
   if (worker) return;
   ignoreSignal(SIGUSR1);
-  worker = new Worker(new URL("./inspector_guard_worker.ts", import.meta.url), { type: "module" });
+  worker = new Worker(
+    workerUrl("inspector_guard_worker", new URL("./inspector_guard_worker.ts", import.meta.url)),
+    { type: "module" },
+  );
 }

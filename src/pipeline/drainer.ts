@@ -3,6 +3,7 @@
  * output to the caller, and stops them so that every record already in the
  * rings is written.
  */
+import { workerUrl } from "../dist/worker_url.ts";
 import type { RingHandle } from "../ffi/bpf_object.ts";
 import {
   CONTROL_SLOTS,
@@ -55,7 +56,10 @@ export class Drainer {
     rings.forEach((r, i) => groups[i % nWorkers].push(r));
     const ready: Promise<void>[] = [];
     groups.forEach((group, i) => {
-      const worker = new Worker(new URL("./drain_worker.ts", import.meta.url), { type: "module" });
+      const worker = new Worker(
+        workerUrl("drain_worker", new URL("./drain_worker.ts", import.meta.url)),
+        { type: "module" },
+      );
       d.#workers.push(worker);
       d.#latest.push(undefined);
       let onReady!: () => void;

@@ -1,0 +1,19 @@
+/**
+ * What dist/systing's launcher leaves in the environment for the runtime's sake (LD_PRELOAD of
+ * the carried libgcc_s, Deno's cache settings) is not the user's: it is taken back out before
+ * anything could pass it on to a child process.
+ */
+const LAUNCHER_SETTINGS = ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "DENO_NO_PACKAGE_JSON"];
+
+export function forgetLauncherEnvironment(): void {
+  if (Deno.env.get("SYSTING_LAUNCHER_FDS") === undefined) return;
+  const ours = Deno.env.get("SYSTING_LAUNCHER_PRELOAD");
+  if (ours !== undefined) {
+    const rest = (Deno.env.get("LD_PRELOAD") ?? "").split(":").filter((p) => p && p !== ours);
+    if (rest.length) Deno.env.set("LD_PRELOAD", rest.join(":"));
+    else Deno.env.delete("LD_PRELOAD");
+  }
+  for (const k of [...LAUNCHER_SETTINGS, "SYSTING_LAUNCHER_FDS", "SYSTING_LAUNCHER_PRELOAD"]) {
+    Deno.env.delete(k);
+  }
+}

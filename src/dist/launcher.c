@@ -1,0 +1,165 @@
+/*
+ * The native front of dist/systing when no `denort` is at hand to `deno compile` with.
+ *
+ * The file is this launcher followed by zstd-compressed entries (the Deno runtime, the bundled
+ * program, and libgcc_s for hosts that lack it) and a trailer that lists them. The launcher
+ * decompresses each entry into a sealed memfd, so nothing is written to disk, nothing is left
+ * behind and no other user can swap what we execute as root, then replaces itself with the
+ * runtime running the program. Only glibc is needed from the host; libzstd is linked in.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+/* Must match src/dist/pack.ts. */
+#define TRAILER_MAGIC "SYSTING1"
+#define NAME_LEN 32
+#define MAX_ENTRIES 8
+
+struct entry {
+	char name[NAME_LEN];
+	uint64_t offset; /* of the compressed bytes in this file */
+	uint64_t csize;
+	uint64_t size;
+};
+
+struct trailer {
+	uint32_t count;
+	uint32_t reserved;
+	struct entry entries[MAX_ENTRIES];
+	char magic[8];
+};
+
+_Static_assert(sizeof(struct entry) == 56, "entry layout is shared with pack.ts");
+_Static_assert(sizeof(struct trailer) == 8 + MAX_ENTRIES * 56 + 8, "trailer layout");
+
+static void die(const char *what, const char *detail)
+{
+	fprintf(stderr, "systing: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+	exit(70);
+}
+
+static int pread_all(int fd, void *buf, size_t len, off_t at)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, at + (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* Decompresses one entry into a sealed memfd; the runtime's fd closes on exec, the others stay. */
+static int unpack(int self, const struct entry *e, int cloexec)
+{
+	char name[NAME_LEN + 1];
+	memcpy(name, e->name, NAME_LEN);
+	name[NAME_LEN] = 0;
+	void *in = malloc(e->csize ? e->csize : 1);
+	if (!in)
+		die("out of memory unpacking", name);
+	if (pread_all(self, in, e->csize, (off_t)e->offset) < 0)
+		die("this file is damaged or was cut short; copy dist/systing again", name);
+	int fd = memfd_create(name, MFD_ALLOW_SEALING | (cloexec ? MFD_CLOEXEC : 0));
+	if (fd < 0)
+		die("memfd_create failed (kernel ≥ 3.17 with memfd needed)", strerror(errno));
+	if (ftruncate(fd, (off_t)e->size) < 0)
+		die("cannot size memory file (out of memory?)", strerror(errno));
+	void *out = mmap(NULL, e->size ? e->size : 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (out == MAP_FAILED)
+		die("cannot map memory file", strerror(errno));
+	size_t n = ZSTD_decompress(out, e->size, in, e->csize);
+	if (ZSTD_isError(n) || n != e->size)
+		die("this file is damaged; copy dist/systing again",
+		    ZSTD_isError(n) ? ZSTD_getErrorName(n) : name);
+	munmap(out, e->size ? e->size : 1);
+	free(in);
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+		die("cannot seal memory file", strerror(errno));
+	return fd;
+}
+
+static const struct entry *find(const struct trailer *t, const char *name)
+{
+	for (uint32_t i = 0; i < t->count; i++)
+		if (strncmp(t->entries[i].name, name, NAME_LEN) == 0)
+			return &t->entries[i];
+	die("this file lacks a part; rebuild it with `make dist`", name);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (self < 0)
+		die("cannot read /proc/self/exe; mount /proc", strerror(errno));
+	struct stat st;
+	struct trailer t;
+	if (fstat(self, &st) < 0 || st.st_size < (off_t)sizeof t ||
+	    pread_all(self, &t, sizeof t, st.st_size - (off_t)sizeof t) < 0 ||
+	    memcmp(t.magic, TRAILER_MAGIC, 8) != 0 || t.count > MAX_ENTRIES)
+		die("this launcher carries no program; build dist/systing with `make dist`", NULL);
+	for (uint32_t i = 0; i < t.count; i++) {
+		const struct entry *e = &t.entries[i];
+		if (e->offset > (uint64_t)st.st_size || e->csize > (uint64_t)st.st_size - e->offset)
+			die("this file is damaged or was cut short; copy dist/systing again", NULL);
+	}
+
+	int runtime = unpack(self, find(&t, "deno"), 1);
+	int program = unpack(self, find(&t, "systing.js"), 0);
+	char preload[64] = "";
+	/* Every glibc host but a bare image has it; ours needs a newer glibc than the rest. */
+	void *host_gcc = dlopen("libgcc_s.so.1", RTLD_LAZY | RTLD_LOCAL);
+	if (host_gcc)
+		dlclose(host_gcc);
+	else
+		snprintf(preload, sizeof preload, "/proc/self/fd/%d", unpack(self, find(&t, "libgcc_s.so.1"), 0));
+	close(self);
+
+	char script[64];
+	snprintf(script, sizeof script, "/proc/self/fd/%d", program);
+	const char *fixed[] = {
+		"systing", "run", "--allow-all", "--no-config", "--no-lock", "--no-code-cache",
+		"--no-prompt", "--quiet", "--ext=js", script,
+	};
+	size_t nfixed = sizeof fixed / sizeof fixed[0];
+	char **args = calloc(nfixed + (size_t)argc, sizeof *args);
+	if (!args)
+		die("out of memory", NULL);
+	for (size_t i = 0; i < nfixed; i++)
+		args[i] = (char *)fixed[i];
+	for (int i = 1; i < argc; i++)
+		args[nfixed + (size_t)i - 1] = argv[i];
+
+	/* Deno must find no cache to write to or read from: the program is all in the bundle. */
+	setenv("DENO_DIR", "/proc/self/systing-no-cache", 1);
+	setenv("DENO_NO_UPDATE_CHECK", "1", 1);
+	setenv("DENO_NO_PACKAGE_JSON", "1", 1);
+	setenv("SYSTING_LAUNCHER_FDS", script + strlen("/proc/self/fd/"), 1);
+	if (preload[0]) {
+		const char *old = getenv("LD_PRELOAD");
+		char *both = malloc(strlen(preload) + (old ? strlen(old) + 1 : 0) + 1);
+		if (!both)
+			die("out of memory", NULL);
+		sprintf(both, "%s%s%s", preload, old ? ":" : "", old ? old : "");
+		setenv("LD_PRELOAD", both, 1);
+		setenv("SYSTING_LAUNCHER_PRELOAD", preload, 1);
+	}
+	extern char **environ;
+	fexecve(runtime, args, environ);
+	die("cannot start the runtime", strerror(errno));
+	return 70;
+}
