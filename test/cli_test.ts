@@ -1,7 +1,7 @@
 // Command-line behaviour of main.ts: bad invocations fail cleanly (one line,
 // non-zero, nothing left on disk), --help and --version succeed.
 import assert from "node:assert/strict";
-import { Recorder, runRecorder } from "./workload.ts";
+import { assertTraceChecks, Recorder, runRecorder } from "./workload.ts";
 
 /** Names in DIR, sorted; [] when DIR does not exist. */
 function listDir(dir: string): string[] {
@@ -167,6 +167,7 @@ Deno.test("cli: libbpf, libelf and zlib are the ones systing carries, not the ho
       ],
     );
     assert.equal((await rec.stop()).code, 0);
+    await assertTraceChecks(`${dir}/t.pb`);
   } finally {
     await rec.close();
     await Deno.remove(dir, { recursive: true });

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { demanglingBomb, expressionBomb, plant, registerBomb } from "./crafted_elf.ts";
 import { readTrace, type StackSampleView, type TraceView } from "./trace_reader.ts";
-import { compile, Recorder, runJson, type RunResult } from "./workload.ts";
+import { assertTraceChecks, compile, Recorder, runJson, type RunResult } from "./workload.ts";
 
 function test(name: string, fn: () => Promise<void>) {
   Deno.test({ name: `hostile: ${name}`, fn });
@@ -124,6 +124,7 @@ function symbolizationRecording(): Promise<Symbolization> {
       }
       const exit = await rec.stop("SIGINT");
       assert.equal(exit.code, 0, `recorder exit code; stderr:\n${exit.stderr}`);
+      await assertTraceChecks(trace);
       const pids = new Map(attacks.map((a, i) => [a.file, results[i].pid]));
       return { view: await readTrace(trace), exit, pids, fifoPid, peakKib, attacks };
     } finally {
@@ -204,6 +205,7 @@ test("a process with 5.8 MB of arguments and 100 forks costs the trace 4 KiB a c
     const rec = await Recorder.start(["-n", "-o", trace]);
     const exit = await rec.stop("SIGINT");
     assert.equal(exit.code, 0, exit.stderr);
+    await assertTraceChecks(trace);
     const size = Deno.statSync(trace).size;
     assert.ok(size < 16 << 20, `trace of ${size} bytes`);
     const view = await readTrace(trace);

@@ -3,7 +3,7 @@
 // Ctrl-\, a second Ctrl-C while finishing, and SIGUSR1 (Deno's inspector). Real recordings.
 import assert from "node:assert/strict";
 import { readTrace } from "./trace_reader.ts";
-import { Recorder, runRecorder, type RunResult } from "./workload.ts";
+import { assertTraceChecks, Recorder, runRecorder, type RunResult } from "./workload.ts";
 
 function test(name: string, fn: () => Promise<void>) {
   Deno.test({ name: `output and signals: ${name}`, fn });
@@ -46,6 +46,7 @@ test("links planted at the temporary names of the next 300 pids are never follow
     const r = await runRecorder(["-n", "-d", "1", "-o", `${dir}/t.pb`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(Deno.readTextFileSync(victim), "root's file\n");
+    await assertTraceChecks(`${dir}/t.pb`);
     const view = await readTrace(`${dir}/t.pb`);
     assert.ok(view.switches.length > 0);
     // Only the trace was added: no temporary file of ours is left.
@@ -87,6 +88,7 @@ test("a directory planted at the final name: the finished trace is kept and name
       assertNoStackTrace(r);
       const m = /it is kept as (\S+)$/m.exec(r.stderr);
       assert.ok(m, r.stderr);
+      await assertTraceChecks(m[1]);
       const view = await readTrace(m[1]);
       assert.ok(view.switches.length > 0);
       assert.ok(view.ftraceStats.length >= 2, "the kept trace is complete");
@@ -101,6 +103,7 @@ for (const signal of ["SIGHUP", "SIGQUIT", "SIGTERM"] as const) {
       const rec = await Recorder.start(["-o", `${dir}/t.pb`]);
       const r = await rec.stop(signal);
       assert.equal(r.code, 0, r.stderr);
+      await assertTraceChecks(`${dir}/t.pb`);
       const view = await readTrace(`${dir}/t.pb`);
       assert.ok(view.switches.length > 0 && view.ftraceStats.length >= 2);
       assert.deepEqual(names(dir), ["t.pb"]);
@@ -122,6 +125,7 @@ test("a second SIGINT while finishing removes the unfinished file and says so", 
       // The first finished before the second arrived: then the trace is whole.
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(names(dir), ["t.pb"]);
+      await assertTraceChecks(`${dir}/t.pb`);
       await readTrace(`${dir}/t.pb`);
     }
   }));
@@ -165,6 +169,7 @@ test("SIGUSR1 opens no debugger: nothing of the recorder listens, and it records
       assert.ok(!rec.stderr.includes("Debugger listening"), rec.stderr);
       const r = await rec.stop("SIGINT");
       assert.equal(r.code, 0, r.stderr);
+      await assertTraceChecks(`${dir}/t.pb`);
       await readTrace(`${dir}/t.pb`);
     } finally {
       await rec.close();

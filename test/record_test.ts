@@ -5,7 +5,14 @@ import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { FtraceStats_Phase, TraceSchema } from "../src/gen/perfetto_trace_pb.ts";
 import { type CpuEvent, readTrace, type TraceView } from "./trace_reader.ts";
-import { compileC, record, Recorder, type Recording, runJson } from "./workload.ts";
+import {
+  assertTraceChecks,
+  compileC,
+  record,
+  Recorder,
+  type Recording,
+  runJson,
+} from "./workload.ts";
 import {
   assertHeaderFirst,
   assertInterruptsPair,
@@ -372,6 +379,7 @@ test("SIGINT in the middle of a workload still yields a complete trace", async (
     await rec.close();
   }
   assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["trace.pb"]);
+  await assertTraceChecks(path);
   const view = await readTrace(path);
   assert.equal(view.ftraceStats.at(-1)?.phase, FtraceStats_Phase.END_OF_TRACE);
   const ping = count(view.switches, (s) => s.nextComm === "ping");
@@ -392,6 +400,7 @@ test("-d 1 ends the recording by itself", async () => {
   } finally {
     await rec.close();
   }
+  await assertTraceChecks(path);
   const view = await readTrace(path);
   assert.equal(view.ftraceStats.at(-1)?.phase, FtraceStats_Phase.END_OF_TRACE);
   assert.ok(view.switches.length > 0, "no sched_switch in a second of recording");
@@ -428,6 +437,8 @@ test("a stalled consumer turns into counted drops, in the summary and the trace"
   );
   assert.match(exit.stderr, /dropped: sched_switch \d+/);
 
+  // Lost data leaves gaps, never broken pairs or time going back.
+  await assertTraceChecks(path);
   const view = await readTrace(path);
   const end = view.ftraceStats.at(-1)!;
   assert.equal(end.phase, FtraceStats_Phase.END_OF_TRACE);
@@ -469,6 +480,7 @@ test("--ringbuf-size-mib sizes every CPU's ring in the kernel", async () => {
     const exit = await rec.stop("SIGINT");
     assert.equal(exit.code, 0, exit.stderr);
   }
+  await assertTraceChecks(`${dir}/trace.pb`);
   const BPF_MAP_TYPE_RINGBUF = 27;
   const rings = maps.filter((m) => m.type === BPF_MAP_TYPE_RINGBUF);
   assert.equal(rings.length, navigator.hardwareConcurrency, show(maps));

@@ -39,6 +39,7 @@ export class RecordingCache {
         await this.#prepare();
         const rec = await record(workload, extra);
         this.#dirs.push(rec.dir);
+        // record() has run `systing check` on it: every trace here already keeps its promises.
         assert.equal(rec.exit.code, 0, `recorder exit code; stderr:\n${rec.exit.stderr}`);
         return { rec, view: await readTrace(rec.tracePath, read(rec.result)) };
       })();

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { readTrace as read, type TraceView } from "./trace_reader.ts";
 import { assertTraceInvariants } from "./trace_invariants.ts";
-import { compileC, record, Recorder, runJson } from "./workload.ts";
+import { assertTraceChecks, compileC, record, Recorder, runJson } from "./workload.ts";
 
 /** Reads a trace and checks it against every invariant a trace must hold. */
 async function readTrace(path: string): Promise<TraceView> {
@@ -66,6 +66,7 @@ Deno.test("edges: the task running on each CPU when recording begins shows from 
     assert.equal(exit.code, 0, exit.stderr);
     const spin = await stopSpin();
     assert.equal(spin.more_gaps, 0);
+    await assertTraceChecks(`${dir}/trace.pb`);
     const view = await readTrace(`${dir}/trace.pb`);
     const since = view.ftraceStats.length
       ? view.packets.find((p) => p.data.case === "ftraceStats")!.timestamp

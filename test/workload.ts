@@ -4,7 +4,9 @@
  * the way a user would (SIGINT), so the integration tests see the same trace
  * an interactive run produces.
  */
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { checkTrace } from "../src/inspect/trace_check.ts";
 
 export const REPO = fileURLToPath(new URL("../", import.meta.url));
 const C_DIR = `${REPO}test/c/`;
@@ -247,8 +249,25 @@ export interface Recording<T> {
 }
 
 /**
+ * Runs `systing check`'s validator on a finished trace: whatever a test looks at, every trace
+ * it records must also keep the promises every trace makes. Fails listing the violations.
+ */
+export async function assertTraceChecks(path: string): Promise<void> {
+  const r = await checkTrace(path);
+  const total = Object.values(r.counts).reduce((a, b) => a + b, 0);
+  assert.equal(
+    total,
+    0,
+    `systing check ${path}: ${total} violations ${JSON.stringify(r.counts)}\n` +
+      r.violations.map((v) => `  ${v.rule} packet ${v.packet} @${v.offset}: ${v.message}`)
+        .join("\n"),
+  );
+}
+
+/**
  * Records while WORKLOAD runs: starts the recorder with EXTRA args writing to a
- * new temp dir, runs the workload, then stops the recorder with SIGINT.
+ * new temp dir, runs the workload, then stops the recorder with SIGINT. A trace
+ * recorded with exit code 0 is checked (assertTraceChecks) before it is returned.
  */
 export async function record<T>(
   workload: () => Promise<T>,
@@ -261,9 +280,11 @@ export async function record<T>(
     rec = await Recorder.start(["-o", tracePath, ...extra]);
     const result = await workload();
     const exit = await rec.stop("SIGINT");
+    if (exit.code === 0) await assertTraceChecks(tracePath);
     return { tracePath, dir, result, exit, pid: rec.pid };
   } catch (e) {
-    await Deno.remove(dir, { recursive: true });
+    // Kept on request, so that a trace failing the check can be looked at.
+    if (!Deno.env.get("SYSTING_KEEP_TRACES")) await Deno.remove(dir, { recursive: true });
     throw e;
   } finally {
     await rec?.close();

@@ -15,13 +15,13 @@ export interface Subcommand {
 export const SUBCOMMANDS: readonly Subcommand[] = [
   {
     name: "report",
-    usage: "report TRACE [--json] [--pid PID] [--comm NAME]",
+    usage: "report TRACE [--json] [--pid PID] [--comm NAME] [--top N]",
     summary: "summarize a trace in the terminal: CPU time, states, latency, IRQs, stacks",
     run: reportCommand,
   },
   {
     name: "check",
-    usage: "check TRACE",
+    usage: "check TRACE [--max N] [--json]",
     summary: "validate a trace and say what a cut-off one still holds",
     run: checkCommand,
   },

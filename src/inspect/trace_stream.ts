@@ -150,10 +150,20 @@ export class TraceStream {
     let base = 0; // file offset of buf[0]
     let index = 0, wrappers = 0;
     let problem: string | undefined;
+    /** Why decompressing the whole-file gzip stopped early: a cut-off .pb.gz, not unreadable. */
+    let damaged: string | undefined;
     let eof = false;
     const need = async (n: number): Promise<boolean> => {
       while (buf.length - start < n && !eof) {
-        const next = await raw.next();
+        let next: IteratorResult<Uint8Array>;
+        try {
+          next = await raw.next();
+        } catch (e) {
+          if (!(e instanceof TraceReadError)) throw e;
+          damaged = `${e.message} after ${base + buf.length} decompressed bytes`;
+          eof = true;
+          break;
+        }
         if (next.done) {
           eof = true;
           break;
@@ -237,8 +247,14 @@ export class TraceStream {
     // Drain the rest to learn the full size, without keeping it.
     let total = base + buf.length;
     if (!eof) {
-      for await (const c of raw) total += c.length;
+      try {
+        for await (const c of raw) total += c.length;
+      } catch (e) {
+        if (!(e instanceof TraceReadError)) throw e;
+        damaged = `${e.message} after ${total} decompressed bytes`;
+      }
     }
+    if (damaged) problem = problem ? `${damaged}; ${problem}` : damaged;
     this.end = {
       wholeBytes: base + start,
       totalBytes: total,
