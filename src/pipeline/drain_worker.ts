@@ -136,7 +136,11 @@ function drainRing(ring: RingBuffer, builder: FtraceBundleBuilder, decoder: Reco
     const head = u32[off >>> 2];
     if (head & RINGBUF_BUSY_BIT) break;
     const len = head & 0x3fffffff;
-    if (!(head & RINGBUF_DISCARD_BIT)) decoder.decode(ring, off + 8, len, builder);
+    if (!(head & RINGBUF_DISCARD_BIT)) {
+      const at = (off + 8) % size;
+      if (at + len <= size) decoder.decode(ring, at, len, builder);
+      else decoder.decode(ring.wrapped(at, len), 0, len, builder);
+    }
     cons += (len + 15) & ~7;
     // Hand space back regularly so that a long drain does not starve BPF.
     if ((++n & 1023) === 0) ring.publish(cons);
