@@ -1,6 +1,6 @@
 /**
  * What dist/systing's launcher leaves in the environment for the runtime's sake (LD_PRELOAD of
- * the carried libgcc_s, Deno's cache settings) is not the user's: it is taken back out before
+ * the carried libgcc_s, Deno's cache settings, malloc tunables) is not the user's: it is taken back out before
  * anything could pass it on to a child process.
  */
 const LAUNCHER_SETTINGS = ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "DENO_NO_PACKAGE_JSON"];
@@ -13,7 +13,15 @@ export function forgetLauncherEnvironment(): void {
     if (rest.length) Deno.env.set("LD_PRELOAD", rest.join(":"));
     else Deno.env.delete("LD_PRELOAD");
   }
-  for (const k of [...LAUNCHER_SETTINGS, "SYSTING_LAUNCHER_FDS", "SYSTING_LAUNCHER_PRELOAD"]) {
+  if (Deno.env.get("SYSTING_LAUNCHER_TUNABLES") !== undefined) Deno.env.delete("GLIBC_TUNABLES");
+  for (
+    const k of [
+      ...LAUNCHER_SETTINGS,
+      "SYSTING_LAUNCHER_FDS",
+      "SYSTING_LAUNCHER_PRELOAD",
+      "SYSTING_LAUNCHER_TUNABLES",
+    ]
+  ) {
     Deno.env.delete(k);
   }
 }

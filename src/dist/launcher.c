@@ -11,11 +11,12 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/mman.h> /* memfd_create */
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -62,31 +63,62 @@ static int pread_all(int fd, void *buf, size_t len, off_t at)
 	return 0;
 }
 
-/* Decompresses one entry into a sealed memfd; the runtime's fd closes on exec, the others stay. */
+static void write_all(int fd, const void *buf, size_t len, const char *name)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, (const char *)buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die("cannot fill memory file (out of memory?)", name);
+		done += (size_t)n;
+	}
+}
+
+/*
+ * Decompresses one entry into a sealed memfd; the runtime's fd closes on exec, the others stay.
+ * It streams through two small buffers: mapping the whole part instead would count all of it in
+ * this process's peak memory, which the runtime inherits across exec.
+ */
 static int unpack(int self, const struct entry *e, int cloexec)
 {
+	enum { CHUNK = 1 << 20 };
 	char name[NAME_LEN + 1];
 	memcpy(name, e->name, NAME_LEN);
 	name[NAME_LEN] = 0;
-	void *in = malloc(e->csize ? e->csize : 1);
-	if (!in)
-		die("out of memory unpacking", name);
-	if (pread_all(self, in, e->csize, (off_t)e->offset) < 0)
-		die("this file is damaged or was cut short; copy dist/systing again", name);
 	int fd = memfd_create(name, MFD_ALLOW_SEALING | (cloexec ? MFD_CLOEXEC : 0));
 	if (fd < 0)
 		die("memfd_create failed (kernel ≥ 3.17 with memfd needed)", strerror(errno));
-	if (ftruncate(fd, (off_t)e->size) < 0)
-		die("cannot size memory file (out of memory?)", strerror(errno));
-	void *out = mmap(NULL, e->size ? e->size : 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (out == MAP_FAILED)
-		die("cannot map memory file", strerror(errno));
-	size_t n = ZSTD_decompress(out, e->size, in, e->csize);
-	if (ZSTD_isError(n) || n != e->size)
-		die("this file is damaged; copy dist/systing again",
-		    ZSTD_isError(n) ? ZSTD_getErrorName(n) : name);
-	munmap(out, e->size ? e->size : 1);
+	ZSTD_DStream *z = ZSTD_createDStream();
+	char *in = malloc(CHUNK), *out = malloc(CHUNK);
+	if (!z || !in || !out)
+		die("out of memory unpacking", name);
+	ZSTD_initDStream(z);
+	uint64_t read_at = 0, written = 0;
+	size_t last = 1;
+	while (read_at < e->csize) {
+		size_t len = e->csize - read_at < CHUNK ? (size_t)(e->csize - read_at) : CHUNK;
+		if (pread_all(self, in, len, (off_t)(e->offset + read_at)) < 0)
+			die("this file is damaged or was cut short; copy dist/systing again", name);
+		read_at += len;
+		ZSTD_inBuffer ib = { in, len, 0 };
+		while (ib.pos < ib.size) {
+			ZSTD_outBuffer ob = { out, CHUNK, 0 };
+			last = ZSTD_decompressStream(z, &ob, &ib);
+			if (ZSTD_isError(last))
+				die("this file is damaged; copy dist/systing again", ZSTD_getErrorName(last));
+			written += ob.pos;
+			if (written > e->size)
+				die("this file is damaged; copy dist/systing again", name);
+			write_all(fd, out, ob.pos, name);
+		}
+	}
+	if (last != 0 || written != e->size)
+		die("this file is damaged; copy dist/systing again", name);
+	ZSTD_freeDStream(z);
 	free(in);
+	free(out);
 	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
 		die("cannot seal memory file", strerror(errno));
 	return fd;
@@ -158,6 +190,23 @@ int main(int argc, char **argv)
 		setenv("LD_PRELOAD", both, 1);
 		setenv("SYSTING_LAUNCHER_PRELOAD", preload, 1);
 	}
+	/*
+	 * glibc raises its mmap threshold after a large free, after which big buffers come from the
+	 * brk heap and are never given back: a fixed threshold keeps the tracer's peak memory at
+	 * what it uses (about 90 MB less at worst on a 2-CPU guest).
+	 */
+	if (!getenv("GLIBC_TUNABLES")) {
+		setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072", 1);
+		setenv("SYSTING_LAUNCHER_TUNABLES", "1", 1);
+	}
+	/*
+	 * SIGUSR1 would open Deno's inspector, a root shell for any local user. Blocked here, it stays
+	 * blocked in every thread the runtime starts, so it can never be delivered.
+	 */
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
 	extern char **environ;
 	fexecve(runtime, args, environ);
 	die("cannot start the runtime", strerror(errno));

@@ -30,8 +30,14 @@ const { values } = parseArgs({
     level: { type: "string", default: "19" },
     output: { type: "string" },
     deno: { type: "string", default: Deno.execPath() },
+    /** Only writes the bundled program there (to run it with `deno run`, e.g. to profile it). */
+    "program-only": { type: "string" },
   },
 });
+if (values["program-only"]) {
+  await Deno.writeFile(values["program-only"], await programSource());
+  Deno.exit(0);
+}
 for (const k of ["launcher", "runtime", "libgcc", "output"] as const) {
   if (!values[k]) throw new Error(`pack.ts: --${k} is required`);
 }
