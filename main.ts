@@ -6,7 +6,8 @@
 import { guardInspectorSignal } from "./src/cli/inspector_guard.ts";
 import { counterList, recorderList } from "./src/cli/listings.ts";
 import { HELP, parseOptions, type Request } from "./src/cli/options.ts";
-import { findSubcommand } from "./src/cli/subcommands.ts";
+import { completionScript, SHELLS } from "./src/cli/completions.ts";
+import { findSubcommand, SUBCOMMANDS } from "./src/cli/subcommands.ts";
 import { details, summary } from "./src/cli/summary.ts";
 import { forgetLauncherEnvironment } from "./src/dist/launched.ts";
 import { KernelFeatures } from "./src/machine/kernel_features.ts";
@@ -66,6 +67,16 @@ async function main(args: string[]): Promise<number> {
       features.close();
       return 0;
     }
+    case "completions":
+      console.log(
+        completionScript(request.shell, HELP, SUBCOMMANDS, {
+          completions: SHELLS,
+          "add-recorder": RECORDERS.map((r) => r.name),
+          "only-recorder": RECORDERS.map((r) => r.name),
+          "user-stacks": ["auto", "fp", "dwarf"],
+        }),
+      );
+      return 0;
     case "list-perf-counters":
       console.log(counterList(counterCatalog(), counterProblem));
       return 0;

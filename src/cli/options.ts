@@ -13,15 +13,23 @@ import {
 import type { Recorder, RecorderOptions } from "../recorders/recorder.ts";
 import { RECORDERS } from "../recorders/registry.ts";
 import { VERSION } from "../version.ts";
+import { type Shell, SHELLS } from "./completions.ts";
 import { chooseRecorders } from "./recorder_choice.ts";
+import { SUBCOMMANDS } from "./subcommands.ts";
 
 export class UsageError extends Error {
   override name = "UsageError";
 }
 
+const COMMANDS = SUBCOMMANDS.map((c) => `  systing ${c.usage}\n      ${c.summary}`).join("\n");
+
 export const HELP = `systing ${VERSION} — record what this machine does into a Perfetto trace
 
-Usage: systing [options]
+Usage: systing [options]          record (see Options)
+       systing COMMAND ...        work on a recorded trace (systing COMMAND --help)
+
+Commands:
+${COMMANDS}
 
 Options:
   -d, --duration SECS        record for SECS seconds; 0 (default) records until Ctrl-C
@@ -31,6 +39,7 @@ Options:
   -v, --verbose              more detail; repeat (-vv) for libbpf's debug log
   -h, --help                 show this help
   -V, --version              show the version
+      --completions SHELL    print a completion script for bash, zsh or fish
 
 Recorders (see --list-recorders; on by default: sched, irq, cpu-stacks, sleep-stacks,
 interruptible-stacks):
@@ -89,6 +98,7 @@ export type Request =
   | { kind: "version" }
   | { kind: "list-recorders" }
   | { kind: "list-perf-counters" }
+  | { kind: "completions"; shell: Shell }
   | { kind: "record"; options: RecordingRequest };
 
 const VALUE_OPTIONS: Record<string, string> = {
@@ -144,6 +154,7 @@ function parse(args: string[]) {
         "user-stack-bytes": { type: "string" },
         verbose: { type: "boolean", short: "v", multiple: true },
         help: { type: "boolean", short: "h" },
+        completions: { type: "string" },
         version: { type: "boolean", short: "V" },
       },
     });
@@ -177,6 +188,15 @@ export function parseOptions(
   if (v.version) return { kind: "version" };
   if (v["list-recorders"]) return { kind: "list-recorders" };
   if (v["list-perf-counters"]) return { kind: "list-perf-counters" };
+  if (v.completions !== undefined) {
+    const shell = SHELLS.find((sh) => sh === v.completions);
+    if (!shell) {
+      throw new UsageError(
+        `invalid --completions ${JSON.stringify(v.completions)}: give ${SHELLS.join(", ")}`,
+      );
+    }
+    return { kind: "completions", shell };
+  }
   const duration = Number(v.duration);
   if (!/^\s*\d+(\.\d+)?\s*$/.test(v.duration) || !Number.isFinite(duration)) {
     throw new UsageError(
