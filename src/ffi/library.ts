@@ -131,3 +131,11 @@ export function cstr(s: string): Uint8Array<ArrayBuffer> {
 export function systemPageSize(): number {
   return loadLibc().getpagesize();
 }
+
+/**
+ * Gives the memory malloc holds free back to the kernel. libbpf's parse of the kernel's BTF and the
+ * object frees tens of MB inside glibc's arenas, which glibc keeps for reuse that never comes.
+ */
+export function releaseFreeMemory(): void {
+  loadLibc().malloc_trim(0n);
+}

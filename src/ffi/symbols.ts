@@ -101,6 +101,8 @@ export const libcSymbols = {
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "pointer"], result: "i32" },
   // int getpagesize(void);
   getpagesize: { parameters: [], result: "i32" },
+  // int malloc_trim(size_t pad);
+  malloc_trim: { parameters: ["usize"], result: "i32" },
   // char *strerror(int errnum);
   strerror: { parameters: ["i32"], result: "pointer" },
   // long syscall(long number, ...); bound only as perf_event_open(2), which has no libc

@@ -11,7 +11,7 @@ import { BpfObject, type RingHandle } from "../ffi/bpf_object.ts";
 import { ClockId, clockNs } from "../ffi/clock.ts";
 import { LibbpfError } from "../ffi/libbpf_error.ts";
 import { LibbpfLog } from "../ffi/libbpf_log.ts";
-import { systemPageSize } from "../ffi/library.ts";
+import { releaseFreeMemory, systemPageSize } from "../ffi/library.ts";
 import { BuiltinClock } from "../gen/perfetto_trace_pb.ts";
 import { onlineCpus } from "../machine/cpu_list.ts";
 import { KernelFeatures } from "../machine/kernel_features.ts";
@@ -225,6 +225,7 @@ function configureAndLoad(rec: Recording): RingHandle[] {
   const rings = obj.createRings("rings", rec.cpus, ringBytes);
   try {
     obj.load();
+    releaseFreeMemory();
   } catch (e) {
     if (e instanceof LibbpfError) {
       const detail = rec.log.recent(6).join(" | ");
