@@ -165,7 +165,14 @@ int main(int argc, char **argv)
 	snprintf(script, sizeof script, "/proc/self/fd/%d", program);
 	const char *fixed[] = {
 		"systing", "run", "--allow-all", "--no-config", "--no-lock", "--no-code-cache",
-		"--no-prompt", "--quiet", "--ext=js", script,
+		"--no-prompt", "--quiet",
+		/*
+		 * A young generation of 2 MB instead of up to 16: scavenges stay cheap (they cost what
+		 * survives) and the heap stops growing with what passes through, which keeps `report`
+		 * flat over a trace of any size and the recorder's peak about 8 MB lower.
+		 */
+		"--v8-flags=--max-semi-space-size=2",
+		"--ext=js", script,
 	};
 	size_t nfixed = sizeof fixed / sizeof fixed[0];
 	char **args = calloc(nfixed + (size_t)argc, sizeof *args);
