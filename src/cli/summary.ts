@@ -1,11 +1,6 @@
 /** The lines printed after a recording: what was written, what was lost, what each recorder saw. */
 import type { RecordResult } from "../pipeline/record.ts";
-
-function fmtBytes(n: number): string {
-  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;
-  if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)} KiB`;
-  return `${n} B`;
-}
+import { formatBytes } from "./byte_size.ts";
 
 export function summary(r: RecordResult, output: string): string {
   const events = Object.values(r.eventsByKind).reduce((a, b) => a + b, 0);
@@ -13,7 +8,9 @@ export function summary(r: RecordResult, output: string): string {
   const kinds = Object.entries(r.eventsByKind).filter(([, n]) => n > 0)
     .map(([k, n]) => `${k} ${n}`).join(", ");
   const lines = [
-    `systing: wrote ${output} (${fmtBytes(r.fileBytes)}): ${(r.durationNs / 1e9).toFixed(2)} s, ` +
+    `systing: wrote ${output} (${formatBytes(r.fileBytes)}): ${
+      (r.durationNs / 1e9).toFixed(2)
+    } s, ` +
     `${events} events, ${dropped} dropped`,
     `  recorders: ${r.recorders.join(", ") || "none"}`,
     `  events: ${kinds || "none"}`,

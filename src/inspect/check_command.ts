@@ -4,7 +4,7 @@
  * violations when not (a cut-off file is rule `framing`), 2 when the arguments are wrong or the
  * file cannot be read at all.
  */
-import { parseArgs } from "node:util";
+import { formatBytes } from "../cli/byte_size.ts";
 import {
   type CheckResult,
   checkTrace,
@@ -13,13 +13,10 @@ import {
   type TraceSummary,
   type Violation,
 } from "./trace_check.ts";
+import { InspectUsageError, parseTraceArguments, wholeNumber } from "./trace_arguments.ts";
 import { TraceReadError } from "./trace_stream.ts";
 
 const USAGE = "usage: systing check TRACE [--max N] [--json]";
-
-class CheckUsageError extends Error {
-  override name = "CheckUsageError";
-}
 
 interface CheckArgs {
   path: string;
@@ -28,41 +25,16 @@ interface CheckArgs {
 }
 
 function parse(args: string[]): CheckArgs | "help" {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        max: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    // node's messages go on with advice about '--' that fits no one here: the first sentence.
-    throw new CheckUsageError((e as Error).message.split(/\.( |$)/)[0]);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) return "help";
-  if (positionals.length !== 1) {
-    throw new CheckUsageError(
-      positionals.length === 0
-        ? "which trace? give its path"
-        : `one trace at a time, not ${positionals.length} (${positionals.join(" ")})`,
-    );
-  }
-  let max = DEFAULT_MAX_VIOLATIONS;
-  if (values.max !== undefined) {
-    if (!/^\d+$/.test(values.max) || !Number.isSafeInteger(Number(values.max))) {
-      throw new CheckUsageError(
-        `--max takes a whole number of violations to list, not '${values.max}'`,
-      );
-    }
-    max = Number(values.max);
-  }
-  return { path: positionals[0], max, json: values.json ?? false };
+  const parsed = parseTraceArguments(args, {
+    max: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (parsed === "help") return parsed;
+  const { path, values } = parsed;
+  const max = values.max === undefined
+    ? DEFAULT_MAX_VIOLATIONS
+    : wholeNumber("--max", values.max, "a whole number of violations to list");
+  return { path, max, json: values.json ?? false };
 }
 
 export async function checkCommand(args: string[]): Promise<number> {
@@ -70,7 +42,7 @@ export async function checkCommand(args: string[]): Promise<number> {
   try {
     opts = parse(args);
   } catch (e) {
-    if (!(e instanceof CheckUsageError)) throw e;
+    if (!(e instanceof InspectUsageError)) throw e;
     console.error(`systing check: ${e.message}\n${USAGE}`);
     return 2;
   }
@@ -92,13 +64,6 @@ export async function checkCommand(args: string[]): Promise<number> {
   }
   console.log(opts.json ? toJson(opts.path, result) : report(opts.path, result));
   return result.violations.length === 0 && Object.keys(result.counts).length === 0 ? 0 : 1;
-}
-
-function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1 << 30) return `${(n / (1 << 20)).toFixed(1)} MiB`;
-  return `${(n / (1 << 30)).toFixed(2)} GiB`;
 }
 
 function seconds(ns: bigint): string {
@@ -138,13 +103,13 @@ function report(path: string, r: CheckResult): string {
   if (r.cutOff) {
     out.push(`${path} is not a complete trace: ${r.cutOff}`);
     out.push(
-      `its complete part, ${bytes(s.wholeBytes)} of ${bytes(s.totalBytes)}, holds:`,
+      `its complete part, ${formatBytes(s.wholeBytes)} of ${formatBytes(s.totalBytes)}, holds:`,
       ...holds(s).map((l) => `  ${l}`),
       `Perfetto will load these ${plural(s.packets, "complete packet")} and silently drop the ` +
         "rest; re-record for a whole trace.",
     );
   } else {
-    out.push(`${path}: ${bytes(s.totalBytes)}`, ...holds(s).map((l) => `  ${l}`));
+    out.push(`${path}: ${formatBytes(s.totalBytes)}`, ...holds(s).map((l) => `  ${l}`));
   }
   const total = Object.values(r.counts).reduce((a, b) => a + b, 0);
   if (total === 0) {

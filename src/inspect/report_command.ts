@@ -3,8 +3,8 @@
  * of a trace (trace_report.ts computes it, report_text.ts lays it out). Exit 0 with the report,
  * 1 when the file cannot be read as a trace, 2 when the arguments are wrong.
  */
-import { parseArgs } from "node:util";
 import { reportText } from "./report_text.ts";
+import { InspectUsageError, parseTraceArguments, wholeNumber } from "./trace_arguments.ts";
 import { reportTrace, TraceReportError } from "./trace_report.ts";
 import { TraceReadError } from "./trace_stream.ts";
 import { WireError } from "./wire_reader.ts";
@@ -24,10 +24,6 @@ than memory can be read.
   --comm NAME   only threads with this thread or process name (repeatable)
   --top N       rows per table (default 10)`;
 
-class ReportUsageError extends Error {
-  override name = "ReportUsageError";
-}
-
 interface ReportArgs {
   path: string;
   json: boolean;
@@ -36,49 +32,23 @@ interface ReportArgs {
   top: number;
 }
 
-function wholeNumber(flag: string, v: string, what: string): number {
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
-    throw new ReportUsageError(`${flag} takes ${what}, not '${v}'`);
-  }
-  return Number(v);
-}
-
 function parse(args: string[]): ReportArgs | "help" {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        json: { type: "boolean" },
-        pid: { type: "string", multiple: true },
-        comm: { type: "string", multiple: true },
-        top: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    // node's messages go on with advice about '--' that fits no one here: the first sentence.
-    throw new ReportUsageError((e as Error).message.split(/\.( |$)/)[0]);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) return "help";
-  if (positionals.length !== 1) {
-    throw new ReportUsageError(
-      positionals.length === 0
-        ? "which trace? give its path"
-        : `one trace at a time, not ${positionals.length} (${positionals.join(" ")})`,
-    );
-  }
+  const parsed = parseTraceArguments(args, {
+    json: { type: "boolean" },
+    pid: { type: "string", multiple: true },
+    comm: { type: "string", multiple: true },
+    top: { type: "string" },
+  });
+  if (parsed === "help") return parsed;
+  const { path, values } = parsed;
   const pids = (values.pid ?? []).map((p) => wholeNumber("--pid", p, "a process or thread id"));
   const comms = values.comm ?? [];
   for (const c of comms) {
-    if (c === "") throw new ReportUsageError("--comm takes a thread or process name, not ''");
+    if (c === "") throw new InspectUsageError("--comm takes a thread or process name, not ''");
   }
   const top = values.top === undefined ? 10 : wholeNumber("--top", values.top, "a row count");
-  if (top < 1) throw new ReportUsageError("--top takes a row count of at least 1, not 0");
-  return { path: positionals[0], json: values.json ?? false, pids, comms, top };
+  if (top < 1) throw new InspectUsageError("--top takes a row count of at least 1, not 0");
+  return { path, json: values.json ?? false, pids, comms, top };
 }
 
 export async function reportCommand(args: string[]): Promise<number> {
@@ -86,7 +56,7 @@ export async function reportCommand(args: string[]): Promise<number> {
   try {
     opts = parse(args);
   } catch (e) {
-    if (!(e instanceof ReportUsageError)) throw e;
+    if (!(e instanceof InspectUsageError)) throw e;
     console.error(`systing report: ${e.message}\n${USAGE}`);
     return 2;
   }

@@ -3,6 +3,7 @@
  * fit, stacks from their root side so that the leaf stays readable). Durations are scaled to
  * ns/us/ms/s with three significant digits; counts carry thousands separators.
  */
+import { formatBytes } from "../cli/byte_size.ts";
 import type { IrqRow, Latency, Report, StackSection } from "./trace_report.ts";
 
 export const WIDTH = 100;
@@ -19,13 +20,6 @@ export function fmtNs(ns: number): string {
 
 export function fmtCount(n: number): string {
   return Math.round(n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-}
-
-function fmtBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1 << 30) return `${(n / (1 << 20)).toFixed(1)} MiB`;
-  return `${(n / (1 << 30)).toFixed(2)} GiB`;
 }
 
 function pct(share: number): string {
@@ -69,8 +63,8 @@ export function reportText(r: Report): string {
 
   line(`systing report: ${cutStart(t.path, WIDTH - 16)}`);
   const size = t.traceBytes !== t.fileBytes
-    ? `${fmtBytes(t.fileBytes)} (${fmtBytes(t.traceBytes)} unzipped)`
-    : fmtBytes(t.fileBytes);
+    ? `${formatBytes(t.fileBytes)} (${formatBytes(t.traceBytes)} unzipped)`
+    : formatBytes(t.fileBytes);
   line(
     `  span     ${fmtNs(t.durationNs)} (boot time ${(t.startNs / 1e9).toFixed(6)} s to ${
       (t.endNs / 1e9).toFixed(6)
