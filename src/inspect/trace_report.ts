@@ -776,8 +776,10 @@ export class ReportBuilder {
         if (a <= 0) break;
         const t = this.#thread(a);
         if (t.state === S.Running) break;
-        // The kernel wakes only sleeping tasks: one switched out as R and then woken was asleep
-        // after all (seen on 6.18), so its wait to run starts here; the stretch before is "other".
+        // Switched out as R, then woken: it was preempted on its way to sleep (its state already
+        // set, schedule() not yet called) and stayed queued; the wake-up found it still in that
+        // state. Had it not been preempted it would have slept until now, so its wait to run
+        // starts here and the stretch before is "other", not scheduling latency.
         if (t.state === S.Runnable) t.other += ts - t.since;
         else if (t.state !== S.Unknown) t.addSleep(t.state, ts - t.since);
         t.state = S.Runnable;
