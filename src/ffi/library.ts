@@ -139,3 +139,10 @@ export function systemPageSize(): number {
 export function releaseFreeMemory(): void {
   loadLibc().malloc_trim(0n);
 }
+
+const PR_SET_NAME = 15;
+
+/** Names the calling thread (its comm, at most 15 bytes), as ps, top and traces show it. */
+export function nameThisThread(name: string): void {
+  loadLibc().prctl(PR_SET_NAME, cstr(name.slice(0, 15)));
+}

@@ -101,6 +101,8 @@ export const libcSymbols = {
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "pointer"], result: "i32" },
   // int getpagesize(void);
   getpagesize: { parameters: [], result: "i32" },
+  // int prctl(int option, unsigned long arg2, ...); bound as PR_SET_NAME (a name buffer)
+  prctl: { parameters: ["i32", "buffer"], result: "i32" },
   // int malloc_trim(size_t pad);
   malloc_trim: { parameters: ["usize"], result: "i32" },
   // char *strerror(int errnum);
