@@ -12,7 +12,8 @@ int BPF_PROG(on_sched_process_fork, struct task_struct *parent, struct task_stru
 	struct rec_sched_process_fork *r;
 	void *rb;
 
-	if (is_tracer(parent))
+	/* The tracer's own threads stay out; a process it starts (`-- CMD`) is traced from birth. */
+	if (is_tracer(child))
 		return 0;
 	r = reserve(&rb, REC_SCHED_PROCESS_FORK, sizeof(*r), ts);
 	if (!r)

@@ -205,7 +205,7 @@ int BPF_PROG(on_task_newtask, struct task_struct *task, u64 clone_flags)
 	struct rec_task_newtask *r;
 	void *rb;
 
-	if (is_tracer(parent))
+	if (is_tracer(task))
 		return 0;
 	r = reserve(&rb, REC_TASK_NEWTASK, sizeof(*r), bpf_ktime_get_boot_ns());
 	if (!r)
