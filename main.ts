@@ -8,6 +8,7 @@ import { counterList, recorderList } from "./src/cli/listings.ts";
 import { HELP, parseOptions, type Request } from "./src/cli/options.ts";
 import { completionScript, SHELLS } from "./src/cli/completions.ts";
 import { findSubcommand, SUBCOMMANDS } from "./src/cli/subcommands.ts";
+import { CommandError, TracedCommand } from "./src/cli/traced_command.ts";
 import { details, summary } from "./src/cli/summary.ts";
 import { forgetLauncherEnvironment } from "./src/dist/launched.ts";
 import { KernelFeatures } from "./src/machine/kernel_features.ts";
@@ -22,9 +23,16 @@ import { VERSION } from "./src/version.ts";
  */
 const STOP_SIGNALS: Deno.Signal[] = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM"];
 
-function stopOnSignals(control: RecordingControl): () => void {
+/** Signals sent to systing alone (a kill), passed on to `-- CMD`; a terminal's reach both. */
+const FORWARDED: Deno.Signal[] = ["SIGHUP", "SIGTERM"];
+
+function stopOnSignals(
+  control: RecordingControl,
+  forward: (s: Deno.Signal) => void = () => {},
+): () => void {
   let signals = 0;
-  const handler = () => {
+  const handler = (signal: Deno.Signal) => {
+    if (FORWARDED.includes(signal)) forward(signal);
     if (++signals === 1) {
       control.stop();
       return;
@@ -37,9 +45,10 @@ function stopOnSignals(control: RecordingControl): () => void {
     );
     Deno.exit(130);
   };
-  for (const s of STOP_SIGNALS) Deno.addSignalListener(s, handler);
+  const handlers = STOP_SIGNALS.map((s) => [s, () => handler(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   return () => {
-    for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, handler);
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   };
 }
 
@@ -82,6 +91,14 @@ async function main(args: string[]): Promise<number> {
       return 0;
   }
   const opts = request.options;
+  let command: TracedCommand | undefined;
+  try {
+    if (opts.command) command = new TracedCommand(opts.command);
+  } catch (e) {
+    if (!(e instanceof CommandError)) throw e;
+    console.error(`systing: ${e.message}`);
+    return e.status;
+  }
 
   // Before anything else: as root, an open inspector is a root shell for any local user.
   guardInspectorSignal();
@@ -92,24 +109,30 @@ async function main(args: string[]): Promise<number> {
     if (statusShown) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
     statusShown = false;
   };
+  let control: RecordingControl | undefined;
   try {
     const result = await record({
       ...opts,
+      attached: command && (() => command.start(() => control?.stop())),
       log: (line) => {
         clearStatus();
         console.error(line);
       },
-      status: tty
+      // A command's own output would be overwritten by the status line.
+      status: tty && !command
         ? (line) => {
           Deno.stderr.writeSync(encoder.encode(`\r\x1b[K${line}`));
           statusShown = true;
         }
         : undefined,
-    }, stopOnSignals);
+    }, (c) => {
+      control = c;
+      return stopOnSignals(c, (signal) => command?.forward(signal));
+    });
     clearStatus();
     console.error(summary(result, opts.output));
     if (opts.verbosity > 0) console.error(details(result));
-    return 0;
+    return command ? await commandExit(command) : 0;
   } catch (e) {
     clearStatus();
     const err = e as Error;
@@ -117,6 +140,22 @@ async function main(args: string[]): Promise<number> {
     if (opts.verbosity > 1 && err.stack) console.error(err.stack);
     return 1;
   }
+}
+
+/** `-- CMD`'s status becomes systing's, once the trace is complete. */
+async function commandExit(command: TracedCommand): Promise<number> {
+  const name = command.argv[0];
+  if (!command.started) {
+    console.error(`systing: ${name} was not started: the recording stopped before it could`);
+    return 1;
+  }
+  if (command.running) console.error(`systing: waiting for ${name} (pid ${command.pid}) to exit`);
+  const status = await command.status();
+  if (status?.signal) console.error(`systing: ${name} was killed by ${status.signal}`);
+  else if (status && status.code !== 0) {
+    console.error(`systing: ${name} exited with ${status.code}`);
+  }
+  return status?.code ?? 1;
 }
 
 if (import.meta.main) {

@@ -26,6 +26,9 @@ const COMMANDS = SUBCOMMANDS.map((c) => `  systing ${c.usage}\n      ${c.summary
 export const HELP = `systing ${VERSION} — record what this machine does into a Perfetto trace
 
 Usage: systing [options]          record (see Options)
+       systing [options] -- CMD [ARGS...]
+                                  start CMD once recording, stop when it exits, exit with its
+                                  status
        systing COMMAND ...        work on a recorded trace (systing COMMAND --help)
 
 Commands:
@@ -80,11 +83,14 @@ Examples:
   sudo systing -d 5 --perf-counter context-switches --perf-counter '*faults'
   sudo systing -d 30 --ringbuf-size-mib 64    # bigger buffers for very busy hosts
   sudo systing -d 10 -n                       # scheduling and interrupts only, no stacks
+  sudo systing -- make -j2                    # while make runs; exits with make's status
 
 Open the trace at https://ui.perfetto.dev (Open trace file).`;
 
 export interface RecordingRequest {
   durationSec: number;
+  /** `-- CMD ARGS…`: the command to start once attached; the recording ends when it does. */
+  command?: string[];
   output: string;
   ringbufSizeMib: number;
   verbosity: number;
@@ -183,7 +189,13 @@ export function parseOptions(
   resolve: (patterns: string[]) => CounterSpec[] = (p) =>
     resolveCounters(p, counterCatalog(), counterProblem),
 ): Request {
-  const v = parse(args).values;
+  // Everything after the first "--" is the command, never options.
+  const dash = args.indexOf("--");
+  const command = dash >= 0 ? args.slice(dash + 1) : undefined;
+  if (command && command.length === 0) {
+    throw new UsageError("-- needs a command after it: systing [options] -- CMD [ARGS...]");
+  }
+  const v = parse(dash >= 0 ? args.slice(0, dash) : args).values;
   if (v.help) return { kind: "help" };
   if (v.version) return { kind: "version" };
   if (v["list-recorders"]) return { kind: "list-recorders" };
@@ -292,6 +304,7 @@ export function parseOptions(
     kind: "record",
     options: {
       durationSec: duration,
+      ...command ? { command } : {},
       output: v.output,
       ringbufSizeMib: mib,
       verbosity: v.verbose?.length ?? 0,

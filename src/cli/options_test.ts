@@ -113,3 +113,15 @@ Deno.test("recorder choice: --only-recorder starts from nothing, defaults do not
   }, RECORDERS);
   assert.deepEqual(quiet.map((r) => r.name), ["syscalls"]);
 });
+
+Deno.test("options: everything after -- is the command, options included", () => {
+  assert.deepEqual(recording(["-d", "1", "--", "ls", "-l", "--", "-d"]).command, [
+    "ls",
+    "-l",
+    "--",
+    "-d",
+  ]);
+  assert.equal(recording(["-d", "1", "--", "ls"]).durationSec, 1);
+  assert.equal(recording(["-d", "1"]).command, undefined);
+  assert.throws(() => parseOptions(["-d", "1", "--"], resolve), UsageError);
+});

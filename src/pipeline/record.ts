@@ -52,6 +52,8 @@ export interface RecordOptions {
   log: (line: string) => void;
   /** Redraws a one-line status (only when stderr is a terminal). */
   status?: (line: string) => void;
+  /** Runs once every program is attached and the trace's header is written (not after a stop). */
+  attached?: () => void;
 }
 
 export interface RecordResult {
@@ -132,6 +134,7 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const attachNs = attach(rec);
     const attachMs = performance.now() - t0;
     writeHeader(rec, attachNs);
+    if (!rec.stopRequested) opts.attached?.();
     await waitForStop(rec);
     return await finish(rec, attachNs, attachMs);
   } catch (e) {
