@@ -138,6 +138,8 @@ async function main(args: string[]): Promise<number> {
     const err = e as Error;
     console.error(`systing: ${err.message.split("\n")[0]}`);
     if (opts.verbosity > 1 && err.stack) console.error(err.stack);
+    // The command is the user's: it goes on, and systing returns only once it has ended.
+    if (command?.running) await commandExit(command);
     return 1;
   }
 }
