@@ -37,7 +37,7 @@ ${COMMANDS}
 Options:
   -d, --duration SECS        record for SECS seconds; 0 (default) records until Ctrl-C
   -o, --output PATH          trace file to write (default: trace.pb)
-      --ringbuf-size-mib N   ring buffer per CPU in MiB, a power of two (default: 8)
+      --ringbuf-size-mib N   ring buffer per CPU in MiB, a power of two (default: 16)
       --compress             compress packets (zlib, read by Perfetto's UI and tools)
   -v, --verbose              more detail; repeat (-vv) for libbpf's debug log
   -h, --help                 show this help
@@ -138,7 +138,7 @@ function parse(args: string[]) {
       options: {
         duration: { type: "string", short: "d", default: "0" },
         output: { type: "string", short: "o", default: "trace.pb" },
-        "ringbuf-size-mib": { type: "string", default: "8" },
+        "ringbuf-size-mib": { type: "string", default: "16" },
         compress: { type: "boolean", default: false },
         "list-recorders": { type: "boolean", default: false },
         "add-recorder": { type: "string", multiple: true, default: [] },
