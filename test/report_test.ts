@@ -8,7 +8,15 @@ import { PERCENTILE_RELATIVE_ERROR } from "../src/inspect/latency_histogram.ts";
 import { fmtCount, fmtNs } from "../src/inspect/report_text.ts";
 import type { Latency, Report } from "../src/inspect/trace_report.ts";
 import { readTrace, type TraceView } from "./trace_reader.ts";
-import { compile, compileC, record, type Recording, runJson, runRecorder } from "./workload.ts";
+import {
+  compile,
+  compileC,
+  diskDataFile,
+  record,
+  type Recording,
+  runJson,
+  runRecorder,
+} from "./workload.ts";
 
 interface PingPong {
   pid: number;
@@ -35,13 +43,7 @@ function recording(): Promise<Recorded> {
     // A name of its own, so that its process is told apart from anything else running.
     const pingpong = await compile("pingpong.c", { output: "report_pingpong" });
     const dReader = await compileC("d_reader");
-    const dataDir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "systing-report-" });
-    // Data on the disk: O_DIRECT reads wait for the device, in D.
-    const file = `${dataDir}/data.bin`;
-    const f = await Deno.open(file, { write: true, create: true });
-    for (let i = 0; i < 256; i++) await f.write(new Uint8Array(65536).fill(i));
-    await f.sync();
-    f.close();
+    const [dataDir, file] = await diskDataFile("systing-report-");
     const cpu = navigator.hardwareConcurrency - 1;
     const rec = await record(
       () =>

@@ -5,7 +5,14 @@
 import assert from "node:assert/strict";
 import { readTrace as read, type TraceView } from "./trace_reader.ts";
 import { assertTraceInvariants } from "./trace_invariants.ts";
-import { assertTraceChecks, compileC, record, Recorder, runJson } from "./workload.ts";
+import {
+  assertTraceChecks,
+  compileC,
+  diskDataFile,
+  record,
+  Recorder,
+  runJson,
+} from "./workload.ts";
 
 /** Reads a trace and checks it against every invariant a trace must hold. */
 async function readTrace(path: string): Promise<TraceView> {
@@ -215,14 +222,8 @@ Deno.test("edges: a reused pid is two threads and two processes, each ending at 
 
 Deno.test("edges: a D-state reader behind a CPU hog weighs its time in D (±5 %), not its waits", async () => {
   const bin = await compileC("d_reader");
-  const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "systing-dread-" });
+  const [dir, file] = await diskDataFile("systing-dread-");
   try {
-    // Data on the disk (O_DIRECT reads bypass the page cache and wait for the device).
-    const file = `${dir}/data.bin`;
-    const f = await Deno.open(file, { write: true, create: true });
-    for (let i = 0; i < 256; i++) await f.write(new Uint8Array(65536).fill(i));
-    await f.sync();
-    f.close();
     const cpu = navigator.hardwareConcurrency - 1;
     const rec = await record(
       () =>
