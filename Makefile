@@ -73,7 +73,7 @@ $(BPF_INC): FORCE
 	@printf '#include "%s"\n' $(BPF_RECORDERS:bpf/%=%) > $@.tmp
 	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
-$(BPF_OBJ): bpf/systing.bpf.c bpf/systing.h bpf/common.bpf.h bpf/processes.bpf.c \
+$(BPF_OBJ): bpf/systing.bpf.c bpf/systing.h bpf/common.bpf.h bpf/filter.bpf.h bpf/processes.bpf.c \
 		$(BPF_RECORDERS) $(BPF_INC) bpf/vmlinux.h
 	@mkdir -p build
 	clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf -Ibuild -c $< -o $@.tmp

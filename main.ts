@@ -11,6 +11,8 @@ import { findSubcommand, SUBCOMMANDS } from "./src/cli/subcommands.ts";
 import { CommandError, TracedCommand } from "./src/cli/traced_command.ts";
 import { details, summary } from "./src/cli/summary.ts";
 import { forgetLauncherEnvironment } from "./src/dist/launched.ts";
+import { FilterError } from "./src/filter/filter_error.ts";
+import { TaskFilter } from "./src/filter/task_filter.ts";
 import { KernelFeatures } from "./src/machine/kernel_features.ts";
 import { record, type RecordingControl } from "./src/pipeline/record.ts";
 import { counterCatalog, counterProblem } from "./src/recorders/counter_catalog.ts";
@@ -92,12 +94,18 @@ async function main(args: string[]): Promise<number> {
   }
   const opts = request.options;
   let command: TracedCommand | undefined;
+  let filter: TaskFilter | undefined;
   try {
     if (opts.command) command = new TracedCommand(opts.command);
+    filter = TaskFilter.resolve({ pids: opts.pids, cgroups: opts.cgroups, command: !!command });
   } catch (e) {
-    if (!(e instanceof CommandError)) throw e;
+    if (e instanceof CommandError) {
+      console.error(`systing: ${e.message}`);
+      return e.status;
+    }
+    if (!(e instanceof FilterError)) throw e;
     console.error(`systing: ${e.message}`);
-    return e.status;
+    return 2;
   }
 
   // Before anything else: as root, an open inspector is a root shell for any local user.
@@ -113,6 +121,7 @@ async function main(args: string[]): Promise<number> {
   try {
     const result = await record({
       ...opts,
+      filter,
       attached: command && (() => command.start(() => control?.stop())),
       log: (line) => {
         clearStatus();

@@ -131,18 +131,12 @@ static __always_inline bool is_quiet(struct task_struct *t)
 	return t->pid == 0 || is_tracer(t);
 }
 
-/* One switch's timestamp, shared by every program on it (see switch_ts). */
-struct switch_clock {
-	__u64 prev;
-	__u64 next;
-	__u64 ts;
-};
-
+/* The latest context switch on this CPU (struct cpu_switch in systing.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct switch_clock);
+	__type(value, struct cpu_switch);
 } switch_clock SEC(".maps");
 
 /*
@@ -150,23 +144,27 @@ struct {
  * still show one instant per switch (a sleep stack is stamped with its switch
  * out, its end with the switch back in). Consecutive switches on a CPU never
  * share both tasks (the next one's prev is this one's next), so the pair
- * tells whether another program already read the clock for this switch.
+ * tells whether another program already began this switch.
  */
-static __always_inline __u64 switch_ts(struct task_struct *prev, struct task_struct *next)
+static __always_inline struct cpu_switch *switch_begin(struct task_struct *prev,
+						       struct task_struct *next, __u64 *ts)
 {
 	__u32 zero = 0;
-	struct switch_clock *c = bpf_map_lookup_elem(&switch_clock, &zero);
-	__u64 ts;
+	struct cpu_switch *c = bpf_map_lookup_elem(&switch_clock, &zero);
 
-	if (!c)
-		return bpf_ktime_get_boot_ns();
-	if (c->prev == (__u64)prev && c->next == (__u64)next && c->ts)
-		return c->ts;
-	ts = bpf_ktime_get_boot_ns();
-	c->prev = (__u64)prev;
-	c->next = (__u64)next;
-	c->ts = ts;
-	return ts;
+	if (!c) {
+		*ts = bpf_ktime_get_boot_ns();
+		return NULL;
+	}
+	if (c->prev != (__u64)prev || c->next != (__u64)next || !c->ts) {
+		c->since = c->ts;
+		c->prev = (__u64)prev;
+		c->next = (__u64)next;
+		c->ts = bpf_ktime_get_boot_ns();
+		c->verdict = 0;
+	}
+	*ts = c->ts;
+	return c;
 }
 
 /* One waking's timestamp, shared by every program on it (see waking_ts). */

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The one BPF object: the shared rings and helpers (common.bpf.h), the process
- * lifecycle every trace needs (processes.bpf.c), then every recorder's
+ * The one BPF object: the shared rings and helpers (common.bpf.h), which tasks a
+ * filtered recording traces (filter.bpf.h), the process lifecycle every trace
+ * needs (processes.bpf.c), then every recorder's
  * programs and maps (bpf/recorders/ *.bpf.c, listed into recorders.inc by
  * make). Userspace loads only the programs and creates only the maps of the
  * recorders that are on.
@@ -18,5 +19,6 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #include "common.bpf.h"
+#include "filter.bpf.h"
 #include "processes.bpf.c"
 #include "recorders.inc"

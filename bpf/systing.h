@@ -31,6 +31,10 @@ typedef int64_t __s64;
 #define SYSTING_MAX_STACK_COPY 61440
 /* Most perf counters read per CPU. */
 #define SYSTING_MAX_COUNTERS 8
+/* Most -c/--cgroup filters. */
+#define SYSTING_MAX_FILTER_CGROUPS 8
+/* The pid a filtered trace gives the untraced tasks of CPU c: SYSTING_UNTRACED_PID + c. */
+#define SYSTING_UNTRACED_PID 1073741824
 
 /* Append only: the numbers are the wire format between BPF and userspace. */
 enum rec_kind {
@@ -52,6 +56,7 @@ enum rec_kind {
 	REC_CPU_FREQUENCY = 16,
 	REC_SCHED_RUNNING = 17,
 	REC_TASK_NEWTASK = 18,
+	REC_SCHED_PREV = 19,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -66,13 +71,21 @@ struct rec_hdr {
 	__u64 ts; /* CLOCK_BOOTTIME, ns */
 };
 
+enum switch_flags {
+	/*
+	 * A filtered trace: neither task is traced. The CPU runs untraced tasks from here until
+	 * the next switch record, whose switches are not recorded; next_* name only the first.
+	 */
+	SWITCH_UNTRACED = 1,
+};
+
 struct rec_sched_switch {
 	struct rec_hdr hdr;
 	__u32 prev_pid;
 	__u32 next_pid;
 	__s64 prev_state; /* ftrace format, see systing.bpf.c */
 	__s32 next_prio;
-	__u32 __pad0;
+	__u32 flags; /* enum switch_flags */
 	char next_comm[SYSTING_COMM_LEN];
 };
 
@@ -87,6 +100,14 @@ struct rec_sched_running {
 	__s32 prio;
 	char comm[SYSTING_COMM_LEN];
 };
+
+/*
+ * REC_SCHED_PREV, same layout: the task a switch record is about to switch out, when this CPU's
+ * previous switch record named another as next — after an untraced stretch it became traced while
+ * running (moved into a traced cgroup), or a switch record was lost. hdr.ts is when it was
+ * switched in (or the trace's start), so that the compact form, which implies each switch's prev
+ * from the one before, gives its time to the right task.
+ */
 
 /* Used for both sched_waking and sched_wakeup_new. */
 struct rec_sched_waking {
@@ -278,8 +299,40 @@ enum config_stack_bits {
 /* The only thing in .bss, written by userspace while the programs are attached. */
 struct systing_state {
 	__u32 recording; /* 1 from the moment every program is attached until it stops */
-	__u32 __pad0;
+	__u32 adopt;     /* 1 while the tracer starts `-- CMD`: its new processes are traced */
 	__u64 since;     /* when recording became 1 (CLOCK_BOOTTIME ns): the trace's start */
+};
+
+/*
+ * The latest context switch on a CPU, as every BPF program on it sees it (switch_begin in
+ * common.bpf.h), and what the sched recorder keeps about the CPU between its switch records.
+ * Userspace reads skipped, per CPU, for the summary.
+ */
+struct cpu_switch {
+	__u64 prev;
+	__u64 next;
+	__u64 ts;
+	__u64 since;   /* when prev was switched in: the switch before this one (0: unknown) */
+	__u32 verdict; /* VERDICT_* bits for this switch, worked out once (filter.bpf.h) */
+	__u32 untraced; /* sched: an untraced stretch began and its switches are skipped */
+	__u32 told;    /* sched: 1 + the pid the CPU's last record names as running; 0: unknown */
+	__u32 __pad0;
+	__u64 skipped; /* sched: switches not recorded, inside untraced stretches */
+};
+
+enum config_filter_bits {
+	FILTER_TASKS = 1,   /* tasks marked in traced_tasks (-p, -- CMD) and their descendants */
+	FILTER_CGROUPS = 2, /* tasks in one of cfg.cgroups or below */
+};
+
+/*
+ * A cgroup whose tasks, and its descendants' tasks, are traced: on the default hierarchy
+ * (ssid -1) or on the v1 hierarchy of subsystem ssid; level is its depth, id its kernfs id.
+ */
+struct filter_cgroup {
+	__s32 ssid;
+	__u32 level;
+	__u64 id;
 };
 
 /* Tunables, written into .rodata by userspace before the object is loaded. */
@@ -292,7 +345,10 @@ struct systing_config {
 	__u32 sleep_copies_per_sec;
 	__u32 counter_count;  /* perf counters per CPU, <= SYSTING_MAX_COUNTERS (0: none) */
 	__u32 counter_stride; /* counter i of CPU c is at counters[i * counter_stride + c] */
+	__u32 filter_bits;    /* enum config_filter_bits; 0: every task is traced */
+	__u32 cgroup_count;   /* cgroups[0..cgroup_count) are set */
 	__u32 __pad0;
+	struct filter_cgroup cgroups[SYSTING_MAX_FILTER_CGROUPS];
 };
 
 _Static_assert(sizeof(struct rec_hdr) == 16, "rec_hdr");
@@ -312,7 +368,10 @@ _Static_assert(sizeof(struct rec_syscall) == 48, "rec_syscall");
 _Static_assert(sizeof(struct counter_value) == 24, "counter_value");
 _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");
 _Static_assert(sizeof(struct rec_cpu_frequency) == 24, "rec_cpu_frequency");
-_Static_assert(sizeof(struct systing_config) == 32, "systing_config");
+_Static_assert(sizeof(struct filter_cgroup) == 16, "filter_cgroup");
+_Static_assert(sizeof(struct cpu_switch) == 56, "cpu_switch");
+_Static_assert(sizeof(struct systing_config) == 40 + 16 * SYSTING_MAX_FILTER_CGROUPS,
+	       "systing_config");
 _Static_assert(sizeof(struct systing_state) == 16, "systing_state");
 _Static_assert(__builtin_offsetof(struct rec_sched_switch, next_comm) == 40, "switch comm");
 _Static_assert(__builtin_offsetof(struct rec_sched_process_exec, args) == 304, "exec args");

@@ -8,12 +8,14 @@ import {
   IRQ_NAME_LEN,
   Layout,
   MAX_COUNTERS,
+  MAX_FILTER_CGROUPS,
   MAX_FRAMES,
   MAX_STACK_COPY,
   PATH_LEN,
   RECORD_KIND_COUNT,
   RECORD_KIND_NAMES,
   RecordKind,
+  UNTRACED_PID,
 } from "../src/records/records.ts";
 import { REPO } from "./workload.ts";
 
@@ -145,6 +147,8 @@ Deno.test("records layout: string field lengths match the TypeScript constants",
     SYSTING_MAX_FRAMES: MAX_FRAMES,
     SYSTING_MAX_STACK_COPY: MAX_STACK_COPY,
     SYSTING_MAX_COUNTERS: MAX_COUNTERS,
+    SYSTING_MAX_FILTER_CGROUPS: MAX_FILTER_CGROUPS,
+    SYSTING_UNTRACED_PID: UNTRACED_PID,
   });
   const sizes = (struct: string, ...fields: string[]) =>
     fields.map((f) => layout.structs[struct].fields[f].size);

@@ -37,6 +37,24 @@ struct {
 	__type(value, __u32);
 } start_told SEC(".maps");
 
+/* A rec_sched_running (or REC_SCHED_PREV) naming T; C learns that it is the CPU's running task. */
+static __always_inline void tell_running(struct cpu_switch *c, __u16 kind, struct task_struct *t,
+					 __u64 ts)
+{
+	struct rec_sched_running *r;
+	void *rb;
+
+	r = reserve(&rb, kind, sizeof(*r), ts);
+	if (!r)
+		return;
+	r->pid = t->pid;
+	r->prio = t->prio;
+	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &t->comm);
+	submit(rb, r, sizeof(*r));
+	if (c)
+		c->told = t->pid + 1;
+}
+
 /*
  * Tells, once per CPU, which task was running there when recording began (rec_sched_running):
  * the prev of the CPU's first switch, or, for a CPU that has not switched yet when
@@ -44,49 +62,66 @@ struct {
  * interleave on one CPU (both run with interrupts off), so exactly one of them tells, and it is
  * right: no switch happened on that CPU between the start and then.
  */
-static __always_inline void running_since(struct task_struct *t)
+static __always_inline void running_since(struct cpu_switch *c, struct task_struct *t)
 {
-	struct rec_sched_running *r;
 	__u32 zero = 0, *told = bpf_map_lookup_elem(&start_told, &zero);
-	void *rb;
 
 	if (!told || *told || !state.recording)
 		return;
 	*told = 1;
-	r = reserve(&rb, REC_SCHED_RUNNING, sizeof(*r), state.since);
-	if (!r)
-		return;
-	r->pid = t->pid;
-	r->prio = t->prio;
-	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &t->comm);
-	submit(rb, r, sizeof(*r));
+	tell_running(c, REC_SCHED_RUNNING, t, state.since);
 }
 
 /*
- * Every switch is kept, the tracer's own too: compact_sched implies each
- * switch's prev from the one before, so any gap would hand the previous task's
- * time to the next. (Its wake-ups are batched, so this is a few hundred events
- * a second, not a feedback loop.)
+ * Every switch is kept unless a filter leaves both of its tasks out, the tracer's own too:
+ * compact_sched implies each switch's prev from the one before, so a gap would hand the
+ * previous task's time to the next. (Its wake-ups are batched, so this is a few hundred events
+ * a second, not a feedback loop.) A filtered recording keeps the switches where either task is
+ * traced; of a run of untraced-to-untraced switches it keeps the first, flagged, which the
+ * trace shows as the CPU switching to a stand-in "untraced" task until the next record.
  */
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
 {
-	__u64 ts = switch_ts(prev, next);
+	__u64 ts;
+	struct cpu_switch *c = switch_begin(prev, next, &ts);
+	__u32 v = switch_verdict(c, prev, next), flags = 0;
 	struct rec_sched_switch *r;
 	void *rb;
 
-	running_since(prev);
-	r = reserve(&rb, REC_SCHED_SWITCH, sizeof(*r), ts);
-	if (!r)
+	if (!c)
 		return 0;
+	running_since(c, prev);
+	if (!(v & (VERDICT_PREV | VERDICT_NEXT))) {
+		if (c->untraced) {
+			c->skipped++;
+			return 0;
+		}
+		flags = SWITCH_UNTRACED;
+	} else if (c->told != prev->pid + 1 && (!c->untraced || (v & VERDICT_PREV))) {
+		/*
+		 * The last record named another task: prev became traced while running here, or a
+		 * record was lost. Tell the trace prev has run since it was switched in.
+		 */
+		tell_running(c, REC_SCHED_PREV, prev, c->since > state.since ? c->since : state.since);
+	}
+	r = reserve(&rb, REC_SCHED_SWITCH, sizeof(*r), ts);
+	if (!r) {
+		/* The trace no longer knows what runs here: the next record tells prev first. */
+		c->untraced = 0;
+		c->told = 0;
+		return 0;
+	}
 	r->prev_pid = prev->pid;
 	r->next_pid = next->pid;
 	r->prev_state = ftrace_prev_state(preempt, prev_state, prev);
 	r->next_prio = next->prio;
-	r->__pad0 = 0;
+	r->flags = flags;
 	bpf_probe_read_kernel(r->next_comm, sizeof(r->next_comm), &next->comm);
 	submit(rb, r, sizeof(*r));
+	c->untraced = flags != 0;
+	c->told = flags ? 0 : next->pid + 1;
 	return 0;
 }
 
@@ -162,6 +197,9 @@ static __always_inline int record_waking(__u16 kind, struct task_struct *p)
 
 	if (is_tracer(p))
 		return 0;
+	/* Wake-ups of traced tasks, and by them. */
+	if (filtering() && !traced(p) && !traced(bpf_get_current_task_btf()))
+		return 0;
 	r = reserve(&rb, kind, sizeof(*r), ts);
 	if (!r)
 		return 0;
@@ -190,7 +228,9 @@ int BPF_PROG(on_sched_wakeup_new, struct task_struct *p)
 SEC("raw_tp")
 int sched_running_now(void *ctx)
 {
-	running_since(bpf_get_current_task_btf());
+	__u32 zero = 0;
+
+	running_since(bpf_map_lookup_elem(&switch_clock, &zero), bpf_get_current_task_btf());
 	return 0;
 }
 

@@ -44,10 +44,12 @@ struct {
 
 #define COPY_BURST 16
 
-/* The task the last sched_switch on this CPU switched to (pid + 1, tgid). */
+/* The task the last sched_switch on this CPU switched to (pid + 1, tgid), and if it is traced. */
 struct current_task {
 	__u32 pid_plus_one;
 	__u32 tgid;
+	__u32 traced;
+	__u32 __pad0;
 };
 
 struct {
@@ -212,9 +214,13 @@ int BPF_PROG(on_switch_current, bool preempt, struct task_struct *prev, struct t
 	__u32 zero = 0;
 	struct current_task *cur = bpf_map_lookup_elem(&current_task, &zero);
 
+	__u64 ts;
+
 	if (cur) {
 		cur->pid_plus_one = next->pid + 1;
 		cur->tgid = next->tgid;
+		cur->traced = !filtering() ||
+			      (switch_verdict(switch_begin(prev, next, &ts), prev, next) & VERDICT_NEXT);
 	}
 	return 0;
 }
@@ -223,7 +229,8 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
 {
-	__u64 ts = switch_ts(prev, next);
+	__u64 ts;
+	struct cpu_switch *c = switch_begin(prev, next, &ts);
 	struct rec_sleep_end *end;
 	struct sleep_mark *mark;
 	__u8 source = 0;
@@ -251,6 +258,8 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 	}
 	/* prev is still current here: its stacks are the ones being walked. */
 	if (preempt || prev_state == TASK_IDLE || is_quiet(prev))
+		return 0;
+	if (!(switch_verdict(c, prev, next) & VERDICT_PREV))
 		return 0;
 	if ((prev_state & TASK_UNINTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_D))
 		source = STACK_SLEEP_D;
@@ -310,7 +319,7 @@ int BPF_PROG(on_waking_sleep, struct task_struct *p)
 {
 	struct sleep_mark *mark;
 
-	if (!state.recording || !asleep(p) || is_quiet(p))
+	if (!state.recording || !asleep(p) || is_quiet(p) || !traced(p))
 		return 0;
 	mark = bpf_task_storage_get(&sleeping, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (mark)
@@ -341,12 +350,14 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 	cur = bpf_map_lookup_elem(&current_task, &zero);
 	if (cur && cur->pid_plus_one && cur->pid_plus_one != pid + 1) {
 		/* Mid-switch (possible only from an NMI): see STACK_FLAG_SWITCHING. */
-		if (cur->pid_plus_one == 1)
-			return 0; /* switching to idle */
+		if (cur->pid_plus_one == 1 || !cur->traced)
+			return 0; /* switching to idle, or to an untraced task */
 		emit_stack(ctx, ts, cur->pid_plus_one - 1, cur->tgid, STACK_CPU,
 			   flags | STACK_FLAG_SWITCHING, false, false, 1);
 		return 0;
 	}
+	if (!traced(task))
+		return 0;
 	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL, true, 1);
 	return 0;
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * syscalls: every system call of every task but the tracer's, as one record
+ * syscalls: every system call of every traced task but the tracer's, as one record
  * at its exit carrying both ends. Calls that never return (exit, exit_group)
  * are recorded at entry, and those still in the kernel when recording stops
  * are listed by the syscalls_unfinished iterator.
@@ -55,7 +55,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	struct syscall_entry *e;
 	__u32 flags = 0;
 
-	if (!state.recording || current_is_tracer())
+	if (!state.recording || current_is_tracer() || !traced(bpf_get_current_task_btf()))
 		return 0;
 	if (regs->cs == USER32_CS)
 		flags |= SYSCALL_COMPAT;

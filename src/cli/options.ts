@@ -27,8 +27,8 @@ export const HELP = `systing ${VERSION} — record what this machine does into a
 
 Usage: systing [options]          record (see Options)
        systing [options] -- CMD [ARGS...]
-                                  start CMD once recording, stop when it exits, exit with its
-                                  status
+                                  start CMD once recording, trace it and what it starts, stop
+                                  when it exits, exit with its status
        systing COMMAND ...        work on a recorded trace (systing COMMAND --help)
 
 Commands:
@@ -43,6 +43,16 @@ Options:
   -h, --help                 show this help
   -V, --version              show the version
       --completions SHELL    print a completion script for bash, zsh or fish
+
+Filters (the whole machine without them; the trace then keeps every context switch with a
+traced side, the wake-ups of and by traced tasks, the interrupts of traced tasks, and the
+stacks, system calls and probes of traced tasks only):
+  -p, --pid PID              trace process PID, all its threads and every process it starts
+                             (repeatable)
+  -c, --cgroup PATH          trace every task in cgroup PATH and below it, including cgroups
+                             created and tasks moved in later (repeatable; a v2 path, a v1
+                             controller's, or as /proc/PID/cgroup shows it)
+  -- CMD [ARGS...]           trace CMD and what it starts (with -p/-c: as well)
 
 Recorders (see --list-recorders; on by default: sched, irq, cpu-stacks, sleep-stacks,
 interruptible-stacks):
@@ -83,7 +93,9 @@ Examples:
   sudo systing -d 5 --perf-counter context-switches --perf-counter '*faults'
   sudo systing -d 30 --ringbuf-size-mib 64    # bigger buffers for very busy hosts
   sudo systing -d 10 -n                       # scheduling and interrupts only, no stacks
-  sudo systing -- make -j2                    # while make runs; exits with make's status
+  sudo systing -- make -j2                    # make and what it starts, while it runs
+  sudo systing -d 10 -p 1234                  # process 1234 and its children only
+  sudo systing -d 10 -c /sys/fs/cgroup/system.slice/nginx.service
 
 Open the trace at https://ui.perfetto.dev (Open trace file).`;
 
@@ -91,6 +103,9 @@ export interface RecordingRequest {
   durationSec: number;
   /** `-- CMD ARGS…`: the command to start once attached; the recording ends when it does. */
   command?: string[];
+  /** -p PIDs and -c cgroup paths, as given (checked for form, not yet resolved). */
+  pids: number[];
+  cgroups: string[];
   output: string;
   ringbufSizeMib: number;
   verbosity: number;
@@ -116,6 +131,8 @@ const VALUE_OPTIONS: Record<string, string> = {
   "--sample-freq": "--sample-freq",
   "--user-stack-bytes": "--user-stack-bytes",
   "--perf-counter-freq": "--perf-counter-freq",
+  "-p": "--pid",
+  "--pid": "--pid",
 };
 
 /** `-d -1` is a value error, not a missing argument: join such values so validation names them. */
@@ -137,6 +154,8 @@ function parse(args: string[]) {
       allowPositionals: false,
       options: {
         duration: { type: "string", short: "d", default: "0" },
+        pid: { type: "string", short: "p", multiple: true, default: [] },
+        cgroup: { type: "string", short: "c", multiple: true, default: [] },
         output: { type: "string", short: "o", default: "trace.pb" },
         "ringbuf-size-mib": { type: "string", default: "16" },
         compress: { type: "boolean", default: false },
@@ -248,6 +267,13 @@ export function parseOptions(
     "give reads per second, 1 to 10000",
   );
 
+  const pids = v.pid.map((p) =>
+    integer("--pid", p.trim(), (n) => n >= 1 && n <= 4194304, "give the id of a running process")
+  );
+  for (const c of v.cgroup) {
+    if (c.trim() === "") throw new UsageError("invalid --cgroup: give a cgroup directory's path");
+  }
+
   const stackRecorders = ["cpu-stacks", "sleep-stacks", "interruptible-stacks"];
   const flag = (set: boolean, name: string, names: string[]) => set ? [{ flag: name, names }] : [];
   const recorders = chooseRecorders({
@@ -305,6 +331,8 @@ export function parseOptions(
     options: {
       durationSec: duration,
       ...command ? { command } : {},
+      pids,
+      cgroups: v.cgroup,
       output: v.output,
       ringbufSizeMib: mib,
       verbosity: v.verbose?.length ?? 0,

@@ -13,6 +13,12 @@ export function summary(r: RecordResult, output: string): string {
     } s, ` +
     `${events} events, ${dropped} dropped`,
     `  recorders: ${r.recorders.join(", ") || "none"}`,
+    ...r.filter
+      ? [
+        `  filter: traced ${r.filter.traced}; ${r.filter.skippedSwitches} switches between ` +
+        "untraced tasks not recorded",
+      ]
+      : [],
     `  events: ${kinds || "none"}`,
   ];
   if (dropped > 0) {

@@ -16,6 +16,10 @@ import {
 const OPEN_OPTS_SIZE = 80;
 const BPF_MAP_TYPE_RINGBUF = 27;
 const BPF_F_TEST_RUN_ON_CPU = 1;
+const SYS_PIDFD_OPEN = 434n;
+/** pidfd_open flag: TID names a thread, not only a thread-group leader (6.9+). */
+const PIDFD_THREAD = 0o200;
+const ESRCH = 3;
 
 export interface RingHandle {
   cpu: number;
@@ -268,6 +272,38 @@ export class BpfObject {
     );
   }
 
+  /**
+   * Gives thread TID an entry in the task storage map MAP_NAME (a u32 value of 1), found by a
+   * pidfd: the entry belongs to that thread and goes when it does, whatever reuses its number.
+   * Returns false when no such thread exists (any more).
+   */
+  markTask(mapName: string, tid: number): boolean {
+    const libc = loadLibc();
+    const pidfd = Number(libc.pidfd_open(SYS_PIDFD_OPEN, tid, PIDFD_THREAD));
+    if (pidfd < 0) {
+      const errno = lastErrno();
+      if (errno === ESRCH) return false;
+      throw new LibbpfError(
+        `opening a pidfd for thread ${tid}`,
+        errno,
+        describeSyscallError(errno),
+      );
+    }
+    try {
+      const rc = loadLibbpf().bpf_map_update_elem(
+        this.mapFd(mapName),
+        new Uint8Array(new Int32Array([pidfd]).buffer),
+        new Uint8Array(new Uint32Array([1]).buffer),
+        0n,
+      );
+      if (rc === -ESRCH) return false;
+      check(rc, `marking thread ${tid} in ${mapName}`);
+      return true;
+    } finally {
+      libc.close(pidfd);
+    }
+  }
+
   /** Detaches every program (no new records) while the maps stay readable. */
   detachAll(): void {
     const lib = loadLibbpf();
@@ -339,6 +375,22 @@ export class BpfObject {
   }
 
   /** Reads a per-CPU u64 array slot: one value per possible CPU. */
+  /** The u64 at byte OFFSET of every CPU's value at KEY in a per-CPU map of VALUE_SIZE bytes. */
+  readPerCpuField(mapName: string, key: number, valueSize: number, offset: number): bigint[] {
+    const stride = Math.ceil(valueSize / 8) * 8;
+    const values = new Uint8Array(stride * this.possibleCpus);
+    const k = new Uint32Array([key]);
+    check(
+      loadLibbpf().bpf_map_lookup_elem(this.mapFd(mapName), new Uint8Array(k.buffer), values),
+      `reading ${mapName}[${key}]`,
+    );
+    const dv = new DataView(values.buffer);
+    return Array.from(
+      { length: this.possibleCpus },
+      (_, c) => dv.getBigUint64(c * stride + offset, true),
+    );
+  }
+
   readPerCpuU64(mapName: string, key: number, fd = this.mapFd(mapName)): bigint[] {
     const values = new BigUint64Array(this.possibleCpus);
     const k = new Uint32Array([key]);

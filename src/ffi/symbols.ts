@@ -126,6 +126,9 @@ export const libcSymbols = {
     parameters: ["i64", "i32", "buffer", "buffer", "usize"],
     result: "i64",
   },
+  // long syscall(long number, ...); bound as pidfd_open(2), which glibc 2.34 does not wrap:
+  // syscall(SYS_pidfd_open, pid_t pid, unsigned int flags).
+  pidfd_open: { name: "syscall", parameters: ["i64", "i32", "u32"], result: "i64" },
   // int statx(int dirfd, const char *pathname, int flags, unsigned int mask,
   //           struct statx *statxbuf);
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },

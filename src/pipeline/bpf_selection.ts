@@ -9,14 +9,25 @@ import { PROCESS_PROGRAMS } from "../processes/process_records.ts";
 import type { Recorder } from "../recorders/recorder.ts";
 
 /** Maps every recording creates, whichever recorders are on (bpf/common.bpf.h). */
-export const CORE_MAPS = ["rings", "drops", "unreported", "switch_clock", "waking_clock"] as const;
+export const CORE_MAPS = [
+  "rings",
+  "drops",
+  "unreported",
+  "switch_clock",
+  "waking_clock",
+  "traced_tasks",
+] as const;
 
-/** The programs to load and the maps to leave out, for the recorders ON out of ALL. */
+/**
+ * The programs to load and the maps to leave out, for the recorders ON out of ALL and the
+ * core's EXTRA programs (the filter's).
+ */
 export function bpfSelection(
   on: readonly Recorder[],
   all: readonly Recorder[],
+  extra: readonly string[] = [],
 ): { programs: Set<string>; dropMaps: string[] } {
-  const programs = new Set<string>(PROCESS_PROGRAMS);
+  const programs = new Set<string>([...PROCESS_PROGRAMS, ...extra]);
   for (const r of on) {
     for (const p of [...r.bpf.programs, ...r.bpf.ownPrograms ?? []]) programs.add(p);
   }
@@ -25,7 +36,12 @@ export function bpfSelection(
   return { programs, dropMaps };
 }
 
-export function selectBpf(obj: BpfObject, on: readonly Recorder[], all: readonly Recorder[]): void {
-  const { programs, dropMaps } = bpfSelection(on, all);
+export function selectBpf(
+  obj: BpfObject,
+  on: readonly Recorder[],
+  all: readonly Recorder[],
+  extra: readonly string[] = [],
+): void {
+  const { programs, dropMaps } = bpfSelection(on, all, extra);
   obj.keepOnly(programs, dropMaps);
 }

@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import { BpfObject } from "../ffi/bpf_object.ts";
 import { bpfObjectBytes } from "../gen/systing_bpf.ts";
 import { PROCESS_PROGRAMS } from "../processes/process_records.ts";
+import { FILTER_PROGRAMS } from "../filter/task_filter.ts";
 import { ConfigWriter, type Recorder } from "../recorders/recorder.ts";
+import { FilterBit, Layout, MAX_FILTER_CGROUPS } from "../records/records.ts";
 import { RECORDERS } from "../recorders/registry.ts";
 import { bpfSelection, CORE_MAPS, selectBpf } from "./bpf_selection.ts";
 
@@ -25,6 +27,7 @@ Deno.test("bpf selection: every program and map of the object is claimed", () =>
   withObject((obj) => {
     const claimed = new Set<string>([
       ...PROCESS_PROGRAMS,
+      ...FILTER_PROGRAMS,
       ...RECORDERS.flatMap((r) => [...r.bpf.programs, ...r.bpf.ownPrograms ?? []]),
     ]);
     const programs = obj.programNames();
@@ -38,12 +41,16 @@ Deno.test("bpf selection: every program and map of the object is claimed", () =>
   });
 });
 
-/** Loads the object with only ON selected; returns what is in the kernel. */
-function loadOnly(on: readonly Recorder[]) {
+/** Loads the object with only ON (and EXTRA programs) selected; returns what is in the kernel. */
+function loadOnly(
+  on: readonly Recorder[],
+  config = new ConfigWriter(),
+  extra: readonly string[] = [],
+) {
   return withObject((obj) => {
-    selectBpf(obj, on, RECORDERS);
+    selectBpf(obj, on, RECORDERS, extra);
     obj.setMaxEntries("stack_scratch", 2 * obj.possibleCpus);
-    obj.setReadOnlyData(new ConfigWriter().bytes);
+    obj.setReadOnlyData(config.bytes);
     obj.createRings("rings", [0], 1 << 16);
     obj.load();
     return obj.loaded();
@@ -66,6 +73,20 @@ for (const r of RECORDERS) {
 }
 
 Deno.test("bpf selection: every recorder together loads every program", () => {
-  const { programs } = loadOnly(RECORDERS);
+  const { programs } = loadOnly(RECORDERS, new ConfigWriter(), FILTER_PROGRAMS);
+  withObject((obj) => assert.deepEqual(programs.sort(), obj.programNames().sort()));
+});
+
+// With a filter the verifier walks other code (cgroup walks, task marks) in every program.
+Deno.test("bpf selection: every program loads with every filter on", () => {
+  const config = new ConfigWriter();
+  config.set("filter_bits", FilterBit.Tasks | FilterBit.Cgroups);
+  config.set("cgroup_count", MAX_FILTER_CGROUPS);
+  for (let i = 0; i < MAX_FILTER_CGROUPS; i++) {
+    const at = Layout.systing_config.cgroups + i * Layout.filter_cgroup.size;
+    config.view.setInt32(at + Layout.filter_cgroup.ssid, i % 2 ? i : -1, true);
+    config.view.setUint32(at + Layout.filter_cgroup.level, i, true);
+  }
+  const { programs } = loadOnly(RECORDERS, config, FILTER_PROGRAMS);
   withObject((obj) => assert.deepEqual(programs.sort(), obj.programNames().sort()));
 });

@@ -16,6 +16,7 @@ import { BuiltinClock } from "../gen/perfetto_trace_pb.ts";
 import { onlineCpus } from "../machine/cpu_list.ts";
 import { KernelFeatures } from "../machine/kernel_features.ts";
 import { checkBtf, checkPrivileges, ensureTracefs } from "../machine/preflight.ts";
+import type { TaskFilter } from "../filter/task_filter.ts";
 import {
   clockSnapshotPacket,
   dropCounterTracks,
@@ -52,8 +53,13 @@ export interface RecordOptions {
   log: (line: string) => void;
   /** Redraws a one-line status (only when stderr is a terminal). */
   status?: (line: string) => void;
-  /** Runs once every program is attached and the trace's header is written (not after a stop). */
+  /**
+   * Runs once every program is attached and the trace's header is written (not after a stop).
+   * With a filter for `-- CMD`, a process it starts is traced from its fork.
+   */
   attached?: () => void;
+  /** The tasks to trace; the whole machine without one. */
+  filter?: TaskFilter;
 }
 
 export interface RecordResult {
@@ -68,6 +74,8 @@ export interface RecordResult {
   attachMs: number;
   finishMs: number;
   drain: DrainStats;
+  /** What the filter traced, and the switches between untraced tasks it left out. */
+  filter?: { traced: string; skippedSwitches: number };
   /** The recorders' own summary lines, and more of them for -v. */
   summary: string[];
   details: string[];
@@ -134,7 +142,15 @@ export async function record(opts: RecordOptions, onStop: StopHook): Promise<Rec
     const attachNs = attach(rec);
     const attachMs = performance.now() - t0;
     writeHeader(rec, attachNs);
-    if (!rec.stopRequested) opts.attached?.();
+    if (!rec.stopRequested && opts.attached) {
+      const adopt = opts.filter?.command ?? false;
+      if (adopt) setRecording(rec.obj, true, attachNs, true);
+      try {
+        opts.attached();
+      } finally {
+        if (adopt) setRecording(rec.obj, true, attachNs, false);
+      }
+    }
     await waitForStop(rec);
     return await finish(rec, attachNs, attachMs);
   } catch (e) {
@@ -217,12 +233,13 @@ function open(opts: RecordOptions, recorders: Recorder[], out: PacketPath): Reco
 /** Configure and load: only the recorders' programs and maps, with their knobs in .rodata. */
 function configureAndLoad(rec: Recording): RingHandle[] {
   const { obj, opts } = rec;
-  selectBpf(obj, rec.recorders, RECORDERS);
+  selectBpf(obj, rec.recorders, RECORDERS, opts.filter?.programs);
   const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
   const config = new ConfigWriter();
   config.set("tracer_tgid", Deno.pid);
   // One forced wake-up per eighth of a ring; the 10 ms poll covers the rest.
   config.set("wakeup_bytes", ringBytes / 8);
+  opts.filter?.configure(config);
   for (const s of rec.sessions.all) s.configure?.({ obj, config });
   obj.setReadOnlyData(config.bytes);
   const rings = obj.createRings("rings", rec.cpus, ringBytes);
@@ -270,10 +287,19 @@ async function startDrain(rec: Recording, rings: RingHandle[]): Promise<void> {
   });
 }
 
-/** Attach: the core's and the recorders' tracepoints, then what the sessions attach themselves. */
+/**
+ * Attach: the filter's program and marks first (from then on the kernel marks what a traced task
+ * creates), then the core's and the recorders' tracepoints, then what the sessions attach
+ * themselves.
+ */
 function attach(rec: Recording): bigint {
-  const { obj } = rec;
+  const { obj, opts } = rec;
   const attached: string[] = [];
+  for (const p of opts.filter?.programs ?? []) {
+    obj.attach(p);
+    attached.push(p);
+  }
+  for (const warning of opts.filter?.mark(obj) ?? []) opts.log(`warning: ${warning}`);
   for (const p of [...PROCESS_PROGRAMS, ...rec.recorders.flatMap((r) => r.bpf.programs)]) {
     if (attached.includes(p)) continue;
     obj.attach(p);
@@ -283,11 +309,12 @@ function attach(rec: Recording): bigint {
   // The trace's start: every event is at or after it.
   const since = clockNs(ClockId.BOOTTIME);
   setRecording(obj, true, since);
-  if (rec.opts.verbosity > 0) {
-    rec.opts.log(
+  if (opts.verbosity > 0) {
+    opts.log(
       `recorders: ${rec.recorders.map((r) => r.name).join(", ") || "none"}; ` +
         `attached ${attached.length} programs: ${attached.join(", ")}`,
     );
+    for (const line of opts.filter?.details() ?? []) opts.log(line);
   }
   return since;
 }
@@ -349,7 +376,7 @@ async function waitForStop(rec: Recording): Promise<void> {
 
 /** Stops every program at once, drains what is left, writes the last packets and the counts. */
 async function finish(rec: Recording, attachNs: bigint, attachMs: number): Promise<RecordResult> {
-  const { obj, out, cpus } = rec;
+  const { obj, out, cpus, opts } = rec;
   const stopT = performance.now();
   setRecording(obj, false, 0n);
   // Taken after recording stopped: no event in the trace is later than this.
@@ -359,6 +386,10 @@ async function finish(rec: Recording, attachNs: bigint, attachMs: number): Promi
   const drain = await rec.drainer!.stop();
   rec.drainer = undefined;
   const drops = readDrops(obj, obj.mapFd("drops"));
+  const skippedSwitches = Number(
+    obj.readPerCpuField("switch_clock", 0, Layout.cpu_switch.size, Layout.cpu_switch.skipped)
+      .reduce((a, b) => a + b, 0n),
+  );
   for (const s of rec.sessions.all) {
     out.contain("finishing", () => s.finish?.(endNs, out.write, obj));
   }
@@ -391,18 +422,20 @@ async function finish(rec: Recording, attachNs: bigint, attachMs: number): Promi
     attachMs,
     finishMs: performance.now() - stopT,
     drain,
+    ...opts.filter ? { filter: { traced: opts.filter.describe(), skippedSwitches } } : {},
     summary: rec.sessions.all.flatMap((s) => s.summary?.() ?? []),
     details: rec.sessions.all.flatMap((s) => s.details?.() ?? []),
     contained: { count: out.contained, first: out.containedFirst },
   };
 }
 
-/** struct systing_state in .bss: on or off, and since when. */
-function setRecording(obj: BpfObject, on: boolean, since: bigint): void {
+/** struct systing_state in .bss: on or off, since when, and whether the tracer's forks are traced. */
+function setRecording(obj: BpfObject, on: boolean, since: bigint, adopt = false): void {
   const L = Layout.systing_state;
   const bytes = new Uint8Array(L.size);
   const dv = new DataView(bytes.buffer);
   dv.setUint32(L.recording, on ? 1 : 0, true);
+  dv.setUint32(L.adopt, adopt ? 1 : 0, true);
   dv.setBigUint64(L.since, since, true);
   obj.writeSection(".bss", bytes);
 }

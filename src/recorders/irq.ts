@@ -58,7 +58,7 @@ export const irq: Recorder = {
       "on_softirq_entry",
       "on_softirq_exit",
     ],
-    maps: [],
+    maps: ["irq_kept"],
   },
   kinds: [
     RecordKind.IrqHandlerEntry,

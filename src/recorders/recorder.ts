@@ -153,7 +153,9 @@ type ConfigField = Exclude<keyof typeof Layout.systing_config, "size">;
 /** The .rodata config struct (struct systing_config), field by field. */
 export class ConfigWriter {
   readonly bytes = new Uint8Array(Layout.systing_config.size);
-  #dv = new DataView(this.bytes.buffer);
+  /** For the fields that are not u32s (the filter's cgroups). */
+  readonly view = new DataView(this.bytes.buffer);
+  #dv = this.view;
 
   set(field: ConfigField, value: number): void {
     this.#dv.setUint32(Layout.systing_config[field], value, true);

@@ -7,7 +7,18 @@
  */
 import type { DecoderScope, Recorder } from "./recorder.ts";
 import type { DecoderTable } from "../records/record_decoder.ts";
-import { COMM_LEN, cString, Layout as L, PATH_LEN, RecordKind } from "../records/records.ts";
+import {
+  COMM_LEN,
+  cString,
+  Layout as L,
+  PATH_LEN,
+  RecordKind,
+  SwitchFlag,
+  UNTRACED_PID,
+} from "../records/records.ts";
+
+/** The stand-in a filtered trace shows running on a CPU while only untraced tasks run there. */
+export const UNTRACED_COMM = "untraced";
 
 /** FtraceEvent oneof field numbers and their messages' fields (Perfetto protos). */
 const Ev = {
@@ -24,10 +35,18 @@ const Ev = {
 
 function decoders(scope: DecoderScope): DecoderTable {
   const { comms, current } = scope;
+  const untraced = comms.internString(UNTRACED_COMM);
   return {
     [RecordKind.SchedSwitch]: (mem, off, size, ts, b) => {
       if (size !== L.rec_sched_switch.size) return false;
       const w = off >> 2, i32 = mem.i32;
+      if (mem.u32[w + 9] & SwitchFlag.Untraced) {
+        // The first of a run of switches between untraced tasks (the rest were not recorded):
+        // prev's time ends here, and the CPU runs the stand-in until the next switch record.
+        current[b.cpu] = UNTRACED_PID + b.cpu;
+        b.addSwitch(ts, i32[w + 6], UNTRACED_PID + b.cpu, 120, untraced);
+        return true;
+      }
       const next = mem.u32[w + 5];
       current[b.cpu] = next;
       b.addSwitch(
@@ -57,6 +76,21 @@ function decoders(scope: DecoderScope): DecoderTable {
       e.fieldVarint(6, pid);
       e.fieldInt(7, mem.i32[w + 5]);
       b.endEvent();
+      return true;
+    },
+    // The task the next switch switches out, running since ts, though the CPU's last record
+    // named another: the compact form implies each switch's prev from the one before.
+    [RecordKind.SchedPrev]: (mem, off, size, ts, b) => {
+      if (size !== L.rec_sched_running.size) return false;
+      const w = off >> 2;
+      current[b.cpu] = mem.u32[w + 4];
+      b.addSwitch(
+        ts,
+        0,
+        mem.u32[w + 4],
+        mem.i32[w + 5],
+        comms.intern(mem.i32, mem.bytes, off + L.rec_sched_running.comm),
+      );
       return true;
     },
     [RecordKind.SchedWaking]: (mem, off, size, ts, b) => {
@@ -184,6 +218,7 @@ export const sched: Recorder = {
     RecordKind.SchedWaking,
     RecordKind.SchedWakeupNew,
     RecordKind.SchedRunning,
+    RecordKind.SchedPrev,
     RecordKind.TaskNewtask,
   ],
   unsupported: (m) =>

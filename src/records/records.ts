@@ -23,11 +23,12 @@ export const RecordKind = {
   CpuFrequency: 16,
   SchedRunning: 17,
   TaskNewtask: 18,
+  SchedPrev: 19,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 19;
+export const RECORD_KIND_COUNT = 20;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -50,6 +51,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "cpu_frequency",
   "sched_running",
   "task_newtask",
+  "sched_prev",
 ];
 
 export const COMM_LEN = 16;
@@ -59,6 +61,9 @@ export const ARGS_LEN = 512;
 export const MAX_FRAMES = 127;
 export const MAX_STACK_COPY = 61440;
 export const MAX_COUNTERS = 8;
+export const MAX_FILTER_CGROUPS = 8;
+/** A filtered trace's pid for the untraced tasks of CPU c: UNTRACED_PID + c. */
+export const UNTRACED_PID = 0x40000000;
 
 /** Why a stack was taken (enum stack_source). */
 export const StackSource = { Cpu: 1, SleepD: 2, SleepS: 3 } as const;
@@ -68,6 +73,10 @@ export const StackFlag = { UserMode: 1, Switching: 2 } as const;
 export const SyscallFlag = { Compat: 1, NoReturn: 2, Unfinished: 4 } as const;
 /** enum counters_reason */
 export const CountersReason = { Tick: 1, Sample: 2 } as const;
+/** enum switch_flags */
+export const SwitchFlag = { Untraced: 1 } as const;
+/** enum config_filter_bits */
+export const FilterBit = { Tasks: 1, Cgroups: 2 } as const;
 /** enum config_stack_bits */
 export const ConfigStackBit = { SleepD: 1, SleepS: 2, UserFp: 4, UserCopy: 8 } as const;
 
@@ -80,6 +89,7 @@ export const Layout = {
     next_pid: 20,
     prev_state: 24,
     next_prio: 32,
+    flags: 36,
     next_comm: 40,
   },
   rec_sched_running: { size: 40, pid: 16, prio: 20, comm: 24 },
@@ -134,9 +144,21 @@ export const Layout = {
   counter_value: { size: 24, value: 0, enabled: 8, running: 16 },
   rec_counters: { size: 224, cpu: 16, count: 20, reason: 22, failed: 24, values: 32 },
   rec_cpu_frequency: { size: 24, cpu: 16, khz: 20 },
-  systing_state: { size: 16, recording: 0, since: 8 },
+  systing_state: { size: 16, recording: 0, adopt: 4, since: 8 },
+  filter_cgroup: { size: 16, ssid: 0, level: 4, id: 8 },
+  cpu_switch: {
+    size: 56,
+    prev: 0,
+    next: 8,
+    ts: 16,
+    since: 24,
+    verdict: 32,
+    untraced: 36,
+    told: 40,
+    skipped: 48,
+  },
   systing_config: {
-    size: 32,
+    size: 168,
     tracer_tgid: 0,
     wakeup_bytes: 4,
     stack_bits: 8,
@@ -144,6 +166,9 @@ export const Layout = {
     sleep_copies_per_sec: 16,
     counter_count: 20,
     counter_stride: 24,
+    filter_bits: 28,
+    cgroup_count: 32,
+    cgroups: 40,
   },
 } as const;
 
