@@ -125,3 +125,18 @@ Deno.test("options: everything after -- is the command, options included", () =>
   assert.equal(recording(["-d", "1"]).command, undefined);
   assert.throws(() => parseOptions(["-d", "1", "--"], resolve), UsageError);
 });
+
+Deno.test("options: -p and -c are repeatable; their form is checked before anything runs", () => {
+  const r = recording(["-p", "12", "--pid", "34", "-c", "/sys/fs/cgroup/a", "--cgroup=b"]);
+  assert.deepEqual(r.pids, [12, 34]);
+  assert.deepEqual(r.cgroups, ["/sys/fs/cgroup/a", "b"]);
+  assert.deepEqual(recording([]).pids, []);
+  for (const bad of [["-p", "0"], ["-p", "abc"], ["-p", "-3"], ["-p", "1.5"], ["--pid="]]) {
+    assert.throws(() => recording(bad), (e) => e instanceof UsageError && /--pid/.test(e.message));
+  }
+  assert.throws(() => recording(["-c", ""]), /invalid --cgroup/);
+  assert.throws(() => recording(["-p"]), UsageError);
+  // Contradictions of the command with the filters do not exist: they add up.
+  const both = recording(["-p", "5", "--", "true"]);
+  assert.deepEqual([both.pids, both.command], [[5], ["true"]]);
+});

@@ -61,8 +61,12 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
   };
 
   const flush = (final: boolean): void => {
+    // A record is stamped just before it is written: none still to come is older than now less
+    // the holdback, so a quiet CPU (idle, or running only untraced tasks in a filtered
+    // recording) writes its events as soon as a busy one does instead of at the end.
+    const now = final ? Infinity : Number(clockNs(ClockId.BOOTTIME) - init.base);
     for (const b of builders) {
-      b.flush(out, final ? Infinity : b.maxTs - init.holdbackNs, init.sequenceId);
+      b.flush(out, final ? Infinity : Math.max(b.maxTs, now) - init.holdbackNs, init.sequenceId);
     }
     const events = scope.processEvents.splice(0);
     if (scope.tracks.pending) {
