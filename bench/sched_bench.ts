@@ -13,9 +13,16 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { parseArgs } from "node:util";
 import { inflateSync } from "node:zlib";
 import { type Trace, TraceSchema } from "../src/gen/perfetto_trace_pb.ts";
-
-const REPO = new URL("../", import.meta.url).pathname;
-const DENO = Deno.execPath();
+import {
+  DENO,
+  killTree,
+  median,
+  pipeBench as pipeLoops,
+  REPO,
+  rssKiB,
+  type Traced,
+  traced,
+} from "./tracer_run.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -30,97 +37,7 @@ const ROUNDS = Number(values.rounds);
 const SOAK = Number(values.soak);
 
 const tmp = await Deno.makeTempDir({ prefix: "systing-bench-" });
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/**
- * Both ends of the pipe on CPU 0: the switch rate is then set by the CPU, not
- * by cross-CPU wake-up latency (which in a VM swings between runs by 10×), and
- * the tracer's own threads run on the other CPUs.
- */
-async function pipeBench(): Promise<number> {
-  const out = await new Deno.Command("taskset", {
-    args: ["-c", "0", "perf", "bench", "sched", "pipe", "-l", String(LOOPS)],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  const m = /(\d+)\s+ops\/sec/.exec(text);
-  if (!m) throw new Error(`perf bench output not understood: ${text}`);
-  return Number(m[1]);
-}
-
-function procCpuNs(pid: number): number {
-  // utime + stime of every thread, in clock ticks (USER_HZ = 100).
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 1e7;
-}
-
-function rssKiB(pid: number, field = "VmHWM"): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(
-    Deno.readTextFileSync(`/proc/${pid}/status`),
-  );
-  return m ? Number(m[1]) : 0;
-}
-
-interface Traced {
-  opsPerSec: number;
-  attachMs: number;
-  finishMs: number;
-  cpuNs: number;
-  peakRssKiB: number;
-  stderr: string;
-  output: string;
-}
-
-/** Starts a tracer, waits for READY on stderr, runs the workload, stops it with SIGINT. */
-async function traced(
-  cmd: string,
-  args: string[],
-  ready: RegExp,
-  output: string,
-  during: (pid: number) => Promise<number> = () => pipeBench(),
-): Promise<Traced> {
-  const t0 = performance.now();
-  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let stderr = "";
-  while (!ready.test(stderr)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd} exited before it was ready:\n${stderr}`);
-    stderr += value;
-  }
-  const attachMs = performance.now() - t0;
-  const cpu0 = procCpuNs(child.pid);
-  const opsPerSec = await during(child.pid);
-  const cpuNs = procCpuNs(child.pid) - cpu0;
-  const peakRssKiB = rssKiB(child.pid);
-  const stopT = performance.now();
-  child.kill("SIGINT");
-  const rest = (async () => {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      stderr += value;
-    }
-  })();
-  await child.status;
-  await rest;
-  await child.stdout.cancel();
-  return {
-    opsPerSec,
-    attachMs,
-    finishMs: performance.now() - stopT,
-    cpuNs,
-    peakRssKiB,
-    stderr,
-    output,
-  };
-}
+const pipeBench = () => pipeLoops(LOOPS);
 
 function systing(extra: string[] = []): Promise<Traced> {
   const out = `${tmp}/systing.pb`;
@@ -130,6 +47,7 @@ function systing(extra: string[] = []): Promise<Traced> {
     ["run", "-A", `${REPO}main.ts`, "-v", "-n", "-o", out, ...extra],
     /systing: recording/,
     out,
+    () => pipeBench(),
   );
 }
 
@@ -147,21 +65,6 @@ function perfRecord(): Promise<Traced> {
       return pipeBench();
     },
   );
-}
-
-/** perf bench forks its partner; killing perf alone leaves it behind. */
-function killTree(pid: number): void {
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) Deno.kill(Number(e.name), "SIGKILL");
-    } catch { /* gone */ }
-  }
-  try {
-    Deno.kill(pid, "SIGKILL");
-  } catch { /* gone */ }
 }
 
 function readTrace(path: string): Trace {

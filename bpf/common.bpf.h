@@ -131,7 +131,7 @@ static __always_inline bool is_quiet(struct task_struct *t)
 	return t->pid == 0 || is_tracer(t);
 }
 
-/* The latest context switch on this CPU (struct cpu_switch in systing.h). */
+/* This CPU's switches, as the sched_switch program keeps them (struct cpu_switch in systing.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -139,68 +139,11 @@ struct {
 	__type(value, struct cpu_switch);
 } switch_clock SEC(".maps");
 
-/*
- * Several recorders attach their own program to sched_switch; the trace must
- * still show one instant per switch (a sleep stack is stamped with its switch
- * out, its end with the switch back in). Consecutive switches on a CPU never
- * share both tasks (the next one's prev is this one's next), so the pair
- * tells whether another program already began this switch.
- */
-static __always_inline struct cpu_switch *switch_begin(struct task_struct *prev,
-						       struct task_struct *next, __u64 *ts)
+static __always_inline struct cpu_switch *this_cpu_switch(void)
 {
 	__u32 zero = 0;
-	struct cpu_switch *c = bpf_map_lookup_elem(&switch_clock, &zero);
 
-	if (!c) {
-		*ts = bpf_ktime_get_boot_ns();
-		return NULL;
-	}
-	if (c->prev != (__u64)prev || c->next != (__u64)next || !c->ts) {
-		c->since = c->ts;
-		c->prev = (__u64)prev;
-		c->next = (__u64)next;
-		c->ts = bpf_ktime_get_boot_ns();
-		c->verdict = 0;
-	}
-	*ts = c->ts;
-	return c;
-}
-
-/* One waking's timestamp, shared by every program on it (see waking_ts). */
-struct waking_clock {
-	__u64 task;
-	__u64 switches;
-	__u64 ts;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct waking_clock);
-} waking_clock SEC(".maps");
-
-/*
- * As switch_ts, for sched_waking: sched's record of a wake-up and the end of a sleep stack's
- * weight are one instant. Two wakings of one task on this CPU with no other between are told
- * apart by its context switch count: it must have slept again in between.
- */
-static __always_inline __u64 waking_ts(struct task_struct *p)
-{
-	__u32 zero = 0;
-	struct waking_clock *c = bpf_map_lookup_elem(&waking_clock, &zero);
-	__u64 switches = p->nvcsw + p->nivcsw, ts;
-
-	if (!c)
-		return bpf_ktime_get_boot_ns();
-	if (c->task == (__u64)p && c->switches == switches && c->ts)
-		return c->ts;
-	ts = bpf_ktime_get_boot_ns();
-	c->task = (__u64)p;
-	c->switches = switches;
-	c->ts = ts;
-	return ts;
+	return bpf_map_lookup_elem(&switch_clock, &zero);
 }
 
 #endif /* SYSTING_COMMON_BPF_H */

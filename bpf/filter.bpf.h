@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Which tasks a filtered recording traces (-p, -c, -- CMD): traced() for every program that
- * records a task's own events, switch_verdict() for the programs on sched_switch, and the
- * program that passes a traced process's mark on to the processes it forks. With
+ * records a task's own events, switch_verdict() for the program on sched_switch, and the
+ * part that passes a traced process's mark on to the processes it forks. With
  * cfg.filter_bits 0 (no filter) the verifier sees every check fold to "traced" and drops it.
  */
 #ifndef SYSTING_FILTER_BPF_H
@@ -46,7 +46,8 @@ static __always_inline bool in_cgroups(struct task_struct *t)
 	struct css_set *cs = t->cgroups;
 
 	for (__u32 i = 0; i < SYSTING_MAX_FILTER_CGROUPS; i++) {
-		__u64 addr = 0, at = 0;
+		struct cgroup *cg;
+		__u64 at = 0;
 		__s32 ssid;
 		__u32 level;
 
@@ -54,19 +55,14 @@ static __always_inline bool in_cgroups(struct task_struct *t)
 			break;
 		ssid = cfg.cgroups[i].ssid;
 		level = cfg.cgroups[i].level;
-		/* Read as numbers: a pointer may not be indexed by a variable. */
-		if (ssid < 0) {
-			bpf_probe_read_kernel(&addr, sizeof(addr), &cs->dfl_cgrp);
-		} else {
-			bpf_probe_read_kernel(&addr, sizeof(addr), &cs->subsys[ssid & 15]);
-			if (addr)
-				addr = (__u64)kernel_ptr(cgroup_subsys_state, addr)->cgroup;
-		}
-		if (!addr || kernel_ptr(cgroup, addr)->level < (int)level)
+		if (ssid < 0)
+			cg = cs->dfl_cgrp;
+		else
+			cg = cs->subsys[ssid]->cgroup;
+		if (!cg || cg->level < (int)level)
 			continue;
-		bpf_probe_read_kernel(&at, sizeof(at),
-				      (void *)(addr + bpf_core_field_offset(struct cgroup, ancestors) +
-					       (__u64)(level & 255) * sizeof(void *)));
+		/* Past the struct's declared end (a flexible array): not for a direct load. */
+		bpf_probe_read_kernel(&at, sizeof(at), &cg->ancestors[level]);
 		if (at && kernel_ptr(cgroup, at)->kn->id == cfg.cgroups[i].id)
 			return true;
 	}
@@ -83,24 +79,15 @@ static __always_inline bool traced(struct task_struct *t)
 	return (cfg.filter_bits & FILTER_CGROUPS) && in_cgroups(t);
 }
 
-#define VERDICT_KNOWN 1
-#define VERDICT_PREV 2 /* the task switched out is traced */
-#define VERDICT_NEXT 4 /* the task switched in is traced */
+#define VERDICT_PREV 1 /* the task switched out is traced */
+#define VERDICT_NEXT 2 /* the task switched in is traced */
 
-/* Which side of this switch is traced, worked out once for every program on it. */
-static __always_inline __u32 switch_verdict(struct cpu_switch *c, struct task_struct *prev,
-					    struct task_struct *next)
+/* Which side of a switch is traced. */
+static __always_inline __u32 switch_verdict(struct task_struct *prev, struct task_struct *next)
 {
-	__u32 v;
-
 	if (!filtering())
 		return VERDICT_PREV | VERDICT_NEXT;
-	if (c && c->verdict)
-		return c->verdict;
-	v = VERDICT_KNOWN | (traced(prev) ? VERDICT_PREV : 0) | (traced(next) ? VERDICT_NEXT : 0);
-	if (c)
-		c->verdict = v;
-	return v;
+	return (traced(prev) ? VERDICT_PREV : 0) | (traced(next) ? VERDICT_NEXT : 0);
 }
 
 /*
@@ -108,15 +95,13 @@ static __always_inline __u32 switch_verdict(struct cpu_switch *c, struct task_st
  * processes it forks. While the tracer starts `-- CMD` (state.adopt), so is the process it
  * forks for it.
  */
-SEC("tp_btf/task_newtask")
-int BPF_PROG(filter_newtask, struct task_struct *task, u64 clone_flags)
+static __always_inline void filter_newtask_part(struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *parent = bpf_get_current_task_btf();
 	bool adopted = state.adopt && !(clone_flags & CLONE_THREAD) && is_tracer(parent);
 
 	if (adopted || bpf_task_storage_get(&traced_tasks, parent, 0, 0))
 		bpf_task_storage_get(&traced_tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	return 0;
 }
 
 #endif /* SYSTING_FILTER_BPF_H */

@@ -4,8 +4,9 @@
  * filtered recording traces (filter.bpf.h), the process lifecycle every trace
  * needs (processes.bpf.c), then every recorder's
  * programs and maps (bpf/recorders/ *.bpf.c, listed into recorders.inc by
- * make). Userspace loads only the programs and creates only the maps of the
- * recorders that are on.
+ * make), then the programs on tracepoints several recorders share
+ * (dispatch.bpf.c). Userspace loads only the programs and creates only the
+ * maps of the recorders that are on.
  *
  * Every record goes to the ring of the CPU it happened on, so userspace gets
  * one time-ordered-ish stream per CPU and no CPU can starve another's ring.
@@ -22,3 +23,4 @@ char LICENSE[] SEC("license") = "GPL";
 #include "filter.bpf.h"
 #include "processes.bpf.c"
 #include "recorders.inc"
+#include "dispatch.bpf.c"

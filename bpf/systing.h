@@ -304,20 +304,28 @@ struct systing_state {
 };
 
 /*
- * The latest context switch on a CPU, as every BPF program on it sees it (switch_begin in
- * common.bpf.h), and what the sched recorder keeps about the CPU between its switch records.
- * Userspace reads skipped, per CPU, for the summary.
+ * A CPU's switches as the sched_switch program (bpf/dispatch.bpf.c) keeps them, and what the
+ * sched recorder knows of the CPU between its switch records. Userspace reads skipped, per CPU,
+ * for the summary.
  */
 struct cpu_switch {
-	__u64 prev;
-	__u64 next;
-	__u64 ts;
-	__u64 since;   /* when prev was switched in: the switch before this one (0: unknown) */
-	__u32 verdict; /* VERDICT_* bits for this switch, worked out once (filter.bpf.h) */
+	__u64 ts;       /* the latest switch stamped (0: none yet) */
+	__u64 since;    /* the one before: when the task switched out at ts had been switched in */
 	__u32 untraced; /* sched: an untraced stretch began and its switches are skipped */
-	__u32 told;    /* sched: 1 + the pid the CPU's last record names as running; 0: unknown */
-	__u32 __pad0;
-	__u64 skipped; /* sched: switches not recorded, inside untraced stretches */
+	__u32 told;     /* sched: 1 + the pid the CPU's last record names as running; 0: unknown */
+	__u64 skipped;  /* sched: switches not recorded, inside untraced stretches */
+};
+
+/*
+ * The recorders' parts of the programs in dispatch.bpf.c, one per tracepoint that several
+ * recorders use: a tracepoint with one program calls it directly, with more through an
+ * indirect call each.
+ */
+enum config_parts {
+	PART_SCHED = 1,        /* sched: switches, wake-ups, new tasks, interrupt context */
+	PART_CURRENT_TASK = 2, /* cpu-stacks: the task switching in */
+	PART_SLEEP = 4,        /* sleep-stacks, interruptible-stacks */
+	PART_IRQ = 8,          /* irq: handler and softirq entry and exit */
 };
 
 enum config_filter_bits {
@@ -347,7 +355,7 @@ struct systing_config {
 	__u32 counter_stride; /* counter i of CPU c is at counters[i * counter_stride + c] */
 	__u32 filter_bits;    /* enum config_filter_bits; 0: every task is traced */
 	__u32 cgroup_count;   /* cgroups[0..cgroup_count) are set */
-	__u32 __pad0;
+	__u32 parts;          /* enum config_parts: what dispatch.bpf.c's programs run */
 	struct filter_cgroup cgroups[SYSTING_MAX_FILTER_CGROUPS];
 };
 
@@ -369,7 +377,7 @@ _Static_assert(sizeof(struct counter_value) == 24, "counter_value");
 _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");
 _Static_assert(sizeof(struct rec_cpu_frequency) == 24, "rec_cpu_frequency");
 _Static_assert(sizeof(struct filter_cgroup) == 16, "filter_cgroup");
-_Static_assert(sizeof(struct cpu_switch) == 56, "cpu_switch");
+_Static_assert(sizeof(struct cpu_switch) == 32, "cpu_switch");
 _Static_assert(sizeof(struct systing_config) == 40 + 16 * SYSTING_MAX_FILTER_CGROUPS,
 	       "systing_config");
 _Static_assert(sizeof(struct systing_state) == 16, "systing_state");

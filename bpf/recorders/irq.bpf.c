@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* irq: hard and soft interrupt handlers, entry and exit. */
+/* irq: hard and soft interrupt handlers, entry and exit (called from dispatch.bpf.c). */
 
 /*
  * A filtered recording keeps the interrupts that interrupt a traced task, decided at entry; the
@@ -68,17 +68,6 @@ static __always_inline int record_irq(__u16 kind, int irq, struct irqaction *act
 	return 0;
 }
 
-SEC("tp_btf/irq_handler_entry")
-int BPF_PROG(on_irq_handler_entry, int irq, struct irqaction *action)
-{
-	return record_irq(REC_IRQ_HANDLER_ENTRY, irq, action, 0);
-}
-
-SEC("tp_btf/irq_handler_exit")
-int BPF_PROG(on_irq_handler_exit, int irq, struct irqaction *action, int ret)
-{
-	return record_irq(REC_IRQ_HANDLER_EXIT, irq, action, ret);
-}
 
 static __always_inline int record_softirq(__u16 kind, unsigned int vec)
 {
@@ -95,16 +84,4 @@ static __always_inline int record_softirq(__u16 kind, unsigned int vec)
 	r->__pad0 = 0;
 	submit(rb, r, sizeof(*r));
 	return 0;
-}
-
-SEC("tp_btf/softirq_entry")
-int BPF_PROG(on_softirq_entry, unsigned int vec)
-{
-	return record_softirq(REC_SOFTIRQ_ENTRY, vec);
-}
-
-SEC("tp_btf/softirq_exit")
-int BPF_PROG(on_softirq_exit, unsigned int vec)
-{
-	return record_softirq(REC_SOFTIRQ_EXIT, vec);
 }

@@ -73,6 +73,21 @@ static __always_inline void running_since(struct cpu_switch *c, struct task_stru
 }
 
 /*
+ * When PREV, switching out at TS, was switched in, for a switch this CPU's records did not show:
+ * as long ago as it has run in this slice (the fair class keeps that count; others, and idle,
+ * count as just now), but not before the CPU's last switch seen or the trace's start.
+ */
+static __always_inline __u64 switched_in(struct cpu_switch *c, __u64 ts, struct task_struct *prev)
+{
+	__u64 ran = prev->pid ? prev->se.sum_exec_runtime - prev->se.prev_sum_exec_runtime : 0;
+	__u64 at = ran < ts ? ts - ran : 0;
+
+	if (at < c->since)
+		at = c->since;
+	return at > state.since ? at : state.since;
+}
+
+/*
  * Every switch is kept unless a filter leaves both of its tasks out, the tracer's own too:
  * compact_sched implies each switch's prev from the one before, so a gap would hand the
  * previous task's time to the next. (Its wake-ups are batched, so this is a few hundred events
@@ -80,38 +95,32 @@ static __always_inline void running_since(struct cpu_switch *c, struct task_stru
  * traced; of a run of untraced-to-untraced switches it keeps the first, flagged, which the
  * trace shows as the CPU switching to a stand-in "untraced" task until the next record.
  */
-SEC("tp_btf/sched_switch")
-int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+static __always_inline void sched_switch_part(struct cpu_switch *c, __u64 ts, __u32 v, bool preempt,
+					      struct task_struct *prev, struct task_struct *next,
+					      unsigned int prev_state)
 {
-	__u64 ts;
-	struct cpu_switch *c = switch_begin(prev, next, &ts);
-	__u32 v = switch_verdict(c, prev, next), flags = 0;
+	__u32 flags = 0;
 	struct rec_sched_switch *r;
 	void *rb;
 
-	if (!c)
-		return 0;
 	running_since(c, prev);
 	if (!(v & (VERDICT_PREV | VERDICT_NEXT))) {
-		if (c->untraced) {
-			c->skipped++;
-			return 0;
-		}
+		/* The first of a stretch (dispatch.bpf.c skips the rest). */
 		flags = SWITCH_UNTRACED;
 	} else if (c->told != prev->pid + 1 && (!c->untraced || (v & VERDICT_PREV))) {
 		/*
-		 * The last record named another task: prev became traced while running here, or a
-		 * record was lost. Tell the trace prev has run since it was switched in.
+		 * The last record named another task: prev became traced while running here, a
+		 * record was lost, or the kernel switched without the tracepoint (this happens: to
+		 * and from idle most often). Tell the trace prev has run since it was switched in.
 		 */
-		tell_running(c, REC_SCHED_PREV, prev, c->since > state.since ? c->since : state.since);
+		tell_running(c, REC_SCHED_PREV, prev, switched_in(c, ts, prev));
 	}
 	r = reserve(&rb, REC_SCHED_SWITCH, sizeof(*r), ts);
 	if (!r) {
 		/* The trace no longer knows what runs here: the next record tells prev first. */
 		c->untraced = 0;
 		c->told = 0;
-		return 0;
+		return;
 	}
 	r->prev_pid = prev->pid;
 	r->next_pid = next->pid;
@@ -122,7 +131,6 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	submit(rb, r, sizeof(*r));
 	c->untraced = flags != 0;
 	c->told = flags ? 0 : next->pid + 1;
-	return 0;
 }
 
 /*
@@ -158,10 +166,7 @@ static __always_inline int context_step(bool soft, int by)
 	return 0;
 }
 
-SEC("tp_btf/irq_handler_entry")
-int BPF_PROG(ctx_irq_enter) { return context_step(false, 1); }
-SEC("tp_btf/irq_handler_exit")
-int BPF_PROG(ctx_irq_exit) { return context_step(false, -1); }
+/* Hard and soft interrupt handlers: dispatch.bpf.c calls context_step, with the irq recorder's. */
 SEC("tp_btf/local_timer_entry")
 int BPF_PROG(ctx_timer_enter) { return context_step(false, 1); }
 SEC("tp_btf/local_timer_exit")
@@ -170,10 +175,6 @@ SEC("tp_btf/irq_work_entry")
 int BPF_PROG(ctx_work_enter) { return context_step(false, 1); }
 SEC("tp_btf/irq_work_exit")
 int BPF_PROG(ctx_work_exit) { return context_step(false, -1); }
-SEC("tp_btf/softirq_entry")
-int BPF_PROG(ctx_softirq_enter) { return context_step(true, 1); }
-SEC("tp_btf/softirq_exit")
-int BPF_PROG(ctx_softirq_exit) { return context_step(true, -1); }
 
 #define TRACE_FLAG_HARDIRQ 0x08
 #define TRACE_FLAG_SOFTIRQ 0x10
@@ -189,16 +190,13 @@ static __always_inline __u32 irq_context_flags(void)
 	return (c->hard ? TRACE_FLAG_HARDIRQ : 0) | (c->soft ? TRACE_FLAG_SOFTIRQ : 0);
 }
 
-static __always_inline int record_waking(__u16 kind, struct task_struct *p)
+/* A wake-up (sched_waking from dispatch.bpf.c, or sched_wakeup_new), once the filter let it in. */
+static __always_inline int record_waking(__u16 kind, struct task_struct *p, __u64 ts)
 {
-	__u64 ts = waking_ts(p);
 	struct rec_sched_waking *r;
 	void *rb;
 
 	if (is_tracer(p))
-		return 0;
-	/* Wake-ups of traced tasks, and by them. */
-	if (filtering() && !traced(p) && !traced(bpf_get_current_task_btf()))
 		return 0;
 	r = reserve(&rb, kind, sizeof(*r), ts);
 	if (!r)
@@ -212,25 +210,19 @@ static __always_inline int record_waking(__u16 kind, struct task_struct *p)
 	return 0;
 }
 
-SEC("tp_btf/sched_waking")
-int BPF_PROG(on_sched_waking, struct task_struct *p)
-{
-	return record_waking(REC_SCHED_WAKING, p);
-}
-
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(on_sched_wakeup_new, struct task_struct *p)
 {
-	return record_waking(REC_SCHED_WAKEUP_NEW, p);
+	if (!traced(p) && !traced(bpf_get_current_task_btf()))
+		return 0;
+	return record_waking(REC_SCHED_WAKEUP_NEW, p, bpf_ktime_get_boot_ns());
 }
 
 /* Run on every CPU once recording has begun (BPF_PROG_TEST_RUN there, from an IPI). */
 SEC("raw_tp")
 int sched_running_now(void *ctx)
 {
-	__u32 zero = 0;
-
-	running_since(bpf_map_lookup_elem(&switch_clock, &zero), bpf_get_current_task_btf());
+	running_since(this_cpu_switch(), bpf_get_current_task_btf());
 	return 0;
 }
 
@@ -238,18 +230,17 @@ int sched_running_now(void *ctx)
  * Where each thread's life begins, for the importer (its end is its sched_process_exit, see
  * src/recorders/sched.ts): a reused pid is then another thread, and another process.
  */
-SEC("tp_btf/task_newtask")
-int BPF_PROG(on_task_newtask, struct task_struct *task, u64 clone_flags)
+static __always_inline void sched_newtask_part(struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *parent = bpf_get_current_task_btf();
 	struct rec_task_newtask *r;
 	void *rb;
 
 	if (is_tracer(task))
-		return 0;
+		return;
 	r = reserve(&rb, REC_TASK_NEWTASK, sizeof(*r), bpf_ktime_get_boot_ns());
 	if (!r)
-		return 0;
+		return;
 	r->pid = task->pid;
 	r->tgid = task->tgid;
 	r->parent_pid = parent->pid;
@@ -257,5 +248,4 @@ int BPF_PROG(on_task_newtask, struct task_struct *task, u64 clone_flags)
 	r->clone_flags = clone_flags;
 	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &task->comm);
 	submit(rb, r, sizeof(*r));
-	return 0;
 }

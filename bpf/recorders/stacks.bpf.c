@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Stacks, for three recorders: cpu-stacks (on_cpu_sample on a per-CPU clock
- * event, on_switch_current to know who is switching in), sleep-stacks and
- * interruptible-stacks (on_switch_sleep: the stack of a task going to sleep in
- * D or S, and a sleep-end record when it runs again). src/recorders/stacks.ts
+ * event, current_task_part to know who is switching in), sleep-stacks and
+ * interruptible-stacks (sleep_switch_part: the stack of a task going to sleep in
+ * D or S, and a sleep-end record when it runs again). The parts run in
+ * dispatch.bpf.c's programs. src/recorders/stacks.ts
  * says which programs and maps each one needs.
  */
 
@@ -208,35 +209,36 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	return true;
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(on_switch_current, bool preempt, struct task_struct *prev, struct task_struct *next)
+/* cpu-stacks: who is switching in, for samples that land mid-switch. */
+static __always_inline void current_task_part(__u32 v, struct task_struct *next)
 {
 	__u32 zero = 0;
 	struct current_task *cur = bpf_map_lookup_elem(&current_task, &zero);
 
-	__u64 ts;
-
 	if (cur) {
 		cur->pid_plus_one = next->pid + 1;
 		cur->tgid = next->tgid;
-		cur->traced = !filtering() ||
-			      (switch_verdict(switch_begin(prev, next, &ts), prev, next) & VERDICT_NEXT);
+		cur->traced = (v & VERDICT_NEXT) != 0;
 	}
-	return 0;
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+/* sleep-stacks, interruptible-stacks: the end of next's recorded sleep, the start of prev's. */
+static __always_inline void sleep_switch_part(void *ctx, __u64 ts, __u32 v, bool preempt,
+					      struct task_struct *prev, struct task_struct *next,
+					      unsigned int prev_state)
 {
-	__u64 ts;
-	struct cpu_switch *c = switch_begin(prev, next, &ts);
 	struct rec_sleep_end *end;
 	struct sleep_mark *mark;
 	__u8 source = 0;
 	bool user;
 	void *rb;
 
+	/*
+	 * Neither task traced: next has no sleep of its own recorded (it was untraced when it
+	 * slept, or its end is told at its next recorded sleep), and prev's is not wanted.
+	 */
+	if (!(v & (VERDICT_PREV | VERDICT_NEXT)))
+		return;
 	mark = bpf_task_storage_get(&sleeping, next, 0, 0);
 	if (mark) {
 		if (mark->out_ts) {
@@ -257,23 +259,21 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 		mark->woke_ts = 0;
 	}
 	/* prev is still current here: its stacks are the ones being walked. */
-	if (preempt || prev_state == TASK_IDLE || is_quiet(prev))
-		return 0;
-	if (!(switch_verdict(c, prev, next) & VERDICT_PREV))
-		return 0;
+	if (preempt || prev_state == TASK_IDLE || is_quiet(prev) || !(v & VERDICT_PREV))
+		return;
 	if ((prev_state & TASK_UNINTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_D))
 		source = STACK_SLEEP_D;
 	else if ((prev_state & TASK_INTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_S))
 		source = STACK_SLEEP_S;
 	if (!source)
-		return 0;
+		return;
 	/*
 	 * Marked before the stack is taken (which takes microseconds); the wake-up, from another
 	 * CPU, may have come already (woke_ts is kept: the task has not run since).
 	 */
 	mark = bpf_task_storage_get(&sleeping, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!mark)
-		return 0;
+		return;
 	if (mark->out_ts) {
 		/*
 		 * Its last sleep's end went unseen: it came back to a CPU without a sched_switch
@@ -298,7 +298,6 @@ int BPF_PROG(on_switch_sleep, bool preempt, struct task_struct *prev, struct tas
 	if (!emit_stack(ctx, ts, prev->pid, prev->tgid, source, 0, user,
 			user && sleep_copy_allowed(ts), 0))
 		mark->out_ts = 0;
-	return 0;
 }
 
 /* Whether P is asleep: off its runqueue, or on it only until its lag is spent (6.12+). */
@@ -314,17 +313,15 @@ static __always_inline bool asleep(struct task_struct *p)
  * another CPU, before on_switch_sleep has marked the sleep (the switch is stamped first). A
  * task still running was never asleep: that wake-up ends no sleep (and must not end its next).
  */
-SEC("tp_btf/sched_waking")
-int BPF_PROG(on_waking_sleep, struct task_struct *p)
+static __always_inline void sleep_waking_part(struct task_struct *p, __u64 ts)
 {
 	struct sleep_mark *mark;
 
-	if (!state.recording || !asleep(p) || is_quiet(p) || !traced(p))
-		return 0;
+	if (!state.recording || !asleep(p) || is_quiet(p))
+		return;
 	mark = bpf_task_storage_get(&sleeping, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (mark)
-		mark->woke_ts = waking_ts(p);
-	return 0;
+		mark->woke_ts = ts;
 }
 
 SEC("perf_event")

@@ -28,8 +28,11 @@ export interface ProcessHost {
 
 /** The map the marks live in and the program that passes them on (bpf/filter.bpf.h). */
 const MARKS = "traced_tasks";
-/** The filter's own programs (bpf/filter.bpf.h), loaded only when it marks tasks. */
-export const FILTER_PROGRAMS = ["filter_newtask"] as const;
+/**
+ * The programs the filter needs, loaded only when it marks tasks: task_newtask's, whose filter
+ * part passes a mark on (bpf/dispatch.bpf.c).
+ */
+export const FILTER_PROGRAMS = ["on_task_newtask"] as const;
 /** Rounds of listing a process's threads while marking them: each round marks what it finds. */
 const MARK_ROUNDS = 64;
 

@@ -27,7 +27,7 @@ Deno.test("task filter: -p of a thread is its process, each process once", () =>
   const f = resolve([101, 100, 300])!;
   assert.deepEqual(f.tgids, [100, 300]);
   assert.equal(f.bits, FilterBit.Tasks);
-  assert.deepEqual(f.programs, ["filter_newtask"]);
+  assert.deepEqual(f.programs, ["on_task_newtask"]);
   assert.equal(f.describe(), "processes 100, 300 and what they start");
 });
 

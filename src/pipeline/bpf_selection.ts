@@ -14,7 +14,6 @@ export const CORE_MAPS = [
   "drops",
   "unreported",
   "switch_clock",
-  "waking_clock",
   "traced_tasks",
 ] as const;
 

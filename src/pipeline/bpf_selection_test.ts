@@ -7,7 +7,7 @@ import { bpfObjectBytes } from "../gen/systing_bpf.ts";
 import { PROCESS_PROGRAMS } from "../processes/process_records.ts";
 import { FILTER_PROGRAMS } from "../filter/task_filter.ts";
 import { ConfigWriter, type Recorder } from "../recorders/recorder.ts";
-import { FilterBit, Layout, MAX_FILTER_CGROUPS } from "../records/records.ts";
+import { FilterBit, Layout, MAX_FILTER_CGROUPS, Part } from "../records/records.ts";
 import { RECORDERS } from "../recorders/registry.ts";
 import { bpfSelection, CORE_MAPS, selectBpf } from "./bpf_selection.ts";
 
@@ -72,14 +72,21 @@ for (const r of RECORDERS) {
   });
 }
 
+/** Every recorder's part of the shared programs on (bpf/dispatch.bpf.c), as their sessions set. */
+function allParts(): ConfigWriter {
+  const config = new ConfigWriter();
+  config.set("parts", Object.values(Part).reduce((a, b) => a | b, 0));
+  return config;
+}
+
 Deno.test("bpf selection: every recorder together loads every program", () => {
-  const { programs } = loadOnly(RECORDERS, new ConfigWriter(), FILTER_PROGRAMS);
+  const { programs } = loadOnly(RECORDERS, allParts(), FILTER_PROGRAMS);
   withObject((obj) => assert.deepEqual(programs.sort(), obj.programNames().sort()));
 });
 
 // With a filter the verifier walks other code (cgroup walks, task marks) in every program.
 Deno.test("bpf selection: every program loads with every filter on", () => {
-  const config = new ConfigWriter();
+  const config = allParts();
   config.set("filter_bits", FilterBit.Tasks | FilterBit.Cgroups);
   config.set("cgroup_count", MAX_FILTER_CGROUPS);
   for (let i = 0; i < MAX_FILTER_CGROUPS; i++) {

@@ -4,7 +4,7 @@
  */
 import type { DecoderScope, Recorder } from "./recorder.ts";
 import type { DecoderTable } from "../records/record_decoder.ts";
-import { cString, IRQ_NAME_LEN, Layout as L, RecordKind } from "../records/records.ts";
+import { cString, IRQ_NAME_LEN, Layout as L, Part, RecordKind } from "../records/records.ts";
 
 /** FtraceEvent oneof field numbers and their messages' fields (Perfetto protos). */
 const Ev = {
@@ -52,11 +52,12 @@ export const irq: Recorder = {
   description: "hard interrupt handlers (name, return value) and softirqs, entry and exit",
   defaultOn: true,
   bpf: {
+    // Shared with sched (bpf/dispatch.bpf.c), in its order.
     programs: [
-      "on_irq_handler_entry",
       "on_irq_handler_exit",
-      "on_softirq_entry",
       "on_softirq_exit",
+      "on_irq_handler_entry",
+      "on_softirq_entry",
     ],
     maps: ["irq_kept"],
   },
@@ -71,5 +72,5 @@ export const irq: Recorder = {
       ? undefined
       : "this kernel has no irq_handler_entry/softirq_entry tracepoints",
   decoders,
-  start: () => ({}),
+  start: () => ({ configure: ({ config }) => config.or("parts", Part.Irq) }),
 };

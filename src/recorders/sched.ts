@@ -11,6 +11,7 @@ import {
   COMM_LEN,
   cString,
   Layout as L,
+  Part,
   PATH_LEN,
   RecordKind,
   SwitchFlag,
@@ -198,15 +199,16 @@ export const sched: Recorder = {
       "on_sched_waking",
       "on_sched_wakeup_new",
       // Which wake-ups come from interrupts (irq_context_flags). Exits attach first: an entry
-      // seen without its exit would mark the CPU as in an interrupt for good.
-      "ctx_irq_exit",
+      // seen without its exit would mark the CPU as in an interrupt for good. The handlers'
+      // programs are shared with irq (bpf/dispatch.bpf.c).
+      "on_irq_handler_exit",
       "ctx_timer_exit",
       "ctx_work_exit",
-      "ctx_softirq_exit",
-      "ctx_irq_enter",
+      "on_softirq_exit",
+      "on_irq_handler_entry",
       "ctx_timer_enter",
       "ctx_work_enter",
-      "ctx_softirq_enter",
+      "on_softirq_entry",
       // Where threads begin and end, for the importer.
       "on_task_newtask",
     ],
@@ -225,6 +227,7 @@ export const sched: Recorder = {
     m.hasTracepoint("sched_switch") ? undefined : "this kernel has no sched_switch tracepoint",
   decoders,
   start: (ctx) => ({
+    configure: ({ config }) => config.or("parts", Part.Sched),
     // What ran on each CPU as recording began, for CPUs that have not switched since.
     started: (_out, at) => {
       for (const cpu of ctx.cpus) at.obj.runOnCpu("sched_running_now", cpu);

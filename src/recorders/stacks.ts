@@ -13,7 +13,7 @@ import { openSamplingEvents, type PerfEventSet } from "../ffi/perf_event.ts";
 import { PerfSideband, type SidebandRecord } from "../ffi/perf_sideband.ts";
 import { TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
 import type { DecoderTable } from "../records/record_decoder.ts";
-import { ConfigStackBit, Layout as L, RecordKind } from "../records/records.ts";
+import { ConfigStackBit, Layout as L, Part, RecordKind } from "../records/records.ts";
 import { AddressSpaces } from "../stacks/address_spaces.ts";
 import { readMaps } from "../stacks/proc_maps.ts";
 import { StackProfiler } from "../stacks/stack_profiler.ts";
@@ -304,7 +304,8 @@ export const cpuStacks: Recorder = {
   description: "kernel and user stacks of whatever runs, sampled on every CPU (--sample-freq)",
   defaultOn: true,
   bpf: {
-    programs: ["on_switch_current"],
+    // Its part of the shared switch program (bpf/dispatch.bpf.c): who is switching in.
+    programs: ["on_sched_switch"],
     ownPrograms: ["on_cpu_sample"],
     maps: ["stack_scratch", "current_task"],
   },
@@ -318,7 +319,8 @@ export const cpuStacks: Recorder = {
     const shared = stackSession(ctx);
     let sampling: PerfEventSet | undefined;
     return {
-      configure() {
+      configure({ config }) {
+        config.or("parts", Part.CurrentTask);
         const o = ctx.options;
         sampling = openSamplingEvents([...ctx.cpus], o.sampleFreq, {
           forceSoftware: o.softwareEvent,
@@ -346,14 +348,14 @@ export const cpuStacks: Recorder = {
   },
 };
 
-/** sleep-stacks and interruptible-stacks: the same program, told which states by a bit. */
+/** sleep-stacks and interruptible-stacks: the same part of the programs, told which states by a bit. */
 function sleepRecorder(name: string, description: string, bit: number): Recorder {
   return {
     name,
     description,
     defaultOn: true,
     bpf: {
-      programs: ["on_switch_sleep", "on_waking_sleep"],
+      programs: ["on_sched_switch", "on_sched_waking"],
       maps: ["stack_scratch", "sleeping", "copy_budget"],
     },
     kinds: [RecordKind.Stack, RecordKind.SleepEnd],
@@ -361,7 +363,12 @@ function sleepRecorder(name: string, description: string, bit: number): Recorder
     decoders: stackDecoders,
     start(ctx) {
       stackSession(ctx);
-      return { configure: ({ config }) => config.or("stack_bits", bit) };
+      return {
+        configure: ({ config }) => {
+          config.or("parts", Part.Sleep);
+          config.or("stack_bits", bit);
+        },
+      };
     },
   };
 }

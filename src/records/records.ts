@@ -75,6 +75,8 @@ export const SyscallFlag = { Compat: 1, NoReturn: 2, Unfinished: 4 } as const;
 export const CountersReason = { Tick: 1, Sample: 2 } as const;
 /** enum switch_flags */
 export const SwitchFlag = { Untraced: 1 } as const;
+/** enum config_parts */
+export const Part = { Sched: 1, CurrentTask: 2, Sleep: 4, Irq: 8 } as const;
 /** enum config_filter_bits */
 export const FilterBit = { Tasks: 1, Cgroups: 2 } as const;
 /** enum config_stack_bits */
@@ -146,17 +148,7 @@ export const Layout = {
   rec_cpu_frequency: { size: 24, cpu: 16, khz: 20 },
   systing_state: { size: 16, recording: 0, adopt: 4, since: 8 },
   filter_cgroup: { size: 16, ssid: 0, level: 4, id: 8 },
-  cpu_switch: {
-    size: 56,
-    prev: 0,
-    next: 8,
-    ts: 16,
-    since: 24,
-    verdict: 32,
-    untraced: 36,
-    told: 40,
-    skipped: 48,
-  },
+  cpu_switch: { size: 32, ts: 0, since: 8, untraced: 16, told: 20, skipped: 24 },
   systing_config: {
     size: 168,
     tracer_tgid: 0,
@@ -168,6 +160,7 @@ export const Layout = {
     counter_stride: 24,
     filter_bits: 28,
     cgroup_count: 32,
+    parts: 36,
     cgroups: 40,
   },
 } as const;

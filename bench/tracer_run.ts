@@ -1,0 +1,112 @@
+/**
+ * What the benchmarks share: the pipe benchmark (both ends on CPU 0), starting a tracer and
+ * running a workload under it, and the process figures read from /proc.
+ */
+export const REPO = new URL("../", import.meta.url).pathname;
+export const DENO = Deno.execPath();
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/**
+ * Both ends of the pipe on CPU 0: the switch rate is then set by the CPU, not
+ * by cross-CPU wake-up latency (which in a VM swings between runs by 10×), and
+ * the tracer's own threads run on the other CPUs.
+ */
+export async function pipeBench(loops: number): Promise<number> {
+  const out = await new Deno.Command("taskset", {
+    args: ["-c", "0", "perf", "bench", "sched", "pipe", "-l", String(loops)],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const m = /(\d+)\s+ops\/sec/.exec(text);
+  if (!m) throw new Error(`perf bench output not understood: ${text}`);
+  return Number(m[1]);
+}
+
+export function procCpuNs(pid: number): number {
+  // utime + stime of every thread, in clock ticks (USER_HZ = 100).
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 1e7;
+}
+
+export function rssKiB(pid: number, field = "VmHWM"): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(
+    Deno.readTextFileSync(`/proc/${pid}/status`),
+  );
+  return m ? Number(m[1]) : 0;
+}
+
+export interface Traced {
+  opsPerSec: number;
+  attachMs: number;
+  finishMs: number;
+  cpuNs: number;
+  peakRssKiB: number;
+  stderr: string;
+  output: string;
+}
+
+/** Starts a tracer, waits for READY on stderr, runs the workload, stops it with SIGINT. */
+export async function traced(
+  cmd: string,
+  args: string[],
+  ready: RegExp,
+  output: string,
+  during: (pid: number) => Promise<number>,
+): Promise<Traced> {
+  const t0 = performance.now();
+  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let stderr = "";
+  while (!ready.test(stderr)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${cmd} exited before it was ready:\n${stderr}`);
+    stderr += value;
+  }
+  const attachMs = performance.now() - t0;
+  const cpu0 = procCpuNs(child.pid);
+  const opsPerSec = await during(child.pid);
+  const cpuNs = procCpuNs(child.pid) - cpu0;
+  const peakRssKiB = rssKiB(child.pid);
+  const stopT = performance.now();
+  child.kill("SIGINT");
+  const rest = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      stderr += value;
+    }
+  })();
+  await child.status;
+  await rest;
+  await child.stdout.cancel();
+  return {
+    opsPerSec,
+    attachMs,
+    finishMs: performance.now() - stopT,
+    cpuNs,
+    peakRssKiB,
+    stderr,
+    output,
+  };
+}
+
+/** perf bench forks its partner; killing perf alone leaves it behind. */
+export function killTree(pid: number): void {
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) Deno.kill(Number(e.name), "SIGKILL");
+    } catch { /* gone */ }
+  }
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch { /* gone */ }
+}
