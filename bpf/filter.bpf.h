@@ -12,7 +12,7 @@
 
 /*
  * The tasks traced by mark (-p, -- CMD): userspace marks the threads of each -p process
- * through pidfds, filter_newtask every task a marked one creates. The mark lives and dies with
+ * through pidfds, filter_newtask_part every task a marked one creates. The mark lives and dies with
  * the task, so a reused pid is never taken for a traced one.
  */
 struct {

@@ -310,7 +310,7 @@ static __always_inline bool asleep(struct task_struct *p)
 
 /*
  * A task's wake-up, whether or not its sleep is marked yet: it may race the switch out on
- * another CPU, before on_switch_sleep has marked the sleep (the switch is stamped first). A
+ * another CPU, before sleep_switch_part has marked the sleep (the switch is stamped first). A
  * task still running was never asleep: that wake-up ends no sleep (and must not end its next).
  */
 static __always_inline void sleep_waking_part(struct task_struct *p, __u64 ts)

@@ -3,7 +3,7 @@
  * they fork from the moment the filter is attached), the cgroups of -c (and every cgroup below
  * them, present or created later), and `-- CMD` with all it starts. Resolved before anything is
  * opened, so that a mistake is one line and no file; applied in BPF (bpf/filter.bpf.h) through
- * the .rodata knobs, the task marks and filter_newtask.
+ * the .rodata knobs, the task marks and task_newtask's filter part (bpf/dispatch.bpf.c).
  */
 import type { BpfObject } from "../ffi/bpf_object.ts";
 import type { ConfigWriter } from "../recorders/recorder.ts";
@@ -101,7 +101,7 @@ export class TaskFilter {
   }
 
   /**
-   * Once filter_newtask is attached (so that what a marked thread creates is marked by the
+   * Once on_task_newtask is attached (so that what a marked thread creates is marked by the
    * kernel from then on): marks every thread of the -p processes, listing each one's threads
    * until a listing finds none unmarked. Returns warnings for processes that have gone.
    */
