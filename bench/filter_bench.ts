@@ -89,6 +89,11 @@ try {
   try {
     const all = await systing([], runFor);
     const allBytes = Deno.statSync(all.output).size;
+    const gone = await Promise.race([
+      app.status,
+      new Promise((r) => setTimeout(() => r(undefined), 10)),
+    ]);
+    if (gone) throw new Error(`the application ended early: ${JSON.stringify(gone)}`);
     const one = await systing(["-p", String(app.pid)], runFor);
     const oneBytes = Deno.statSync(one.output).size;
     const events = (t: Traced) => number(t.stderr, /, (\d+) events, /);

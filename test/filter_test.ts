@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { UNTRACED_PID } from "../src/records/records.ts";
 import { readTrace, type TraceView } from "./trace_reader.ts";
-import { assertTraceChecks, compileC, record, Recorder, runRecorder } from "./workload.ts";
+import { assertTraceChecks, compile, compileC, record, Recorder, runRecorder } from "./workload.ts";
 
 const WORKER_SECONDS = 4;
 
@@ -338,6 +338,44 @@ Deno.test("filter: what cannot be applied is one line, a non-zero exit and no fi
       assert.ok(!(await Deno.stat(trace).catch(() => undefined)), `${args.join(" ")}: no file`);
     }
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("filter: -- CMD with -p traces both, and nothing else; the command's status is systing's", async () => {
+  const bin = await compileC("filter_worker");
+  const cmd = await compile("filter_worker.c", { output: "filter_command" });
+  const dir = await Deno.makeTempDir({ prefix: "systing-filter-" });
+  const also = new Worker(bin), other = new Worker(bin);
+  try {
+    const trace = `${dir}/t.pb`;
+    const r = await runRecorder([
+      "-o",
+      trace,
+      "--syscalls",
+      "-p",
+      String(also.pid),
+      "--",
+      cmd,
+      "1.5",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(`traced process ${also.pid} and what it starts; the command`),
+    );
+    await assertTraceChecks(trace);
+    const view = await readTrace(trace, { keepSlicesOf: () => false, keepPackets: false });
+    const started = view.events.find((e) =>
+      e.event.case === "schedProcessExec" && e.event.value.filename === cmd
+    );
+    assert.ok(started, "the command's exec is in the trace");
+    assertTraced(view, started.pid, "the command");
+    assertTraced(view, also.pid, "the -p process");
+    assertUntraced(view, other.pid, "an unrelated busy process");
+  } finally {
+    await also.close();
+    await other.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
