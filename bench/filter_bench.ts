@@ -53,9 +53,9 @@ try {
   await pipeBench(LOOPS); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
     untraced.push(await pipeBench(LOOPS));
-    whole.push((await systing([], () => pipeBench(LOOPS))).opsPerSec);
+    whole.push((await systing([], () => pipeBench(LOOPS))).measured);
     const c = await systing(["-c", cgroup], () => pipeBench(LOOPS));
-    idle.push(c.opsPerSec);
+    idle.push(c.measured);
     skipped = number(c.stderr, /(\d+) switches between untraced tasks not recorded/);
   }
   const base = median(untraced);

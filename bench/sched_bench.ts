@@ -129,8 +129,8 @@ for (let r = 0; r < ROUNDS; r++) {
 
 const base = median(untraced);
 const s = bySysting[bySysting.length - 1];
-const sOps = median(bySysting.map((x) => x.opsPerSec));
-const pOps = median(byPerf.map((x) => x.opsPerSec));
+const sOps = median(bySysting.map((x) => x.measured));
+const pOps = median(byPerf.map((x) => x.measured));
 const events = summaryNumber(s.stderr, /, (\d+) events, /);
 const drops = summaryNumber(s.stderr, /events, (\d+) dropped/);
 const drainNs = summaryNumber(s.stderr, /drain worker CPU (\d+) ns\/event/);

@@ -8,9 +8,7 @@
  *   deno run -A bench/syscall_bench.ts [--calls N] [--rounds R]
  */
 import { parseArgs } from "node:util";
-
-const REPO = new URL("../", import.meta.url).pathname;
-const DENO = Deno.execPath();
+import { DENO, median, REPO, type Traced, traced } from "./tracer_run.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -29,11 +27,6 @@ const cc = await new Deno.Command("gcc", {
 }).output();
 if (!cc.success) throw new Error("gcc failed");
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
 /** ns per getppid() call, measured by the loop itself, on CPU 0. */
 async function loop(): Promise<number> {
   const out = await new Deno.Command("taskset", {
@@ -43,43 +36,25 @@ async function loop(): Promise<number> {
   return JSON.parse(new TextDecoder().decode(out.stdout)).ns_per_call;
 }
 
-interface Run {
-  nsPerCall: number;
-  stderr: string;
-}
+type Run = Traced;
 
-/** Starts a tracer, waits until it is ready, runs the loop, stops the tracer with SIGINT. */
-async function traced(cmd: string, args: string[], ready: RegExp, settleMs = 0): Promise<Run> {
-  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let stderr = "";
-  while (!ready.test(stderr)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd} exited before it was ready:\n${stderr}`);
-    stderr += value;
-  }
-  await new Promise((r) => setTimeout(r, settleMs));
-  const nsPerCall = await loop();
-  child.kill("SIGINT");
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stderr += value;
-  }
-  await child.status;
-  await child.stdout.cancel();
-  return { nsPerCall, stderr };
+/** Starts a tracer, waits until it is ready (and SETTLE_MS more), runs the loop, stops it. */
+function tracedLoop(cmd: string, args: string[], ready: RegExp, settleMs = 0): Promise<Run> {
+  return traced(cmd, args, ready, "", async () => {
+    await new Promise((r) => setTimeout(r, settleMs));
+    return await loop();
+  });
 }
 
 const systing = (extra: string[]) =>
-  traced(
+  tracedLoop(
     DENO,
     ["run", "-A", `${REPO}main.ts`, "-o", `${tmp}/systing.pb`, ...extra],
     /systing: recording/,
   );
 
 const perf = () =>
-  traced(
+  tracedLoop(
     "perf",
     [
       "record",
@@ -103,11 +78,11 @@ await loop(); // warm-up
 for (let r = 0; r < ROUNDS; r++) {
   runs.untraced.push(await loop());
   alone = await systing(["--only-recorder", "syscalls"]);
-  runs.alone.push(alone.nsPerCall);
+  runs.alone.push(alone.measured);
   defaults = await systing(["--syscalls"]);
-  runs.defaults.push(defaults.nsPerCall);
+  runs.defaults.push(defaults.measured);
   byPerf = await perf();
-  runs.perf.push(byPerf.nsPerCall);
+  runs.perf.push(byPerf.measured);
 }
 
 const f = (x: number, d = 2) => x.toFixed(d);

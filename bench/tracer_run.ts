@@ -42,7 +42,8 @@ export function rssKiB(pid: number, field = "VmHWM"): number {
 }
 
 export interface Traced {
-  opsPerSec: number;
+  /** What the workload function returned (ops/s, ns per call, …). */
+  measured: number;
   attachMs: number;
   finishMs: number;
   cpuNs: number;
@@ -70,7 +71,7 @@ export async function traced(
   }
   const attachMs = performance.now() - t0;
   const cpu0 = procCpuNs(child.pid);
-  const opsPerSec = await during(child.pid);
+  const measured = await during(child.pid);
   const cpuNs = procCpuNs(child.pid) - cpu0;
   const peakRssKiB = rssKiB(child.pid);
   const stopT = performance.now();
@@ -86,7 +87,7 @@ export async function traced(
   await rest;
   await child.stdout.cancel();
   return {
-    opsPerSec,
+    measured,
     attachMs,
     finishMs: performance.now() - stopT,
     cpuNs,
