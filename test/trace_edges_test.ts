@@ -241,8 +241,19 @@ Deno.test("edges: a D-state reader behind a CPU hog weighs its time in D (±5 %)
         s.tid === r.tid && s.source === "sleep.uninterruptible" &&
         Number(s.ts) >= r.start && Number(s.ts) <= r.end
       );
-      assert.ok(inLoop.length >= 200, `${inLoop.length} D sleeps for 200 reads`);
-      const weighed = inLoop.reduce((n, s) => n + Number(s.weight), 0);
+      // Said when it fails: whether the switches out in D were in the trace (the stacks lost)
+      // or not (the kernel did not report them).
+      const dOut = view.switches.filter((s) =>
+        s.prevPid === r.tid && (s.prevState & 2) !== 0 && Number(s.ts) >= r.start &&
+        Number(s.ts) <= r.end
+      ).length;
+      assert.ok(
+        inLoop.length >= 200,
+        `${inLoop.length} D sleeps for 200 reads; ${dOut} switches out in D; ` +
+          `${/dropped: .*/.exec(rec.exit.stderr)?.[0]}`,
+      );
+      const weighed = inLoop.reduce((n, s) =>
+        n + Number(s.weight), 0);
       // The kernel's account: the loop's time neither on the CPU nor waiting for it.
       const heaviest = inLoop.map((s) => s.weight).sort((a, b) => (a > b ? -1 : 1)).slice(0, 5);
       assert.ok(

@@ -104,17 +104,17 @@ static __always_inline void sched_switch_part(struct cpu_switch *c, __u64 ts, __
 	void *rb;
 
 	running_since(c, prev);
-	if (!(v & (VERDICT_PREV | VERDICT_NEXT))) {
-		/* The first of a stretch (dispatch.bpf.c skips the rest). */
-		flags = SWITCH_UNTRACED;
-	} else if (c->told != prev->pid + 1 && (!c->untraced || (v & VERDICT_PREV))) {
-		/*
-		 * The last record named another task: prev became traced while running here, a
-		 * record was lost, or the kernel switched without the tracepoint (this happens: to
-		 * and from idle most often). Tell the trace prev has run since it was switched in.
-		 */
+	/*
+	 * The last record named another task: prev became traced while running here, a record
+	 * was lost, or the kernel switched without the tracepoint (this happens: to and from idle
+	 * most often). Tell the trace prev has run since it was switched in. (After an untraced
+	 * stretch only a traced prev is told: the stand-in covers the rest.)
+	 */
+	if (c->told != prev->pid + 1 && (!c->untraced || (v & VERDICT_PREV)))
 		tell_running(c, REC_SCHED_PREV, prev, switched_in(c, ts, prev));
-	}
+	/* Neither traced: the first switch of an untraced stretch (dispatch.bpf.c skips the rest). */
+	if (!(v & (VERDICT_PREV | VERDICT_NEXT)))
+		flags = SWITCH_UNTRACED;
 	r = reserve(&rb, REC_SCHED_SWITCH, sizeof(*r), ts);
 	if (!r) {
 		/* The trace no longer knows what runs here: the next record tells prev first. */
