@@ -4,7 +4,11 @@
  * ns/us/ms/s with three significant digits; counts carry thousands separators.
  */
 import { formatBytes } from "../cli/byte_size.ts";
+import { UNTRACED_PID } from "../records/records.ts";
 import type { IrqRow, Latency, Report, StackSection } from "./trace_report.ts";
+
+/** A pid or tid, "-" for a filtered trace's stand-ins (they are no task's). */
+const id = (n: number) => n >= UNTRACED_PID && n < UNTRACED_PID + 4096 ? "-" : String(n);
 
 export const WIDTH = 100;
 
@@ -140,7 +144,7 @@ export function reportText(r: Report): string {
   line(row([["pid", 8], ["name", -32], ["cpu time", 9], ["of CPUs", 8], ["threads", 8]]));
   for (const p of r.processes) {
     line(row([
-      [String(p.pid), 8],
+      [id(p.pid), 8],
       [cut(p.name, 32), -32],
       [fmtNs(p.runningNs), 9],
       [capacity ? pct(p.runningNs / capacity) : "-", 8],
@@ -164,8 +168,8 @@ export function reportText(r: Report): string {
   );
   for (const th of r.threads) {
     line(row([
-      [String(th.tid), 8],
-      [String(th.pid), 8],
+      [id(th.tid), 8],
+      [id(th.pid), 8],
       [cut(th.name, 16), -16],
       [fmtNs(th.runningNs), 9],
       [fmtNs(th.runnableNs), 9],

@@ -19,6 +19,7 @@ import {
   SystemInfoSchema,
   TrackDescriptorSchema,
 } from "../gen/perfetto_trace_pb.ts";
+import { UNTRACED_PID } from "../records/records.ts";
 import { EventMerger } from "./event_merger.ts";
 import { EXACT_LIMIT, LatencyHistogram, PERCENTILE_RELATIVE_ERROR } from "./latency_histogram.ts";
 import { type StreamEnd, TraceStream } from "./trace_stream.ts";
@@ -1078,10 +1079,13 @@ export class ReportBuilder {
     const top = this.#top;
     const all = [...this.#threads.values(), ...this.#gone].filter((t) => this.#matches(t.tid));
 
+    // A filtered trace's per-CPU stand-ins for the tasks left out: one process of their own.
+    const standIn = (tid: number) => tid >= UNTRACED_PID && tid < UNTRACED_PID + 4096;
+    const pidOf = (tid: number) => standIn(tid) ? UNTRACED_PID : this.#tgid.get(tid) ?? tid;
     const threadRow = (t: ThreadAgg): ThreadRow => ({
       tid: t.tid,
-      pid: this.#tgid.get(t.tid) ?? t.tid,
-      name: this.#names.get(t.tid) ?? "",
+      pid: pidOf(t.tid),
+      name: standIn(t.tid) ? `untraced cpu${t.tid - UNTRACED_PID}` : this.#names.get(t.tid) ?? "",
       runningNs: t.running,
       runnableNs: t.runnable,
       sleepingNs: t.sleeping,
@@ -1094,20 +1098,23 @@ export class ReportBuilder {
 
     const procs = new Map<number, ProcessRow>();
     for (const t of all) {
-      const pid = this.#tgid.get(t.tid) ?? t.tid;
+      const pid = pidOf(t.tid);
       let p = procs.get(pid);
       if (!p) {
         const cmd = this.#cmdline.get(pid);
-        const name = this.#names.get(pid) ?? (cmd ? cmd.split(" ")[0] : "") ?? "";
+        const name = pid === UNTRACED_PID
+          ? "(tasks the filter left out)"
+          : this.#names.get(pid) ?? (cmd ? cmd.split(" ")[0] : "") ?? "";
         procs.set(pid, p = { pid, name, runningNs: 0, threads: 0 });
       }
       p.runningNs += t.running;
       p.threads++;
     }
 
+    // A stand-in is no task: its "waits" are the gaps between the tasks left out.
     const overall = new LatencyHistogram();
-    for (const t of all) if (t.latency) overall.merge(t.latency);
-    const waited = all.filter((t) => t.latency).sort((a, b) =>
+    for (const t of all) if (t.latency && !standIn(t.tid)) overall.merge(t.latency);
+    const waited = all.filter((t) => t.latency && !standIn(t.tid)).sort((a, b) =>
       b.latency!.count - a.latency!.count || b.running - a.running || a.tid - b.tid
     );
 

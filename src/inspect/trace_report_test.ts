@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { deflateSync, gzipSync } from "node:zlib";
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { FtraceStats_Phase, TracePacketSchema, TrackEvent_Type } from "../gen/perfetto_trace_pb.ts";
+import { UNTRACED_PID } from "../records/records.ts";
 import { ReportBuilder, type ReportOptions, reportTrace } from "./trace_report.ts";
 import { LatencyHistogram, PERCENTILE_RELATIVE_ERROR } from "./latency_histogram.ts";
 import { reportText, WIDTH } from "./report_text.ts";
@@ -363,6 +364,28 @@ Deno.test("report: lost data forgets the CPU's current task", () => {
   // 7's time after the loss is unknown: only from 10 to the loss would be a guess.
   assert.equal(r.threads.find((t) => t.tid === 7)?.runningNs ?? 0, 0);
   assert.equal(r.threads.find((t) => t.tid === 8)?.runningNs, 20);
+});
+
+Deno.test("report: a filtered trace's stand-ins are one process, not a task's pid", () => {
+  const U = UNTRACED_PID;
+  const r = report([
+    stats(FtraceStats_Phase.START_OF_TRACE, 0, [0, 0]),
+    bundle(0, [[10, 7, 0, "t"], [20, U, 1, "untraced"], [50, 7, 0, "t"], [60, U, 1, "untraced"]]),
+    bundle(1, [[10, U + 1, 0, "untraced"], [40, 8, 0, "t"], [70, U + 1, 1, "untraced"]]),
+  ]);
+  const standIns = r.processes.filter((p) => p.pid === U);
+  assert.equal(standIns.length, 1);
+  assert.equal(standIns[0].name, "(tasks the filter left out)");
+  assert.equal(standIns[0].threads, 2);
+  // cpu0: 20–50 and 60 to the end (70); cpu1: 10–40.
+  assert.equal(standIns[0].runningNs, 30 + 10 + 30);
+  assert.deepEqual(
+    r.threads.filter((t) => t.pid === U).map((t) => t.name).sort(),
+    ["untraced cpu0", "untraced cpu1"],
+  );
+  const text = reportText(r);
+  assert.match(text, /\n\s+- \(tasks the filter left out\)/);
+  assert.ok(!text.includes(String(U)), "no stand-in pid printed");
 });
 
 Deno.test("report: the same numbers from a plain, a compressed_packets and a gzip'd file", async () => {
