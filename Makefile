@@ -77,7 +77,8 @@ $(BPF_OBJ): bpf/systing.bpf.c bpf/systing.h bpf/common.bpf.h bpf/filter.bpf.h bp
 		bpf/dispatch.bpf.c \
 		$(BPF_RECORDERS) $(BPF_INC) bpf/vmlinux.h
 	@mkdir -p build
-	clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf -Ibuild -c $< -o $@.tmp
+	clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf -Ibuild \
+		-I/usr/include/x86_64-linux-gnu -c $< -o $@.tmp
 	llvm-strip -g $@.tmp && mv $@.tmp $@
 
 # The object becomes a module of the program, so `deno run` and the compiled

@@ -12,7 +12,9 @@ import { CommandError, TracedCommand } from "./src/cli/traced_command.ts";
 import { details, summary } from "./src/cli/summary.ts";
 import { forgetLauncherEnvironment } from "./src/dist/launched.ts";
 import { FilterError } from "./src/filter/filter_error.ts";
-import { TaskFilter } from "./src/filter/task_filter.ts";
+import { hostProcesses, TaskFilter } from "./src/filter/task_filter.ts";
+import { ProbeError } from "./src/probes/probe_error.ts";
+import { resolveProbeEvents } from "./src/probes/probe_events.ts";
 import { KernelFeatures } from "./src/machine/kernel_features.ts";
 import { record, type RecordingControl } from "./src/pipeline/record.ts";
 import { counterCatalog, counterProblem } from "./src/recorders/counter_catalog.ts";
@@ -98,12 +100,18 @@ async function main(args: string[]): Promise<number> {
   try {
     if (opts.command) command = new TracedCommand(opts.command);
     filter = TaskFilter.resolve({ pids: opts.pids, cgroups: opts.cgroups, command: !!command });
+    opts.recorderOptions.probes.events = resolveProbeEvents(opts.traceEvents);
+    for (const pid of opts.recorderOptions.probes.pids) {
+      if (!hostProcesses.tgid(pid)) {
+        throw new ProbeError(`--trace-event-pid ${pid}: no such process`);
+      }
+    }
   } catch (e) {
     if (e instanceof CommandError) {
       console.error(`systing: ${e.message}`);
       return e.status;
     }
-    if (!(e instanceof FilterError)) throw e;
+    if (!(e instanceof FilterError) && !(e instanceof ProbeError)) throw e;
     console.error(`systing: ${e.message}`);
     return 2;
   }

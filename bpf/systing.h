@@ -31,6 +31,12 @@ typedef int64_t __s64;
 #define SYSTING_MAX_STACK_COPY 61440
 /* Most perf counters read per CPU. */
 #define SYSTING_MAX_COUNTERS 8
+/* Arguments a probe event records, and the bytes of strings or tracepoint record it may carry. */
+#define SYSTING_PROBE_ARGS 4
+#define SYSTING_PROBE_STRING_LEN 64
+#define SYSTING_PROBE_DATA_LEN 256
+/* fentry and fexit programs each, for kprobe:/kretprobe: events (one function each). */
+#define SYSTING_PROBE_SLOTS 8
 /* Most -c/--cgroup filters. */
 #define SYSTING_MAX_FILTER_CGROUPS 8
 /* The pid a filtered trace gives the untraced tasks of CPU c: SYSTING_UNTRACED_PID + c. */
@@ -57,6 +63,7 @@ enum rec_kind {
 	REC_SCHED_RUNNING = 17,
 	REC_TASK_NEWTASK = 18,
 	REC_SCHED_PREV = 19,
+	REC_PROBE = 20,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -242,6 +249,37 @@ struct rec_sleep_end {
 	__u64 woke_ts;
 };
 
+/* How a probe event's argument i is read (struct probe_spec). */
+enum probe_arg_type {
+	PROBE_ARG_NONE = 0,
+	PROBE_ARG_LONG = 1,   /* the argument's 64 bits */
+	PROBE_ARG_STRING = 2, /* a NUL-terminated string it points to, into data[i] */
+	PROBE_ARG_RETVAL = 3, /* the return value (return probes) */
+};
+
+/* What the probe programs record for one event, by event number (map probe_specs). */
+struct probe_spec {
+	__u8 arg_type[SYSTING_PROBE_ARGS];  /* enum probe_arg_type */
+	__u8 arg_index[SYSTING_PROBE_ARGS]; /* which argument of the function or probe */
+	__u32 data_len; /* tracepoints: bytes of the raw record to copy (<= SYSTING_PROBE_DATA_LEN) */
+	__u32 kernel;   /* strings are in kernel memory (kprobe:, kretprobe:) */
+};
+
+/*
+ * An event of --trace-event / --trace-event-config fired in thread pid. data_len bytes of data
+ * follow when the event has string arguments (SYSTING_PROBE_STRING_LEN each, at the
+ * argument's index) or is a tracepoint (its raw record, decoded by its format).
+ */
+struct rec_probe {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__u32 event;
+	__u16 data_len;
+	__u16 nargs; /* args[0..nargs) were read (a USDT probe has as many as its note says) */
+	__u64 args[SYSTING_PROBE_ARGS];
+};
+
 enum syscall_flags {
 	SYSCALL_COMPAT = 1,     /* a 32-bit task: nr is an ia32 number */
 	SYSCALL_NO_RETURN = 2,  /* exit or exit_group: recorded at entry, ts == enter_ts */
@@ -373,6 +411,9 @@ _Static_assert(sizeof(struct rec_softirq) == 24, "rec_softirq");
 _Static_assert(sizeof(struct rec_stack) == 72, "rec_stack");
 _Static_assert(sizeof(struct rec_sleep_end) == 40, "rec_sleep_end");
 _Static_assert(sizeof(struct rec_syscall) == 48, "rec_syscall");
+_Static_assert(sizeof(struct rec_probe) == 64, "rec_probe");
+_Static_assert(sizeof(struct probe_spec) == 16, "probe_spec");
+_Static_assert(SYSTING_PROBE_ARGS * SYSTING_PROBE_STRING_LEN == SYSTING_PROBE_DATA_LEN, "data");
 _Static_assert(sizeof(struct counter_value) == 24, "counter_value");
 _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");
 _Static_assert(sizeof(struct rec_cpu_frequency) == 24, "rec_cpu_frequency");

@@ -12,6 +12,7 @@ import {
 } from "../recorders/counter_catalog.ts";
 import type { Recorder, RecorderOptions } from "../recorders/recorder.ts";
 import { RECORDERS } from "../recorders/registry.ts";
+import { parseProbeSpec } from "../probes/probe_spec.ts";
 import { VERSION } from "../version.ts";
 import { type Shell, SHELLS } from "./completions.ts";
 import { chooseRecorders } from "./recorder_choice.ts";
@@ -70,6 +71,16 @@ interruptible-stacks):
                              are also read at every CPU stack sample
       --list-perf-counters   list the counters this machine has
 
+Probes (the probes recorder, on when --trace-event is given):
+      --trace-event SPEC     an instant on a track of the firing thread each time SPEC fires
+                             (repeatable): usdt:PATH:PROVIDER:NAME, uprobe:PATH:FUNC[+OFF],
+                             uprobe:PATH:OFFSET, uretprobe:PATH:FUNC, tracepoint:CAT:NAME,
+                             kprobe:FUNC, kretprobe:FUNC (fentry/fexit here: no kprobes). PATH
+                             may be a library name (libc.so.6). USDT probes carry their
+                             arguments, return probes the value, tracepoints their fields
+      --trace-event-pid PID  user probes only in process PID (repeatable; default: every
+                             process that maps the binary, started before or during the trace)
+
 Stacks:
       --sample-freq HZ       CPU stack samples per second on every CPU (default: 1000)
   -s, --sw-event             sample with the CPU clock even where a hardware PMU exists
@@ -106,6 +117,8 @@ export interface RecordingRequest {
   /** -p PIDs and -c cgroup paths, as given (checked for form, not yet resolved). */
   pids: number[];
   cgroups: string[];
+  /** --trace-event specs (checked for form; resolved on the machine by main). */
+  traceEvents: string[];
   output: string;
   ringbufSizeMib: number;
   verbosity: number;
@@ -133,6 +146,7 @@ const VALUE_OPTIONS: Record<string, string> = {
   "--perf-counter-freq": "--perf-counter-freq",
   "-p": "--pid",
   "--pid": "--pid",
+  "--trace-event-pid": "--trace-event-pid",
 };
 
 /** `-d -1` is a value error, not a missing argument: join such values so validation names them. */
@@ -155,6 +169,8 @@ function parse(args: string[]) {
       options: {
         duration: { type: "string", short: "d", default: "0" },
         pid: { type: "string", short: "p", multiple: true, default: [] },
+        "trace-event": { type: "string", multiple: true, default: [] },
+        "trace-event-pid": { type: "string", multiple: true, default: [] },
         cgroup: { type: "string", short: "c", multiple: true, default: [] },
         output: { type: "string", short: "o", default: "trace.pb" },
         "ringbuf-size-mib": { type: "string", default: "16" },
@@ -283,6 +299,7 @@ export function parseOptions(
       ...flag(v.syscalls, "--syscalls", ["syscalls"]),
       ...flag(v["cpu-frequency"], "--cpu-frequency", ["cpu-frequency"]),
       ...flag(v["perf-counter"].length > 0, "--perf-counter", ["perf-counters"]),
+      ...flag(v["trace-event"].length > 0, "--trace-event", ["probes"]),
     ],
     off: [
       ...flag(v["no-sched"], "--no-sched", ["sched"]),
@@ -312,6 +329,20 @@ export function parseOptions(
   needs(v["user-stacks"] !== undefined, "--user-stacks", stackRecorders);
   needs(v["user-stack-bytes"] !== undefined, "--user-stack-bytes", stackRecorders);
   needs(v["perf-counter-freq"] !== undefined, "--perf-counter-freq", ["perf-counters"]);
+  needs(v["trace-event-pid"].length > 0, "--trace-event-pid", ["probes"]);
+  if (on.has("probes") && v["trace-event"].length === 0) {
+    throw new UsageError("the probes recorder needs at least one --trace-event SPEC");
+  }
+  for (const spec of v["trace-event"]) {
+    try {
+      parseProbeSpec(spec);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  const probePids = v["trace-event-pid"].map((p) =>
+    integer("--trace-event-pid", p.trim(), (n) => n >= 1 && n <= 4194304, "give a process id")
+  );
   let perfCounters: CounterSpec[] = [];
   if (on.has("perf-counters")) {
     if (v["perf-counter"].length === 0) {
@@ -333,6 +364,7 @@ export function parseOptions(
       ...command ? { command } : {},
       pids,
       cgroups: v.cgroup,
+      traceEvents: v["trace-event"],
       output: v.output,
       ringbufSizeMib: mib,
       verbosity: v.verbose?.length ?? 0,
@@ -345,6 +377,7 @@ export function parseOptions(
         userStackBytes: copy,
         perfCounters,
         counterFreq: counterHz,
+        probes: { events: [], pids: probePids },
       },
     },
   };

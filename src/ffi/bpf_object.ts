@@ -17,6 +17,10 @@ const OPEN_OPTS_SIZE = 80;
 const BPF_MAP_TYPE_RINGBUF = 27;
 const BPF_F_TEST_RUN_ON_CPU = 1;
 const SYS_PIDFD_OPEN = 434n;
+
+function pointerValue(buf: Uint8Array<ArrayBuffer>): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+}
 /** pidfd_open flag: TID names a thread, not only a thread-group leader (6.9+). */
 const PIDFD_THREAD = 0o200;
 const ESRCH = 3;
@@ -148,6 +152,14 @@ export class BpfObject {
     }
   }
 
+  /** Before load: leaves program PROG unloaded. */
+  disable(progName: string): void {
+    check(
+      loadLibbpf().bpf_program__set_autoload(this.#program(progName), false),
+      `leaving program ${progName} unloaded`,
+    );
+  }
+
   load(): void {
     check(loadLibbpf().bpf_object__load(this.#handle()), "loading the BPF object into the kernel");
     this.#installRings();
@@ -190,6 +202,101 @@ export class BpfObject {
    * Attaches a perf_event program to an open perf event. On success libbpf
    * owns the event's fd (bpf_link__destroy closes it); on failure it does not.
    */
+  /**
+   * A uprobe (or uretprobe) of PROG on FUNC (+ OFFSET) in BINARY, or at file offset OFFSET when
+   * FUNC is empty; in process PID, or in every process that maps BINARY (-1). COOKIE reaches the
+   * program (bpf_get_attach_cookie).
+   */
+  attachUprobe(
+    progName: string,
+    target: { pid: number; binary: string; func: string; offset: number; ret: boolean },
+    cookie: number,
+  ): void {
+    const opts = new Uint8Array(40);
+    const dv = new DataView(opts.buffer);
+    const func = cstr(target.func);
+    dv.setBigUint64(0, 40n, true);
+    dv.setBigUint64(16, BigInt(cookie), true);
+    opts[24] = target.ret ? 1 : 0;
+    if (target.func) dv.setBigUint64(32, pointerValue(func), true);
+    const link = checkPointer(
+      loadLibbpf().bpf_program__attach_uprobe_opts(
+        this.#program(progName),
+        target.pid,
+        cstr(target.binary),
+        BigInt(target.offset),
+        opts,
+      ),
+      `attaching ${target.ret ? "a uretprobe" : "a uprobe"} to ${target.binary}:` +
+        `${target.func || `0x${target.offset.toString(16)}`}`,
+    );
+    this.#keepAlive.push(func);
+    this.#links.push(link);
+  }
+
+  /** PROG on USDT probe PROVIDER:NAME of BINARY, in process PID or every process (-1). */
+  attachUsdt(
+    progName: string,
+    target: { pid: number; binary: string; provider: string; name: string },
+    cookie: number,
+  ): void {
+    const opts = new Uint8Array(16);
+    const dv = new DataView(opts.buffer);
+    dv.setBigUint64(0, 16n, true);
+    dv.setBigUint64(8, BigInt(cookie), true);
+    const link = checkPointer(
+      loadLibbpf().bpf_program__attach_usdt(
+        this.#program(progName),
+        target.pid,
+        cstr(target.binary),
+        cstr(target.provider),
+        cstr(target.name),
+        opts,
+      ),
+      `attaching to USDT probe ${target.provider}:${target.name} of ${target.binary}`,
+    );
+    this.#links.push(link);
+  }
+
+  /** PROG on tracepoint CATEGORY:NAME, with COOKIE. */
+  attachTracepoint(progName: string, category: string, name: string, cookie: number): void {
+    const opts = new Uint8Array(16);
+    const dv = new DataView(opts.buffer);
+    dv.setBigUint64(0, 16n, true);
+    dv.setBigUint64(8, BigInt(cookie), true);
+    const link = checkPointer(
+      loadLibbpf().bpf_program__attach_tracepoint_opts(
+        this.#program(progName),
+        cstr(category),
+        cstr(name),
+        opts,
+      ),
+      `attaching to tracepoint ${category}:${name}`,
+    );
+    this.#links.push(link);
+  }
+
+  /** Before load: the kernel function an fentry/fexit program PROG is for. */
+  setAttachTarget(progName: string, func: string): void {
+    check(
+      loadLibbpf().bpf_program__set_attach_target(this.#program(progName), 0, cstr(func)),
+      `setting the target of ${progName} to ${func}`,
+    );
+  }
+
+  /** Writes VALUE at the u32 KEY of an array map. */
+  updateArray(mapName: string, key: number, value: Uint8Array): void {
+    check(
+      loadLibbpf().bpf_map_update_elem(
+        this.mapFd(mapName),
+        new Uint8Array(new Uint32Array([key]).buffer),
+        value,
+        0n,
+      ),
+      `writing ${mapName}[${key}]`,
+    );
+  }
+
   attachPerfEvent(progName: string, fd: number): void {
     const link = checkPointer(
       loadLibbpf().bpf_program__attach_perf_event(this.#program(progName), fd),

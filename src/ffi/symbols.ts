@@ -41,6 +41,28 @@ export const libbpfSymbols = {
   bpf_iter_create: { parameters: ["i32"], result: "i32" },
   // int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
   bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" },
+  // struct bpf_link *bpf_program__attach_uprobe_opts(const struct bpf_program *prog, pid_t pid,
+  //     const char *binary_path, size_t func_offset, const struct bpf_uprobe_opts *opts);
+  bpf_program__attach_uprobe_opts: {
+    parameters: ["pointer", "i32", "buffer", "usize", "buffer"],
+    result: "pointer",
+  },
+  // struct bpf_link *bpf_program__attach_usdt(const struct bpf_program *prog, pid_t pid,
+  //     const char *binary_path, const char *usdt_provider, const char *usdt_name,
+  //     const struct bpf_usdt_opts *opts);
+  bpf_program__attach_usdt: {
+    parameters: ["pointer", "i32", "buffer", "buffer", "buffer", "buffer"],
+    result: "pointer",
+  },
+  // struct bpf_link *bpf_program__attach_tracepoint_opts(const struct bpf_program *prog,
+  //     const char *tp_category, const char *tp_name, const struct bpf_tracepoint_opts *opts);
+  bpf_program__attach_tracepoint_opts: {
+    parameters: ["pointer", "buffer", "buffer", "buffer"],
+    result: "pointer",
+  },
+  // int bpf_program__set_attach_target(struct bpf_program *prog, int attach_prog_fd,
+  //     const char *attach_func_name);
+  bpf_program__set_attach_target: { parameters: ["pointer", "i32", "buffer"], result: "i32" },
   // int bpf_link__destroy(struct bpf_link *link);
   bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
   // int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
@@ -67,6 +89,12 @@ export const libbpfSymbols = {
   btf__load_vmlinux_btf: { parameters: [], result: "pointer" },
   // __s32 btf__find_by_name_kind(const struct btf *btf, const char *type_name, __u32 kind);
   btf__find_by_name_kind: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
+  // __u32 btf__type_cnt(const struct btf *btf);
+  btf__type_cnt: { parameters: ["pointer"], result: "u32" },
+  // const struct btf_type *btf__type_by_id(const struct btf *btf, __u32 id);
+  btf__type_by_id: { parameters: ["pointer", "u32"], result: "pointer" },
+  // const char *btf__name_by_offset(const struct btf *btf, __u32 offset);
+  btf__name_by_offset: { parameters: ["pointer", "u32"], result: "pointer" },
   // void btf__free(struct btf *btf);
   btf__free: { parameters: ["pointer"], result: "void" },
   // int libbpf_num_possible_cpus(void);

@@ -249,6 +249,10 @@ function configureAndLoad(rec: Recording): RingHandle[] {
   } catch (e) {
     if (e instanceof LibbpfError) {
       const detail = rec.log.recent(6).join(" | ");
+      for (const s of rec.sessions.all) {
+        const why = s.explainLoadFailure?.(detail);
+        if (why) throw new LibbpfError(e.operation, e.errno, why);
+      }
       throw new LibbpfError(e.operation, e.errno, `${e.message}${detail ? `: ${detail}` : ""}`);
     }
     throw e;

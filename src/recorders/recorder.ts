@@ -14,6 +14,7 @@ import type { ProcessSnapshot } from "../processes/proc_scan.ts";
 import type { DecoderTable, RecordMemory } from "../records/record_decoder.ts";
 import { Layout, type RecordKind } from "../records/records.ts";
 import type { CounterSpec } from "./counter_catalog.ts";
+import type { ProbeOptions } from "./probes.ts";
 
 export interface Recorder {
   /** What users type: `--add-recorder NAME`. */
@@ -64,6 +65,8 @@ export interface RecorderOptions {
   perfCounters: CounterSpec[];
   /** How often the perf-counters recorder reads every counter (Hz). */
   counterFreq: number;
+  /** The probes recorder's events (resolved) and the processes user probes are limited to. */
+  probes: ProbeOptions;
 }
 
 export interface RecorderContext {
@@ -109,6 +112,11 @@ export interface StartInfo {
 export interface RecorderSession {
   /** Before load: sizes maps and writes its knobs into the config. */
   configure?(bpf: BpfSetup): void;
+  /**
+   * The BPF object failed to load with libbpf's last lines DETAIL: what the user should read
+   * instead, when the failure is about its programs.
+   */
+  explainLoadFailure?(detail: string): string | undefined;
   /** Structured-clonable settings its decoders need in the drain workers. */
   workerConfig?(): unknown;
   /** After load, before recording begins: attaches what the pipeline cannot; says what. */

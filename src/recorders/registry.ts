@@ -5,6 +5,7 @@
 import { cpuFrequency } from "./cpu_frequency.ts";
 import { irq } from "./irq.ts";
 import { perfCounters } from "./perf_counters.ts";
+import { probes } from "./probes.ts";
 import type { Recorder } from "./recorder.ts";
 import { sched } from "./sched.ts";
 import { cpuStacks, interruptibleStacks, sleepStacks } from "./stacks.ts";
@@ -19,6 +20,7 @@ export const RECORDERS: readonly Recorder[] = [
   syscalls,
   perfCounters,
   cpuFrequency,
+  probes,
 ];
 
 export function recorderNamed(name: string): Recorder | undefined {

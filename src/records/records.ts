@@ -24,11 +24,12 @@ export const RecordKind = {
   SchedRunning: 17,
   TaskNewtask: 18,
   SchedPrev: 19,
+  Probe: 20,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 20;
+export const RECORD_KIND_COUNT = 21;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -52,6 +53,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "sched_running",
   "task_newtask",
   "sched_prev",
+  "probe",
 ];
 
 export const COMM_LEN = 16;
@@ -62,6 +64,13 @@ export const MAX_FRAMES = 127;
 export const MAX_STACK_COPY = 61440;
 export const MAX_COUNTERS = 8;
 export const MAX_FILTER_CGROUPS = 8;
+export const PROBE_ARGS = 4;
+export const PROBE_STRING_LEN = 64;
+export const PROBE_DATA_LEN = 256;
+/** fentry and fexit programs each (kprobe:, kretprobe: events). */
+export const PROBE_SLOTS = 8;
+/** enum probe_arg_type */
+export const ProbeArg = { None: 0, Long: 1, String: 2, Retval: 3 } as const;
 /** A filtered trace's pid for the untraced tasks of CPU c: UNTRACED_PID + c. */
 export const UNTRACED_PID = 0x40000000;
 
@@ -148,6 +157,8 @@ export const Layout = {
   rec_cpu_frequency: { size: 24, cpu: 16, khz: 20 },
   systing_state: { size: 16, recording: 0, adopt: 4, since: 8 },
   filter_cgroup: { size: 16, ssid: 0, level: 4, id: 8 },
+  probe_spec: { size: 16, arg_type: 0, arg_index: 4, data_len: 8, kernel: 12 },
+  rec_probe: { size: 64, pid: 16, tgid: 20, event: 24, data_len: 28, nargs: 30, args: 32 },
   cpu_switch: { size: 32, ts: 0, since: 8, untraced: 16, told: 20, skipped: 24 },
   systing_config: {
     size: 168,

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * probes: the events users name (--trace-event, --trace-event-config): uprobes, uretprobes and
+ * USDT probes in any process that maps the binary, tracepoints, and kernel functions through
+ * fentry/fexit (this kernel has no kprobes). One program per kind, attached once per event with
+ * the event's number as its cookie (fentry/fexit: one program per function, from a fixed set of
+ * slots whose event numbers userspace writes into probe_slots). What each event records is in
+ * probe_specs, by event number.
+ */
+#include <bpf/usdt.bpf.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256); /* resized to the number of events */
+	__type(key, __u32);
+	__type(value, struct probe_spec);
+} probe_specs SEC(".maps");
+
+/* The event number of each fentry (0..SLOTS-1) and fexit (SLOTS..2*SLOTS-1) slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SYSTING_PROBE_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} probe_slots SEC(".maps");
+
+enum probe_source {
+	FROM_UPROBE,
+	FROM_USDT,
+	FROM_TRACEPOINT,
+	FROM_FENTRY,
+	FROM_FEXIT,
+};
+
+/* Argument N (0-based) of the probed function or probe; 0 when it cannot be read. */
+static __always_inline __u64 probe_arg(void *ctx, enum probe_source from, __u32 n)
+{
+	struct pt_regs *regs = ctx;
+	__u64 v = 0;
+	long l = 0;
+
+	switch (from) {
+	case FROM_UPROBE: {
+		/*
+		 * Loaded before choosing: clang would otherwise fold the cases into one load at a
+		 * computed offset, and the verifier allows only constant offsets into the context.
+		 */
+		__u64 a0 = regs->di, a1 = regs->si, a2 = regs->dx, a3 = regs->cx, a4 = regs->r8,
+		      a5 = regs->r9;
+
+		barrier_var(a0);
+		barrier_var(a1);
+		barrier_var(a2);
+		barrier_var(a3);
+		barrier_var(a4);
+		barrier_var(a5);
+		switch (n) {
+		case 0: return a0;
+		case 1: return a1;
+		case 2: return a2;
+		case 3: return a3;
+		case 4: return a4;
+		case 5: return a5;
+		}
+		return 0;
+	}
+	case FROM_USDT:
+		if (bpf_usdt_arg(ctx, n, &l) < 0)
+			return 0;
+		return l;
+	case FROM_FENTRY:
+	case FROM_FEXIT:
+		if (bpf_get_func_arg(ctx, n, &v) < 0)
+			return 0;
+		return v;
+	default:
+		return 0;
+	}
+}
+
+static __always_inline __u64 probe_ret(void *ctx, enum probe_source from)
+{
+	__u64 v = 0;
+
+	if (from == FROM_UPROBE)
+		return ((struct pt_regs *)ctx)->ax;
+	if (from == FROM_FEXIT && bpf_get_func_ret(ctx, &v) == 0)
+		return v;
+	return 0;
+}
+
+static __always_inline void probe_args(void *ctx, enum probe_source from, struct probe_spec *sp,
+				       struct rec_probe *r, __u8 *data)
+{
+	int n = SYSTING_PROBE_ARGS;
+
+	if (from == FROM_USDT) {
+		n = bpf_usdt_arg_cnt(ctx);
+		if (n < 0)
+			n = 0;
+	}
+	r->nargs = 0;
+	for (int i = 0; i < SYSTING_PROBE_ARGS; i++) {
+		__u64 v = 0;
+
+		if (i >= n) {
+			r->args[i] = 0;
+			continue;
+		}
+		if (sp->arg_type[i] != PROBE_ARG_NONE)
+			r->nargs = i + 1;
+		switch (sp->arg_type[i]) {
+		case PROBE_ARG_LONG:
+			v = probe_arg(ctx, from, sp->arg_index[i]);
+			break;
+		case PROBE_ARG_RETVAL:
+			v = probe_ret(ctx, from);
+			break;
+		case PROBE_ARG_STRING:
+			v = probe_arg(ctx, from, sp->arg_index[i]);
+			if (!data)
+				break;
+			/* Ring memory is not cleared: a failed read leaves an empty string. */
+			if ((sp->kernel ? bpf_probe_read_kernel_str(data + i * SYSTING_PROBE_STRING_LEN,
+								    SYSTING_PROBE_STRING_LEN,
+								    (void *)v) :
+					  bpf_probe_read_user_str(data + i * SYSTING_PROBE_STRING_LEN,
+								  SYSTING_PROBE_STRING_LEN,
+								  (void *)v)) < 0)
+				data[i * SYSTING_PROBE_STRING_LEN] = 0;
+			break;
+		}
+		r->args[i] = v;
+	}
+}
+
+struct rec_probe_data {
+	struct rec_probe r;
+	__u8 data[SYSTING_PROBE_DATA_LEN];
+};
+
+static __always_inline int probe_hit(void *ctx, enum probe_source from, __u32 event)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 ts = bpf_ktime_get_boot_ns();
+	struct probe_spec *sp;
+	struct rec_probe *r;
+	__u8 *data = NULL;
+	void *rb;
+
+	if (is_tracer(task) || !traced(task))
+		return 0;
+	sp = bpf_map_lookup_elem(&probe_specs, &event);
+	if (!sp)
+		return 0;
+	if (sp->data_len) {
+		struct rec_probe_data *d;
+
+		d = reserve(&rb, REC_PROBE, sizeof(*d), ts);
+		if (!d)
+			return 0;
+		r = &d->r;
+		data = d->data;
+		r->data_len = SYSTING_PROBE_DATA_LEN;
+	} else {
+		r = reserve(&rb, REC_PROBE, sizeof(*r), ts);
+		if (!r)
+			return 0;
+		r->data_len = 0;
+	}
+	r->pid = task->pid;
+	r->tgid = task->tgid;
+	r->event = event;
+	if (from == FROM_TRACEPOINT) {
+		for (int i = 0; i < SYSTING_PROBE_ARGS; i++)
+			r->args[i] = 0;
+		r->nargs = 0;
+		if (data)
+			bpf_probe_read_kernel(data, sp->data_len & (SYSTING_PROBE_DATA_LEN - 1) ?:
+						    SYSTING_PROBE_DATA_LEN, ctx);
+	} else {
+		probe_args(ctx, from, sp, r, data);
+	}
+	submit(rb, r, data ? sizeof(struct rec_probe_data) : sizeof(*r));
+	return 0;
+}
+
+SEC("uprobe")
+int probe_uprobe(struct pt_regs *ctx)
+{
+	return probe_hit(ctx, FROM_UPROBE, bpf_get_attach_cookie(ctx));
+}
+
+SEC("usdt")
+int probe_usdt(struct pt_regs *ctx)
+{
+	return probe_hit(ctx, FROM_USDT, bpf_usdt_cookie(ctx));
+}
+
+SEC("tracepoint")
+int probe_tracepoint(void *ctx)
+{
+	return probe_hit(ctx, FROM_TRACEPOINT, bpf_get_attach_cookie(ctx));
+}
+
+static __always_inline int probe_slot(void *ctx, enum probe_source from, __u32 slot)
+{
+	__u32 *event = bpf_map_lookup_elem(&probe_slots, &slot);
+
+	return event ? probe_hit(ctx, from, *event) : 0;
+}
+
+#define PROBE_SLOT(n)                                                                      \
+	SEC("fentry")                                                                      \
+	int probe_fentry##n(void *ctx) { return probe_slot(ctx, FROM_FENTRY, n); }         \
+	SEC("fexit")                                                                       \
+	int probe_fexit##n(void *ctx) { return probe_slot(ctx, FROM_FEXIT, SYSTING_PROBE_SLOTS + n); }
+
+PROBE_SLOT(0)
+PROBE_SLOT(1)
+PROBE_SLOT(2)
+PROBE_SLOT(3)
+PROBE_SLOT(4)
+PROBE_SLOT(5)
+PROBE_SLOT(6)
+PROBE_SLOT(7)

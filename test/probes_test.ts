@@ -1,0 +1,251 @@
+/**
+ * --trace-event: uprobes, uretprobes, USDT probes (a semaphore-guarded one too), tracepoints
+ * and kernel functions on a C program that fires each a known number of times, counted in the
+ * trace on the right thread with the right values; processes started after attach are covered
+ * and --trace-event-pid limits user probes; a spec that cannot work is one line and no file.
+ */
+import assert from "node:assert/strict";
+import type { InstantView, TraceView } from "./trace_reader.ts";
+import { readTrace } from "./trace_reader.ts";
+import { assertTraceChecks, compileC, Recorder, runRecorder } from "./workload.ts";
+
+const COUNT = 500;
+
+interface Fired {
+  pid: number;
+  tid: number;
+  count: number;
+  guarded: number;
+  sum: number;
+}
+
+/** probe_target, waiting for the word to go: its landmarks fire only once a tracer is attached. */
+class Target {
+  #child: Deno.ChildProcess;
+  constructor(bin: string) {
+    this.#child = new Deno.Command(bin, {
+      args: [String(COUNT)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+  }
+  get pid(): number {
+    return this.#child.pid;
+  }
+  async go(): Promise<Fired> {
+    const w = this.#child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("go\n"));
+    await w.close();
+    const out = await this.#child.output();
+    assert.ok(out.success, "probe_target ran");
+    return JSON.parse(new TextDecoder().decode(out.stdout));
+  }
+  async close(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await this.#child.status;
+  }
+}
+
+async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "systing-probes-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The instants of event NAME fired by thread TID. */
+function fired(view: TraceView, name: string, tid: number): InstantView[] {
+  return view.instants.filter((i) => {
+    const t = view.tracks.get(i.track);
+    return i.name === name && t?.name === name && t.thread?.tid === tid;
+  });
+}
+
+/** Records with ARGS while TARGETS fire (released once attached), returns the trace and them. */
+async function recordFiring(
+  dir: string,
+  args: string[],
+  targets: Target[],
+  started: () => Promise<Target[]> = () => Promise.resolve([]),
+) {
+  const trace = `${dir}/t.pb`;
+  const rec = await Recorder.start(["-n", "--no-irq", "-o", trace, ...args]);
+  try {
+    const later = await started();
+    const results = await Promise.all([...targets, ...later].map((t) => t.go()));
+    const exit = await rec.stop();
+    assert.equal(exit.code, 0, exit.stderr);
+    await assertTraceChecks(trace);
+    return { view: await readTrace(trace), results, stderr: exit.stderr };
+  } finally {
+    await rec.close();
+  }
+}
+
+Deno.test("probes: uprobe, uretprobe, USDT (guarded too) and a tracepoint, each exactly as often as fired", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const target = new Target(bin);
+    try {
+      const ev = {
+        up: `uprobe:${bin}:probe_target_double`,
+        ret: `uretprobe:${bin}:probe_target_double`,
+        tick: `usdt:${bin}:systing:tick`,
+        guarded: `usdt:${bin}:systing:guarded`,
+        tp: "tracepoint:syscalls:sys_enter_getppid",
+      };
+      const { view, results } = await recordFiring(
+        dir,
+        Object.values(ev).flatMap((e) => ["--trace-event", e]),
+        [target],
+      );
+      const r = results[0];
+      assert.equal(r.count, COUNT);
+      assert.equal(r.guarded, COUNT, "the semaphore let the guarded probe fire while attached");
+      const up = fired(view, ev.up, r.tid);
+      assert.equal(up.length, COUNT);
+      const ret = fired(view, ev.ret, r.tid);
+      assert.equal(ret.length, COUNT);
+      assert.deepEqual(
+        ret.map((i) => Number(i.args.ret)).sort((a, b) => a - b),
+        Array.from({ length: COUNT }, (_, i) => 2 * i),
+        "every return value, 2i",
+      );
+      const tick = fired(view, ev.tick, r.tid);
+      assert.equal(tick.length, COUNT);
+      for (const t of tick) assert.equal(Number(t.args.arg1), 3 * Number(t.args.arg0));
+      assert.deepEqual(
+        tick.map((t) => Number(t.args.arg0)).sort((a, b) => a - b),
+        Array.from({ length: COUNT }, (_, i) => i),
+      );
+      assert.equal(fired(view, ev.guarded, r.tid).length, COUNT);
+      const tp = fired(view, ev.tp, r.tid);
+      assert.equal(tp.length, COUNT);
+      // The tracepoint's own field, decoded by its format.
+      assert.ok(tp.every((i) => Number(i.args.__syscall_nr) === 110), "__syscall_nr is getppid's");
+      // Each fires between the uprobe and the return of its call: on the same thread, in order.
+      const first = (xs: InstantView[]) => xs.reduce((m, x) => (x.ts < m ? x.ts : m), xs[0].ts);
+      assert.ok(first(up) <= first(ret));
+    } finally {
+      await target.close();
+    }
+  }));
+
+Deno.test("probes: a process started after attach is covered; --trace-event-pid keeps to its processes", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const chosen = new Target(bin), other = new Target(bin);
+    let later: Target | undefined;
+    try {
+      const ev = `uprobe:${bin}:probe_target_double`;
+      // Every process: one started before attach and one after.
+      const all = await recordFiring(dir, ["--trace-event", ev], [chosen], async () => {
+        later = new Target(bin);
+        return [later];
+      });
+      for (const r of all.results) assert.equal(fired(all.view, ev, r.tid).length, COUNT);
+
+      const a = new Target(bin), b = new Target(bin);
+      try {
+        const limited = await recordFiring(
+          dir,
+          ["--trace-event", ev, "--trace-event-pid", String(a.pid), "-v"],
+          [a, b],
+        );
+        const [ra, rb] = limited.results;
+        assert.equal(fired(limited.view, ev, ra.tid).length, COUNT, "the chosen process");
+        assert.equal(fired(limited.view, ev, rb.tid).length, 0, "not the other");
+        assert.match(limited.stderr, new RegExp(`pids ${a.pid}`));
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    } finally {
+      await chosen.close();
+      await other.close();
+      await later?.close();
+    }
+  }));
+
+Deno.test("probes: kprobe: goes through fentry, or says plainly why this kernel cannot", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const target = new Target(bin);
+    try {
+      const ev = "kprobe:__do_sys_getppid";
+      const trace = `${dir}/t.pb`;
+      const rec = await Recorder.start(["-n", "-o", trace, "--trace-event", ev]).catch((e) => e);
+      if (rec instanceof Error) {
+        // This kernel has no kprobes and refuses fentry programs: one clear line, no file.
+        assert.match(
+          rec.message,
+          /systing: loading the BPF object into the kernel failed: --trace-event kprobe:__do_sys_getppid: this kernel has no kprobes, and refused the fentry\/fexit program/,
+        );
+        assert.ok(!(await Deno.stat(trace).catch(() => undefined)), "no file");
+        return;
+      }
+      try {
+        const r = await target.go();
+        const exit = await rec.stop();
+        assert.equal(exit.code, 0, exit.stderr);
+        const view = await readTrace(trace);
+        assert.equal(fired(view, ev, r.tid).length, COUNT);
+      } finally {
+        await rec.close();
+      }
+    } finally {
+      await target.close();
+    }
+  }));
+
+Deno.test("probes: a spec that cannot work is one line naming it, a non-zero exit and no file", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const trace = `${dir}/t.pb`;
+    const cases: [string[], RegExp][] = [
+      [["--trace-event", "nonsense"], /unknown probe kind ""/],
+      [["--trace-event", "kprobes:vfs_read"], /unknown probe kind "kprobes": give one of usdt/],
+      [["--trace-event", "uprobe:/bin/true"], /give uprobe:PATH:FUNCTION\[\+OFFSET\]/],
+      [["--trace-event", "uprobe::main"], /give uprobe:PATH:FUNCTION/],
+      [["--trace-event", `uprobe:${bin}:main+zz`], /offset "zz" is not a number/],
+      [["--trace-event", `uretprobe:${bin}:0x1000`], /a uretprobe needs a function name/],
+      [["--trace-event", `uretprobe:${bin}:main+8`], /attaches to a function, not inside/],
+      [["--trace-event", `uprobe:${bin}:no-such fn`], /is not a symbol name/],
+      [["--trace-event", `usdt:${bin}:systing`], /give usdt:PATH:PROVIDER:NAME/],
+      [["--trace-event", `usdt:${bin}:sys-ting:tick`], /provider "sys-ting" is not a name/],
+      [["--trace-event", "tracepoint:syscalls"], /give tracepoint:CATEGORY:NAME/],
+      [["--trace-event", "tracepoint:nosuch:event"], /no tracepoint nosuch:event/],
+      [["--trace-event", "kprobe:vfs_read+4"], /drop the \+OFFSET/],
+      [["--trace-event", "kprobe:no_such_function_at_all"], /BTF has no function/],
+      [["--trace-event", "kprobe:getppid"], /close matches: .*__do_sys_getppid/],
+      [["--trace-event", `uprobe:${dir}/missing:main`], /is not a file/],
+      [["--trace-event", "uprobe:libnosuch.so.9:main"], /no library libnosuch\.so\.9 where/],
+      [
+        ["--trace-event", "uprobe:/bin/true:main", "--trace-event", "uprobe:/bin/true:main"],
+        /given twice/,
+      ],
+      [["--trace-event-pid", "1"], /--trace-event-pid applies to probes, which is off/],
+      [
+        ["--trace-event", "tracepoint:sched:sched_switch", "--trace-event-pid", "x"],
+        /invalid --trace-event-pid "x"/,
+      ],
+      [
+        ["--trace-event", "tracepoint:sched:sched_switch", "--trace-event-pid", "4194303"],
+        /--trace-event-pid 4194303: no such process/,
+      ],
+      [["--only-recorder", "probes"], /needs at least one --trace-event/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runRecorder(["-d", "1", "-o", trace, ...args]);
+      assert.notEqual(r.code, 0, args.join(" "));
+      const lines = r.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(lines[0], message, args.join(" "));
+      assert.ok(!(await Deno.stat(trace).catch(() => undefined)), `${args.join(" ")}: no file`);
+    }
+  }));
