@@ -14,7 +14,7 @@ import { forgetLauncherEnvironment } from "./src/dist/launched.ts";
 import { FilterError } from "./src/filter/filter_error.ts";
 import { hostProcesses, TaskFilter } from "./src/filter/task_filter.ts";
 import { ProbeError } from "./src/probes/probe_error.ts";
-import { resolveProbeEvents } from "./src/probes/probe_events.ts";
+import { type ConfigFile, resolveProbeEvents } from "./src/probes/probe_events.ts";
 import { KernelFeatures } from "./src/machine/kernel_features.ts";
 import { record, type RecordingControl } from "./src/pipeline/record.ts";
 import { counterCatalog, counterProblem } from "./src/recorders/counter_catalog.ts";
@@ -100,7 +100,10 @@ async function main(args: string[]): Promise<number> {
   try {
     if (opts.command) command = new TracedCommand(opts.command);
     filter = TaskFilter.resolve({ pids: opts.pids, cgroups: opts.cgroups, command: !!command });
-    opts.recorderOptions.probes.events = resolveProbeEvents(opts.traceEvents);
+    Object.assign(
+      opts.recorderOptions.probes,
+      resolveProbeEvents(opts.traceEvents, opts.traceEventConfigs.map(readConfig)),
+    );
     for (const pid of opts.recorderOptions.probes.pids) {
       if (!hostProcesses.tgid(pid)) {
         throw new ProbeError(`--trace-event-pid ${pid}: no such process`);
@@ -158,6 +161,21 @@ async function main(args: string[]): Promise<number> {
     // The command is the user's: it goes on, and systing returns only once it has ended.
     if (command?.running) await commandExit(command);
     return 1;
+  }
+}
+
+/** A --trace-event-config file's text; a one-line ProbeError when it cannot be read. */
+function readConfig(path: string): ConfigFile {
+  try {
+    const info = Deno.statSync(path);
+    if (!info.isFile) throw new ProbeError(`--trace-event-config ${path}: not a file`);
+    if (info.size > 1 << 20) {
+      throw new ProbeError(`--trace-event-config ${path}: larger than 1 MiB`);
+    }
+    return { path, text: Deno.readTextFileSync(path) };
+  } catch (e) {
+    if (e instanceof ProbeError) throw e;
+    throw new ProbeError(`--trace-event-config ${path}: ${(e as Error).message.split(":")[0]}`);
   }
 }
 

@@ -92,7 +92,8 @@ const systing = {
 };
 const bpftrace = {
   cmd: "bpftrace",
-  args: ["-e", `uprobe:${bin}:uprobe_loop_hit { @ = count(); }`],
+  // Line-buffered: its "Attaching" line says it is ready.
+  args: ["-B", "line", "-e", `uprobe:${bin}:uprobe_loop_hit { @ = count(); }`],
   ready: /Attaching 1 probe/,
 };
 

@@ -64,6 +64,7 @@ enum rec_kind {
 	REC_TASK_NEWTASK = 18,
 	REC_SCHED_PREV = 19,
 	REC_PROBE = 20,
+	REC_RANGE = 21,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -257,12 +258,62 @@ enum probe_arg_type {
 	PROBE_ARG_RETVAL = 3, /* the return value (return probes) */
 };
 
+/* Where a probe event's ranges pair their start and end (struct probe_spec.scope). */
+enum probe_scope {
+	PROBE_SCOPE_THREAD = 0,
+	PROBE_SCOPE_PROCESS = 1,
+	PROBE_SCOPE_CPU = 2,
+};
+
 /* What the probe programs record for one event, by event number (map probe_specs). */
 struct probe_spec {
 	__u8 arg_type[SYSTING_PROBE_ARGS];  /* enum probe_arg_type */
 	__u8 arg_index[SYSTING_PROBE_ARGS]; /* which argument of the function or probe */
 	__u32 data_len; /* tracepoints: bytes of the raw record to copy (<= SYSTING_PROBE_DATA_LEN) */
 	__u32 kernel;   /* strings are in kernel memory (kprobe:, kretprobe:) */
+	__u16 range_start; /* 1 + the range it starts (0: none) */
+	__u16 range_end;   /* 1 + the range it ends (0: none) */
+	__u8 scope;        /* enum probe_scope */
+	__u8 instant;      /* write a rec_probe when it fires (else it only starts or ends ranges) */
+	__u16 __pad0;
+};
+
+/* Most ranges one recording pairs, and how deeply one range nests in one scope. */
+#define SYSTING_PROBE_RANGES 64
+#define SYSTING_RANGE_DEPTH 8
+
+/* A range's knobs, by range number (map probe_ranges). */
+struct probe_range {
+	__u64 stop_ns; /* a range longer than this stops the recording (0: never) */
+};
+
+/* One scope's open starts of one range (map open_ranges), innermost last. */
+struct range_key {
+	__u32 range;
+	__u32 __pad0;
+	__u64 scope; /* tid, tgid or cpu */
+};
+
+struct range_open {
+	__u64 start_ts[SYSTING_RANGE_DEPTH];
+	__u32 depth;
+	__u32 tgid; /* of the task that opened the outermost */
+};
+
+enum range_flags {
+	RANGE_STOP = 1, /* longer than its stop_ns: the recording should stop */
+};
+
+/* A range closed by its end event (hdr.ts), in thread pid, opened at start_ts. */
+struct rec_range {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__u32 range;
+	__u32 cpu;
+	__u64 start_ts;
+	__u32 depth; /* 0: outermost */
+	__u32 flags; /* enum range_flags */
 };
 
 /*
@@ -412,7 +463,9 @@ _Static_assert(sizeof(struct rec_stack) == 72, "rec_stack");
 _Static_assert(sizeof(struct rec_sleep_end) == 40, "rec_sleep_end");
 _Static_assert(sizeof(struct rec_syscall) == 48, "rec_syscall");
 _Static_assert(sizeof(struct rec_probe) == 64, "rec_probe");
-_Static_assert(sizeof(struct probe_spec) == 16, "probe_spec");
+_Static_assert(sizeof(struct probe_spec) == 24, "probe_spec");
+_Static_assert(sizeof(struct rec_range) == 48, "rec_range");
+_Static_assert(sizeof(struct range_open) == 72, "range_open");
 _Static_assert(SYSTING_PROBE_ARGS * SYSTING_PROBE_STRING_LEN == SYSTING_PROBE_DATA_LEN, "data");
 _Static_assert(sizeof(struct counter_value) == 24, "counter_value");
 _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");

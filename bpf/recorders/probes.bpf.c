@@ -24,6 +24,38 @@ struct {
 	__type(value, __u32);
 } probe_slots SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SYSTING_PROBE_RANGES);
+	__type(key, __u32);
+	__type(value, struct probe_range);
+} probe_ranges SEC(".maps");
+
+/* The open starts of every range, by scope; what is left at the stop is closed by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct range_key);
+	__type(value, struct range_open);
+} open_ranges SEC(".maps");
+
+/* Per range: ends seen without a start, and starts that found no room (too deep, map full). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SYSTING_PROBE_RANGES);
+	__type(key, __u32);
+	__type(value, __u64);
+} range_misses SEC(".maps");
+
+static __always_inline void range_miss(__u32 range, __u32 which)
+{
+	__u32 key = range * 2 + which;
+	__u64 *n = bpf_map_lookup_elem(&range_misses, &key);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
 enum probe_source {
 	FROM_UPROBE,
 	FROM_USDT,
@@ -139,6 +171,71 @@ struct rec_probe_data {
 	__u8 data[SYSTING_PROBE_DATA_LEN];
 };
 
+static __always_inline __u64 range_scope(struct probe_spec *sp, struct task_struct *task)
+{
+	if (sp->scope == PROBE_SCOPE_PROCESS)
+		return task->tgid;
+	if (sp->scope == PROBE_SCOPE_CPU)
+		return bpf_get_smp_processor_id();
+	return task->pid;
+}
+
+/* SP's event ends its range: the range's innermost open start pairs with it. */
+static __always_inline void range_close(struct probe_spec *sp, struct task_struct *task, __u64 ts)
+{
+	struct range_key key = { .range = sp->range_end - 1, .scope = range_scope(sp, task) };
+	struct range_open *open = bpf_map_lookup_elem(&open_ranges, &key);
+	struct probe_range *pr;
+	struct rec_range *r;
+	__u32 d;
+	void *rb;
+
+	if (!open || !open->depth) {
+		range_miss(key.range, 0);
+		return;
+	}
+	d = --open->depth;
+	r = reserve(&rb, REC_RANGE, sizeof(*r), ts);
+	if (!r)
+		return;
+	r->pid = task->pid;
+	r->tgid = task->tgid;
+	r->range = key.range;
+	r->cpu = bpf_get_smp_processor_id();
+	r->start_ts = open->start_ts[d & (SYSTING_RANGE_DEPTH - 1)];
+	r->depth = d;
+	r->flags = 0;
+	pr = bpf_map_lookup_elem(&probe_ranges, &key.range);
+	if (pr && pr->stop_ns && ts - r->start_ts > pr->stop_ns)
+		r->flags |= RANGE_STOP;
+	submit(rb, r, sizeof(*r));
+}
+
+/* SP's event starts its range: one more open start in its scope. */
+static __always_inline void range_open(struct probe_spec *sp, struct task_struct *task, __u64 ts)
+{
+	struct range_key key = { .range = sp->range_start - 1, .scope = range_scope(sp, task) };
+	struct range_open *open = bpf_map_lookup_elem(&open_ranges, &key), fresh = {};
+
+	if (!open) {
+		fresh.tgid = task->tgid;
+		if (bpf_map_update_elem(&open_ranges, &key, &fresh, BPF_NOEXIST) < 0 &&
+		    !bpf_map_lookup_elem(&open_ranges, &key)) {
+			range_miss(key.range, 1);
+			return;
+		}
+		open = bpf_map_lookup_elem(&open_ranges, &key);
+		if (!open)
+			return;
+	}
+	if (open->depth >= SYSTING_RANGE_DEPTH) {
+		range_miss(key.range, 1);
+		return;
+	}
+	open->start_ts[open->depth & (SYSTING_RANGE_DEPTH - 1)] = ts;
+	open->depth++;
+}
+
 static __always_inline int probe_hit(void *ctx, enum probe_source from, __u32 event)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -152,6 +249,15 @@ static __always_inline int probe_hit(void *ctx, enum probe_source from, __u32 ev
 		return 0;
 	sp = bpf_map_lookup_elem(&probe_specs, &event);
 	if (!sp)
+		return 0;
+	if (!state.recording)
+		return 0;
+	/* An end first: an event that ends one range and starts another (a loop's step). */
+	if (sp->range_end)
+		range_close(sp, task, ts);
+	if (sp->range_start)
+		range_open(sp, task, ts);
+	if (!sp->instant)
 		return 0;
 	if (sp->data_len) {
 		struct rec_probe_data *d;

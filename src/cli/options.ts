@@ -80,6 +80,9 @@ Probes (the probes recorder, on when --trace-event is given):
                              arguments, return probes the value, tracepoints their fields
       --trace-event-pid PID  user probes only in process PID (repeatable; default: every
                              process that maps the binary, started before or during the trace)
+      --trace-event-config FILE
+                             events, ranges (start/end pairs as slices), instants and stop
+                             triggers from a JSON file (repeatable; see README)
 
 Stacks:
       --sample-freq HZ       CPU stack samples per second on every CPU (default: 1000)
@@ -119,6 +122,8 @@ export interface RecordingRequest {
   cgroups: string[];
   /** --trace-event specs (checked for form; resolved on the machine by main). */
   traceEvents: string[];
+  /** --trace-event-config files (read and checked by main). */
+  traceEventConfigs: string[];
   output: string;
   ringbufSizeMib: number;
   verbosity: number;
@@ -147,6 +152,7 @@ const VALUE_OPTIONS: Record<string, string> = {
   "-p": "--pid",
   "--pid": "--pid",
   "--trace-event-pid": "--trace-event-pid",
+  "--trace-event-config": "--trace-event-config",
 };
 
 /** `-d -1` is a value error, not a missing argument: join such values so validation names them. */
@@ -171,6 +177,7 @@ function parse(args: string[]) {
         pid: { type: "string", short: "p", multiple: true, default: [] },
         "trace-event": { type: "string", multiple: true, default: [] },
         "trace-event-pid": { type: "string", multiple: true, default: [] },
+        "trace-event-config": { type: "string", multiple: true, default: [] },
         cgroup: { type: "string", short: "c", multiple: true, default: [] },
         output: { type: "string", short: "o", default: "trace.pb" },
         "ringbuf-size-mib": { type: "string", default: "16" },
@@ -300,6 +307,7 @@ export function parseOptions(
       ...flag(v["cpu-frequency"], "--cpu-frequency", ["cpu-frequency"]),
       ...flag(v["perf-counter"].length > 0, "--perf-counter", ["perf-counters"]),
       ...flag(v["trace-event"].length > 0, "--trace-event", ["probes"]),
+      ...flag(v["trace-event-config"].length > 0, "--trace-event-config", ["probes"]),
     ],
     off: [
       ...flag(v["no-sched"], "--no-sched", ["sched"]),
@@ -330,8 +338,10 @@ export function parseOptions(
   needs(v["user-stack-bytes"] !== undefined, "--user-stack-bytes", stackRecorders);
   needs(v["perf-counter-freq"] !== undefined, "--perf-counter-freq", ["perf-counters"]);
   needs(v["trace-event-pid"].length > 0, "--trace-event-pid", ["probes"]);
-  if (on.has("probes") && v["trace-event"].length === 0) {
-    throw new UsageError("the probes recorder needs at least one --trace-event SPEC");
+  if (on.has("probes") && !v["trace-event"].length && !v["trace-event-config"].length) {
+    throw new UsageError(
+      "the probes recorder needs at least one --trace-event SPEC or --trace-event-config FILE",
+    );
   }
   for (const spec of v["trace-event"]) {
     try {
@@ -365,6 +375,7 @@ export function parseOptions(
       pids,
       cgroups: v.cgroup,
       traceEvents: v["trace-event"],
+      traceEventConfigs: v["trace-event-config"],
       output: v.output,
       ringbufSizeMib: mib,
       verbosity: v.verbose?.length ?? 0,
@@ -377,7 +388,7 @@ export function parseOptions(
         userStackBytes: copy,
         perfCounters,
         counterFreq: counterHz,
-        probes: { events: [], pids: probePids },
+        probes: { events: [], ranges: [], tracks: [], pids: probePids },
       },
     },
   };

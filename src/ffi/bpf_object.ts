@@ -284,6 +284,46 @@ export class BpfObject {
     );
   }
 
+  /** Up to MAX entries of a hash map, key and value bytes each (a map changing meanwhile may skip some). */
+  entries(
+    mapName: string,
+    keySize: number,
+    valueSize: number,
+    max: number,
+  ): [Uint8Array, Uint8Array][] {
+    const lib = loadLibbpf(), fd = this.mapFd(mapName);
+    const out: [Uint8Array, Uint8Array][] = [];
+    let key: Uint8Array | null = null;
+    for (let i = 0; i < max; i++) {
+      const next = new Uint8Array(keySize);
+      // A key that is in no map starts the walk at the first.
+      const from = key ?? new Uint8Array(keySize).fill(0xff);
+      if (lib.bpf_map_get_next_key(fd, from, next) < 0) break;
+      const value = new Uint8Array(valueSize);
+      if (lib.bpf_map_lookup_elem(fd, next, value) === 0) out.push([next, value]);
+      key = next;
+    }
+    return out;
+  }
+
+  /** COUNT u64 values of an array map from KEY on. */
+  readArrayU64(mapName: string, key: number, count: number): bigint[] {
+    const fd = this.mapFd(mapName), out: bigint[] = [];
+    for (let i = 0; i < count; i++) {
+      const v = new BigUint64Array(1);
+      check(
+        loadLibbpf().bpf_map_lookup_elem(
+          fd,
+          new Uint8Array(new Uint32Array([key + i]).buffer),
+          new Uint8Array(v.buffer),
+        ),
+        `reading ${mapName}[${key + i}]`,
+      );
+      out.push(v[0]);
+    }
+    return out;
+  }
+
   /** Writes VALUE at the u32 KEY of an array map. */
   updateArray(mapName: string, key: number, value: Uint8Array): void {
     check(

@@ -219,6 +219,7 @@ function open(opts: RecordOptions, recorders: Recorder[], out: PacketPath): Reco
     stopRequested: false,
     stop: () => rec.stopRequested = true,
   };
+  let triggered = false;
   rec.sessions = startSessions(recorders, {
     options: opts.recorderOptions,
     cpus,
@@ -226,6 +227,12 @@ function open(opts: RecordOptions, recorders: Recorder[], out: PacketPath): Reco
     base,
     verbosity: opts.verbosity,
     log: opts.log,
+    requestStop: (why) => {
+      if (triggered) return;
+      triggered = true;
+      opts.log(`systing: stopping: ${why}`);
+      rec.stop();
+    },
   });
   return rec;
 }

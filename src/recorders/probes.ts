@@ -6,6 +6,8 @@
  * recording starts (src/probes/); this is the BPF side's setup and the decoding.
  */
 import type { BpfObject } from "../ffi/bpf_object.ts";
+import { TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
+import { TrackEventWriter } from "../perfetto/track_event_writer.ts";
 import type { ProbeTarget } from "../probes/probe_target.ts";
 import { decodeFields, type TracepointFormat } from "../probes/tracepoint_format.ts";
 import type { DecoderTable } from "../records/record_decoder.ts";
@@ -16,6 +18,8 @@ import {
   PROBE_SLOTS,
   PROBE_STRING_LEN,
   ProbeArg,
+  ProbeScope,
+  RangeFlag,
   RecordKind,
 } from "../records/records.ts";
 import type { DecoderScope, Recorder } from "./recorder.ts";
@@ -34,11 +38,34 @@ export interface ProbeEvent {
   name: string;
   target: ProbeTarget;
   args: ProbeArgument[];
+  /** Where its ranges pair and its instants go: per thread, process or CPU. */
+  scope: "thread" | "process" | "cpu";
+  /** Whether each firing is an instant (an event only starting or ending ranges is not). */
+  instant: boolean;
+  /** The config track its instants go on (index into ProbeOptions.tracks); else its own. */
+  track?: number;
+  /** The range it starts, and the one it ends (indices into ProbeOptions.ranges). */
+  rangeStart?: number;
+  rangeEnd?: number;
+  /** A stop trigger: its first firing ends the recording. */
+  stop: boolean;
+}
+
+/** A range of a config track: a slice from its start event to its end event. */
+export interface ProbeRange {
+  name: string;
+  track: number;
+  scope: ProbeEvent["scope"];
+  /** A range longer than this stops the recording (0: never). */
+  stopNs: number;
 }
 
 /** The probes recorder's part of RecorderOptions. */
 export interface ProbeOptions {
   events: ProbeEvent[];
+  ranges: ProbeRange[];
+  /** The config tracks' names. */
+  tracks: string[];
   /** --trace-event-pid: user probes only in these processes (empty: every process). */
   pids: number[];
 }
@@ -60,20 +87,71 @@ export function probeTrack(event: number, tgid: number, tid: number): number {
   return (0x100 + event) * 2 ** 44 + (tgid % 2 ** 22) * 2 ** 22 + (tid % 2 ** 22);
 }
 
+/**
+ * Config track T of a scope (thread: tgid and tid; process: tgid and 0; CPU: 2^22 - 1 and the
+ * CPU), under tag 0x1c0 + T: above the syscalls recorder's.
+ */
+export function configTrack(track: number, a: number, b: number): number {
+  return (0x1c0 + track) * 2 ** 44 + (a % 2 ** 22) * 2 ** 22 + (b % 2 ** 22);
+}
+
+/** Config tracks one recording can have (tags 0x1c0 to 0x1ff). */
+export const MAX_CONFIG_TRACKS = 64;
+
 /** What the drain workers need to decode (structured-clonable). */
 interface WorkerEvent {
   name: string;
   args: ProbeArgument[];
   format?: TracepointFormat;
+  scope: ProbeEvent["scope"];
+  track?: number;
+  stop: boolean;
+}
+
+interface WorkerConfig {
+  events: WorkerEvent[];
+  ranges: ProbeRange[];
+  tracks: string[];
 }
 
 const DECODER = new TextDecoder("utf-8", { fatal: false });
 
 const ARG_TYPES = { long: ProbeArg.Long, string: ProbeArg.String, retval: ProbeArg.Retval };
 
-function decoders(scope: DecoderScope, config: unknown): DecoderTable {
-  const events = config as WorkerEvent[];
+/**
+ * The track a config event or range of SCOPE goes on, for a record of thread tid in tgid on cpu,
+ * described once (DESCRIBED is bounded like the syscalls recorder's).
+ */
+function placeOnTrack(
+  scope: DecoderScope,
+  described: Set<number>,
+  names: string[],
+  track: number,
+  where: ProbeEvent["scope"],
+  tgid: number,
+  tid: number,
+  cpu: number,
+): number {
   const t = scope.tracks;
+  const uuid = where === "thread"
+    ? configTrack(track, tgid, tid)
+    : where === "process"
+    ? configTrack(track, tgid, 0)
+    : configTrack(track, 2 ** 22 - 1, cpu);
+  if (!described.has(uuid)) {
+    if (described.size >= 1 << 16) described.clear();
+    described.add(uuid);
+    if (where === "thread") t.threadTrack(uuid, tgid, tid, names[track]);
+    else if (where === "process") t.threadTrack(uuid, tgid, tgid, `${names[track]} (process)`);
+    else t.groupTrack(uuid, `${names[track]} cpu${cpu}`);
+  }
+  return uuid;
+}
+
+function decoders(scope: DecoderScope, config: unknown): DecoderTable {
+  const { events, ranges, tracks } = config as WorkerConfig;
+  const t = scope.tracks;
+  const rangeNames = ranges.map((r) => t.nameIid(r.name));
   const names = events.map((e) => t.nameIid(e.name));
   // Interned before any event: a name is sent in the packet of the event that first uses it,
   // ahead of the event, so it must be known when the event begins.
@@ -85,7 +163,26 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
   );
   const described = new Set<number>();
   return {
-    [RecordKind.Probe]: (mem, off, size, ts) => {
+    [RecordKind.Range]: (mem, off, size, ts, b) => {
+      const R = L.rec_range;
+      const w = off >> 2;
+      const range = mem.u32[w + 6];
+      if (size !== R.size || range >= ranges.length) return false;
+      const r = ranges[range];
+      const tid = mem.u32[w + 4], tgid = mem.u32[w + 5];
+      const uuid = placeOnTrack(scope, described, tracks, r.track, r.scope, tgid, tid, b.cpu);
+      t.begin(
+        scope.base.relative(mem.u32[w + 8], mem.u32[w + 9]),
+        1, /* begin */
+        uuid,
+        rangeNames[range],
+      );
+      t.end();
+      t.sliceEnd(ts, uuid);
+      if (mem.u32[w + 11] & RangeFlag.Stop) scope.forward(mem, off, size);
+      return true;
+    },
+    [RecordKind.Probe]: (mem, off, size, ts, b) => {
       const R = L.rec_probe;
       const w = off >> 2;
       const event = mem.u32[w + 6];
@@ -96,12 +193,17 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
       }
       const tid = mem.u32[w + 4], tgid = mem.u32[w + 5];
       const ev = events[event];
-      const track = probeTrack(event, tgid, tid);
-      if (!described.has(track)) {
-        // Bounded like the syscalls recorder's: past it, descriptors are written again.
-        if (described.size >= 1 << 16) described.clear();
-        described.add(track);
-        t.threadTrack(track, tgid, tid, ev.name);
+      let track: number;
+      if (ev.track !== undefined) {
+        track = placeOnTrack(scope, described, tracks, ev.track, ev.scope, tgid, tid, b.cpu);
+      } else {
+        track = probeTrack(event, tgid, tid);
+        if (!described.has(track)) {
+          // Bounded like the syscalls recorder's: past it, descriptors are written again.
+          if (described.size >= 1 << 16) described.clear();
+          described.add(track);
+          t.threadTrack(track, tgid, tid, ev.name);
+        }
       }
       t.begin(ts, 3, /* instant */ track, names[event]);
       const data = mem.bytes.subarray(off + R.size, off + R.size + dataLen);
@@ -128,6 +230,7 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
         }
       }
       t.end();
+      if (ev.stop) scope.forward(mem, off, size);
       return true;
     },
   };
@@ -151,6 +254,10 @@ function specBytes(e: ProbeEvent): Uint8Array {
     : 0;
   dv.setUint32(S.data_len, dataLen, true);
   dv.setUint32(S.kernel, t.kind === "fentry" || t.kind === "fexit" ? 1 : 0, true);
+  dv.setUint16(S.range_start, e.rangeStart === undefined ? 0 : e.rangeStart + 1, true);
+  dv.setUint16(S.range_end, e.rangeEnd === undefined ? 0 : e.rangeEnd + 1, true);
+  b[S.scope] = ProbeScope[e.scope];
+  b[S.instant] = e.instant || e.stop ? 1 : 0;
   return b;
 }
 
@@ -161,15 +268,41 @@ export const probes: Recorder = {
   bpf: {
     programs: [],
     ownPrograms: ["probe_uprobe", "probe_usdt", "probe_tracepoint", ...SLOT_PROGRAMS],
-    maps: ["probe_specs", "probe_slots", "__bpf_usdt_specs", "__bpf_usdt_ip_to_spec_id"],
+    maps: [
+      "probe_specs",
+      "probe_slots",
+      "probe_ranges",
+      "open_ranges",
+      "range_misses",
+      "__bpf_usdt_specs",
+      "__bpf_usdt_ip_to_spec_id",
+    ],
   },
-  kinds: [RecordKind.Probe],
+  kinds: [RecordKind.Probe, RecordKind.Range],
   unsupported: () => undefined,
   decoders,
   start(ctx) {
-    const { events, pids } = ctx.options.probes;
+    const { events, ranges, tracks, pids } = ctx.options.probes;
     const slots = new Map<number, string>();
+    let stoppedBy: string | undefined;
+    const misses: { unmatched: number; overflow: number }[] = [];
+    let unfinished = 0;
     return {
+      forwarded: [RecordKind.Probe, RecordKind.Range],
+      records(batch) {
+        if (stoppedBy) return;
+        const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+        const kind = dv.getUint16(0, true);
+        if (kind === RecordKind.Range) {
+          const r = ranges[dv.getUint32(L.rec_range.range, true)];
+          const ns = Number(dv.getBigUint64(8, true) - dv.getBigUint64(L.rec_range.start_ts, true));
+          stoppedBy = `range ${r?.name} lasted ${(ns / 1e3).toFixed(0)} µs, over its ` +
+            `${((r?.stopNs ?? 0) / 1e3).toFixed(0)} µs stop threshold`;
+        } else {
+          stoppedBy = `stop trigger ${events[dv.getUint32(L.rec_probe.event, true)]?.name} fired`;
+        }
+        ctx.requestStop(stoppedBy);
+      },
       configure({ obj }) {
         obj.setMaxEntries("probe_specs", Math.max(1, events.length));
         let entries = 0, exits = 0;
@@ -204,15 +337,26 @@ export const probes: Recorder = {
         }
         return undefined;
       },
-      workerConfig: (): WorkerEvent[] =>
-        events.map((e) => ({
+      workerConfig: (): WorkerConfig => ({
+        events: events.map((e) => ({
           name: e.name,
           args: e.args,
+          scope: e.scope,
+          stop: e.stop,
+          ...e.track !== undefined ? { track: e.track } : {},
           ...e.target.kind === "tracepoint" ? { format: e.target.format } : {},
         })),
+        ranges,
+        tracks,
+      }),
       attach(obj: BpfObject) {
         const said: string[] = [];
         events.forEach((e, i) => obj.updateArray("probe_specs", i, specBytes(e)));
+        ranges.forEach((r, i) => {
+          const v = new Uint8Array(L.probe_range.size);
+          new DataView(v.buffer).setBigUint64(L.probe_range.stop_ns, BigInt(r.stopNs), true);
+          obj.updateArray("probe_ranges", i, v);
+        });
         events.forEach((e, i) => {
           const t = e.target;
           const where = pids.length ? pids : [-1];
@@ -242,7 +386,63 @@ export const probes: Recorder = {
         });
         return said;
       },
-      summary: () => [`probes: ${events.length} events (${events.map((e) => e.name).join(", ")})`],
+      finish(end, out, obj) {
+        const K = L.range_key, V = L.range_open;
+        for (let i = 0; i < ranges.length; i++) {
+          const m = obj.readArrayU64("range_misses", 2 * i, 2);
+          misses.push({ unmatched: Number(m[0]), overflow: Number(m[1]) });
+        }
+        // Ranges still open: closed at the end of the trace, and marked.
+        const w = new TrackEventWriter(ctx.sequence(), new TimestampBase(ctx.base));
+        const open = w.annotationIid("unfinished");
+        const described = new Set<number>();
+        const endRel = Number(end - ctx.base);
+        for (const [k, v] of obj.entries("open_ranges", K.size, V.size, 16384)) {
+          const kv = new DataView(k.buffer), vv = new DataView(v.buffer);
+          const range = kv.getUint32(K.range, true), key = Number(kv.getBigUint64(K.scope, true));
+          const r = ranges[range];
+          const depth = vv.getUint32(V.depth, true), tgid = vv.getUint32(V.tgid, true);
+          if (!r) continue;
+          const uuid = r.scope === "thread"
+            ? configTrack(r.track, tgid, key)
+            : r.scope === "process"
+            ? configTrack(r.track, key, 0)
+            : configTrack(r.track, 2 ** 22 - 1, key);
+          if (!described.has(uuid)) {
+            described.add(uuid);
+            if (r.scope === "cpu") w.groupTrack(uuid, `${tracks[r.track]} cpu${key}`);
+            else w.threadTrack(uuid, tgid, r.scope === "thread" ? key : tgid, tracks[r.track]);
+          }
+          const name = w.nameIid(r.name);
+          for (let d = 0; d < Math.min(depth, 8); d++) {
+            const start = vv.getBigUint64(V.start_ts + 8 * d, true);
+            w.begin(Number(start - ctx.base), 1, uuid, name);
+            w.intArg(open, 1);
+            w.end();
+            unfinished++;
+          }
+          for (let d = 0; d < Math.min(depth, 8); d++) w.sliceEnd(endRel, uuid);
+        }
+        out(w.take());
+      },
+      summary: () => {
+        const lines = [
+          `probes: ${events.length} events (${events.map((e) => e.name).join(", ")})`,
+        ];
+        if (ranges.length) {
+          lines.push(
+            `ranges: ${unfinished} still open at the end (closed there, marked unfinished)` +
+              misses.map((m, i) =>
+                m.unmatched || m.overflow
+                  ? `; ${ranges[i].name}: ${m.unmatched} ends without a start dropped, ` +
+                    `${m.overflow} starts too deep or without room dropped`
+                  : ""
+              ).join(""),
+          );
+        }
+        if (stoppedBy) lines.push(`stopped by a trigger: ${stoppedBy}`);
+        return lines;
+      },
     };
   },
 };

@@ -78,6 +78,8 @@ export interface RecorderContext {
   readonly base: bigint;
   readonly verbosity: number;
   log(line: string): void;
+  /** Ends the recording as if its duration were up (a stop trigger); WHY goes in the summary. */
+  requestStop(why: string): void;
   /** A packet sequence of its own (trusted_packet_sequence_id) for main-thread track events. */
   sequence(): number;
   /**

@@ -25,11 +25,12 @@ export const RecordKind = {
   TaskNewtask: 18,
   SchedPrev: 19,
   Probe: 20,
+  Range: 21,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 21;
+export const RECORD_KIND_COUNT = 22;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -54,6 +55,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "task_newtask",
   "sched_prev",
   "probe",
+  "range",
 ];
 
 export const COMM_LEN = 16;
@@ -69,6 +71,12 @@ export const PROBE_STRING_LEN = 64;
 export const PROBE_DATA_LEN = 256;
 /** fentry and fexit programs each (kprobe:, kretprobe: events). */
 export const PROBE_SLOTS = 8;
+export const PROBE_RANGES = 64;
+export const RANGE_DEPTH = 8;
+/** enum range_flags */
+export const RangeFlag = { Stop: 1 } as const;
+/** enum probe_scope */
+export const ProbeScope = { thread: 0, process: 1, cpu: 2 } as const;
 /** enum probe_arg_type */
 export const ProbeArg = { None: 0, Long: 1, String: 2, Retval: 3 } as const;
 /** A filtered trace's pid for the untraced tasks of CPU c: UNTRACED_PID + c. */
@@ -157,7 +165,30 @@ export const Layout = {
   rec_cpu_frequency: { size: 24, cpu: 16, khz: 20 },
   systing_state: { size: 16, recording: 0, adopt: 4, since: 8 },
   filter_cgroup: { size: 16, ssid: 0, level: 4, id: 8 },
-  probe_spec: { size: 16, arg_type: 0, arg_index: 4, data_len: 8, kernel: 12 },
+  probe_spec: {
+    size: 24,
+    arg_type: 0,
+    arg_index: 4,
+    data_len: 8,
+    kernel: 12,
+    range_start: 16,
+    range_end: 18,
+    scope: 20,
+    instant: 21,
+  },
+  probe_range: { size: 8, stop_ns: 0 },
+  range_key: { size: 16, range: 0, scope: 8 },
+  range_open: { size: 72, start_ts: 0, depth: 64, tgid: 68 },
+  rec_range: {
+    size: 48,
+    pid: 16,
+    tgid: 20,
+    range: 24,
+    cpu: 28,
+    start_ts: 32,
+    depth: 40,
+    flags: 44,
+  },
   rec_probe: { size: 64, pid: 16, tgid: 20, event: 24, data_len: 28, nargs: 30, args: 32 },
   cpu_switch: { size: 32, ts: 0, since: 8, untraced: 16, told: 20, skipped: 24 },
   systing_config: {
