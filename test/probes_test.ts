@@ -144,9 +144,9 @@ Deno.test("probes: a process started after attach is covered; --trace-event-pid 
     try {
       const ev = `uprobe:${bin}:probe_target_double`;
       // Every process: one started before attach and one after.
-      const all = await recordFiring(dir, ["--trace-event", ev], [chosen], async () => {
+      const all = await recordFiring(dir, ["--trace-event", ev], [chosen], () => {
         later = new Target(bin);
-        return [later];
+        return Promise.resolve([later]);
       });
       for (const r of all.results) assert.equal(fired(all.view, ev, r.tid).length, COUNT);
 
@@ -247,5 +247,133 @@ Deno.test("probes: a spec that cannot work is one line naming it, a non-zero exi
       assert.equal(lines.length, 1, `${args.join(" ")}: ${r.stderr}`);
       assert.match(lines[0], message, args.join(" "));
       assert.ok(!(await Deno.stat(trace).catch(() => undefined)), `${args.join(" ")}: no file`);
+    }
+  }));
+
+Deno.test("probes config: ranges pair their events exactly, ends without a start are counted, open ones end with the trace", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const target = new Target(bin);
+    try {
+      const config = {
+        events: [
+          {
+            name: "in",
+            event: `uprobe:${bin}:probe_target_double`,
+            args: [{ arg_index: 0, arg_type: "long", arg_name: "x" }],
+          },
+          {
+            name: "out",
+            event: `uretprobe:${bin}:probe_target_double`,
+            args: [{ arg_type: "retval", arg_name: "doubled" }],
+          },
+          { name: "tick", event: `usdt:${bin}:systing:tick` },
+          { name: "done", event: `uretprobe:${bin}:main` },
+        ],
+        tracks: [
+          {
+            track_name: "work",
+            ranges: [
+              { name: "doubling", start: "in", end: "out" },
+              // Its first end comes before any start: counted, dropped.
+              { name: "between", start: "out", end: "in" },
+            ],
+          },
+          // Ticks nest 8 deep at most, and main's return (not seen: see below) closes none.
+          { track_name: "ticks", ranges: [{ name: "ticking", start: "tick", end: "done" }] },
+          { track_name: "marks", instants: [{ event: "in" }, { event: "out" }] },
+        ],
+      };
+      await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+      const { view, results, stderr } = await recordFiring(
+        dir,
+        ["--trace-event-config", `${dir}/c.json`],
+        [target],
+      );
+      const r = results[0];
+      const on = (track: string, name: string) =>
+        view.slices.filter((s) => {
+          const t = view.tracks.get(s.track);
+          return s.name === name && t?.name === track && t.thread?.tid === r.tid;
+        });
+      const marks = (name: string) =>
+        view.instants.filter((i) => i.name === name && view.tracks.get(i.track)?.name === "marks")
+          .map((i) => i.ts).sort((a, b) => (a < b ? -1 : 1));
+      const ins = marks("in"), outs = marks("out");
+      assert.equal(ins.length, COUNT);
+      assert.equal(outs.length, COUNT);
+      // Each slice runs exactly from its call's entry to its return.
+      const doubling = on("work", "doubling").sort((a, b) => (a.begin < b.begin ? -1 : 1));
+      assert.equal(doubling.length, COUNT);
+      doubling.forEach((s, i) => {
+        assert.equal(s.begin, ins[i], `slice ${i} begins at its entry`);
+        assert.equal(s.end, outs[i], `slice ${i} ends at its return`);
+      });
+      // From each return to the next call: the last return's is still open at the stop.
+      const between = on("work", "between");
+      const unfinished = (xs: typeof between) =>
+        xs.filter((s) => s.args.unfinished === 1n || s.args.unfinished === 1).length;
+      assert.equal(between.length, COUNT);
+      assert.equal(unfinished(between), 1);
+      assert.match(stderr, /between: 1 ends without a start dropped, 0 starts/);
+      // 8 ticks open (the rest have no room: counted). main was entered before attach, so its
+      // return is never seen (a uretprobe catches only calls made after it): all 8 reach the
+      // end of the trace, marked, with the last "between".
+      const ticking = on("ticks", "ticking");
+      assert.equal(ticking.length, 8);
+      assert.equal(unfinished(ticking), 8);
+      assert.match(stderr, /9 still open at the end/);
+      assert.match(
+        stderr,
+        new RegExp(`ticking: 0 ends without a start dropped, ${COUNT - 8} starts`),
+      );
+    } finally {
+      await target.close();
+    }
+  }));
+
+Deno.test("probes config: a range over its threshold, or a stop instant, ends the recording there", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    for (const trigger of ["threshold", "instant"]) {
+      const target = new Target(bin);
+      try {
+        const config = {
+          events: [
+            { name: "in", event: `uprobe:${bin}:probe_target_double` },
+            { name: "out", event: `uretprobe:${bin}:probe_target_double` },
+          ],
+          tracks: [{ track_name: "work", ranges: [{ name: "doubling", start: "in", end: "out" }] }],
+          stop_triggers: trigger === "threshold"
+            ? { thresholds: [{ start: "in", end: "out", duration_us: 1 }] }
+            : { instants: [{ event: "out" }] },
+        };
+        await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+        const trace = `${dir}/t.pb`;
+        // No duration: only the trigger can end it (the test's deadline turns a miss into a failure).
+        const rec = await Recorder.start([
+          "-n",
+          "-o",
+          trace,
+          "--trace-event-config",
+          `${dir}/c.json`,
+        ]);
+        try {
+          await target.go();
+          const exit = await rec.wait();
+          assert.equal(exit.code, 0, exit.stderr);
+          assert.match(
+            exit.stderr,
+            trigger === "threshold"
+              ? /stopping: range doubling lasted \d+ µs, over its 1 µs stop threshold/
+              : /stopping: stop trigger out fired/,
+          );
+          await assertTraceChecks(trace);
+        } finally {
+          await rec.close();
+        }
+      } finally {
+        await target.close();
+      }
     }
   }));
