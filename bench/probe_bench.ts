@@ -68,8 +68,17 @@ async function run(tracer?: { cmd: string; args: string[]; ready: RegExp }) {
   const nsPerCall = median(each);
   const rate = each.reduce((a, ns) => a + 1e9 / ns, 0);
   if (child) {
-    child.kill("SIGINT");
-    await child.status;
+    // bpftrace under a heavy uprobe load has been seen to miss a SIGINT: then TERM, then KILL.
+    for (const signal of ["SIGINT", "SIGTERM", "SIGKILL"] as const) {
+      try {
+        child.kill(signal);
+      } catch { /* gone */ }
+      const done = await Promise.race([
+        child.status.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 10_000)),
+      ]);
+      if (done) break;
+    }
     await Promise.all(drained);
   }
   return { nsPerCall, rate, err };

@@ -74,6 +74,13 @@ export function resolveProbeEvents(
         );
       }
       names.add(e.name);
+      if (e.stack) {
+        // Said rather than ignored: the user asked for something the trace would not have.
+        throw new ProbeError(
+          `${file.path}: event "${e.name}": "stack": true is not supported yet (a probe's stack ` +
+            "is not recorded); drop it",
+        );
+      }
       index.set(e.name, events.length);
       let t: ProbeTarget;
       try {
