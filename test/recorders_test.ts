@@ -103,7 +103,14 @@ function contents(view: TraceView): string[] {
     uuid === undefined ? undefined : view.tracks.get(uuid)?.name;
   for (const [track, n] of view.sliceCounts) {
     if (n === 0) continue;
-    found.add(trackName(track) === "syscalls" ? "syscalls" : `slices on ${trackName(track)}`);
+    const name = trackName(track) ?? "";
+    found.add(
+      name === "syscalls"
+        ? "syscalls"
+        : /^(usdt|uprobe|uretprobe|tracepoint|kprobe|kretprobe):/.test(name)
+        ? "probes"
+        : `slices on ${name}`,
+    );
   }
   for (const c of view.counterValues) {
     const parent = trackName(view.tracks.get(c.track)?.parent);
@@ -118,7 +125,11 @@ const supported = RECORDERS.filter((r) => !r.unsupported(features)).map((r) => r
 features.close();
 
 /** What a recorder needs besides its name to run. */
-const EXTRA: Record<string, string[]> = { "perf-counters": ["--perf-counter", "cs"] };
+const EXTRA: Record<string, string[]> = {
+  "perf-counters": ["--perf-counter", "cs"],
+  // The workload's getppid loop fires it.
+  probes: ["--trace-event", "tracepoint:syscalls:sys_enter_getppid"],
+};
 
 function test(name: string, fn: () => Promise<void>) {
   Deno.test({ name: `recorders: ${name}`, fn });

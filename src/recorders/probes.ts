@@ -149,7 +149,9 @@ function placeOnTrack(
 }
 
 function decoders(scope: DecoderScope, config: unknown): DecoderTable {
-  const { events, ranges, tracks } = config as WorkerConfig;
+  // No config (a harness decoding without a session): no events to decode.
+  const { events, ranges, tracks } =
+    (config ?? { events: [], ranges: [], tracks: [] }) as WorkerConfig;
   const t = scope.tracks;
   const rangeNames = ranges.map((r) => t.nameIid(r.name));
   const names = events.map((e) => t.nameIid(e.name));
