@@ -37,6 +37,10 @@ typedef int64_t __s64;
 #define SYSTING_PROBE_DATA_LEN 256
 /* fentry and fexit programs each, for kprobe:/kretprobe: events (one function each). */
 #define SYSTING_PROBE_SLOTS 8
+/* Bytes of a userspace marker's "Track:Event" text. */
+#define SYSTING_MARKER_LEN 128
+/* faccessat2(2)'s mode for a marker: this in the high 16 bits, enum marker_kind in the low. */
+#define SYSTING_MARKER_MAGIC 1398341632
 /* Most -c/--cgroup filters. */
 #define SYSTING_MAX_FILTER_CGROUPS 8
 /* The pid a filtered trace gives the untraced tasks of CPU c: SYSTING_UNTRACED_PID + c. */
@@ -65,6 +69,7 @@ enum rec_kind {
 	REC_SCHED_PREV = 19,
 	REC_PROBE = 20,
 	REC_RANGE = 21,
+	REC_MARKER = 22,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -331,6 +336,23 @@ struct rec_probe {
 	__u64 args[SYSTING_PROBE_ARGS];
 };
 
+/* What a userspace marker marks (the low 16 bits of its faccessat2 mode). */
+enum marker_kind {
+	MARKER_INSTANT = 1,
+	MARKER_BEGIN = 2,
+	MARKER_END = 3,
+};
+
+/* A userspace marker: thread pid called faccessat2(-1, "Track:Event", MAGIC | kind, 0). */
+struct rec_marker {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__u32 kind; /* enum marker_kind */
+	__u32 __pad0;
+	char text[SYSTING_MARKER_LEN];
+};
+
 enum syscall_flags {
 	SYSCALL_COMPAT = 1,     /* a 32-bit task: nr is an ia32 number */
 	SYSCALL_NO_RETURN = 2,  /* exit or exit_group: recorded at entry, ts == enter_ts */
@@ -465,6 +487,8 @@ _Static_assert(sizeof(struct rec_syscall) == 48, "rec_syscall");
 _Static_assert(sizeof(struct rec_probe) == 64, "rec_probe");
 _Static_assert(sizeof(struct probe_spec) == 24, "probe_spec");
 _Static_assert(sizeof(struct rec_range) == 48, "rec_range");
+_Static_assert(sizeof(struct rec_marker) == 160, "rec_marker");
+_Static_assert(SYSTING_MARKER_MAGIC == 0x53590000, "marker magic: 'SY' << 16");
 _Static_assert(sizeof(struct range_open) == 72, "range_open");
 _Static_assert(SYSTING_PROBE_ARGS * SYSTING_PROBE_STRING_LEN == SYSTING_PROBE_DATA_LEN, "data");
 _Static_assert(sizeof(struct counter_value) == 24, "counter_value");

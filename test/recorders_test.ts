@@ -62,6 +62,10 @@ async function everything(): Promise<Workloads> {
     runJson(bins.spin, ["300"]),
     runJson(bins.sleep, ["300"]),
     diskIo(),
+    // A userspace marker (the markers recorder), in the shell form the README gives.
+    new Deno.Command("perl", {
+      args: ["-e", '$t = "recorders-test:mark"; syscall(439, -1, $t, 0x53590001, 0)'],
+    }).output(),
   ]);
   return { loop, pingpong };
 }
@@ -109,6 +113,8 @@ function contents(view: TraceView): string[] {
         ? "syscalls"
         : /^(usdt|uprobe|uretprobe|tracepoint|kprobe|kretprobe):/.test(name)
         ? "probes"
+        : name === "recorders-test"
+        ? "markers"
         : `slices on ${name}`,
     );
   }

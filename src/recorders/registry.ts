@@ -4,6 +4,7 @@
  */
 import { cpuFrequency } from "./cpu_frequency.ts";
 import { irq } from "./irq.ts";
+import { markers } from "./markers.ts";
 import { perfCounters } from "./perf_counters.ts";
 import { probes } from "./probes.ts";
 import type { Recorder } from "./recorder.ts";
@@ -21,6 +22,7 @@ export const RECORDERS: readonly Recorder[] = [
   perfCounters,
   cpuFrequency,
   probes,
+  markers,
 ];
 
 export function recorderNamed(name: string): Recorder | undefined {

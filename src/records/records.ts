@@ -26,11 +26,12 @@ export const RecordKind = {
   SchedPrev: 19,
   Probe: 20,
   Range: 21,
+  Marker: 22,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 22;
+export const RECORD_KIND_COUNT = 23;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -56,6 +57,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "sched_prev",
   "probe",
   "range",
+  "marker",
 ];
 
 export const COMM_LEN = 16;
@@ -71,6 +73,11 @@ export const PROBE_STRING_LEN = 64;
 export const PROBE_DATA_LEN = 256;
 /** fentry and fexit programs each (kprobe:, kretprobe: events). */
 export const PROBE_SLOTS = 8;
+export const MARKER_LEN = 128;
+/** faccessat2's mode for a marker: MARKER_MAGIC | MarkerKind. */
+export const MARKER_MAGIC = 0x53590000;
+/** enum marker_kind */
+export const MarkerKind = { Instant: 1, Begin: 2, End: 3 } as const;
 export const PROBE_RANGES = 64;
 export const RANGE_DEPTH = 8;
 /** enum range_flags */
@@ -179,6 +186,7 @@ export const Layout = {
   probe_range: { size: 8, stop_ns: 0 },
   range_key: { size: 16, range: 0, scope: 8 },
   range_open: { size: 72, start_ts: 0, depth: 64, tgid: 68 },
+  rec_marker: { size: 160, pid: 16, tgid: 20, kind: 24, text: 32 },
   rec_range: {
     size: 48,
     pid: 16,
