@@ -4,7 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { readTrace, type TraceView } from "./trace_reader.ts";
-import { assertTraceChecks, compile, compileC, Recorder, REPO, runRecorder } from "./workload.ts";
+import {
+  assertTraceChecks,
+  compile,
+  compileC,
+  GatedWorkload,
+  Recorder,
+  REPO,
+  runRecorder,
+  withTempDir,
+} from "./workload.ts";
 
 /** Slices NAME on tracks TRACK of the threads TIDS. */
 function slicesOf(view: TraceView, track: string, name: string, tids: Set<number>) {
@@ -15,23 +24,16 @@ function slicesOf(view: TraceView, track: string, name: string, tids: Set<number
   });
 }
 
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "systing-examples-" });
-  try {
-    return await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir("systing-examples-", fn);
 
 Deno.test("examples: pthread_mutex.json's lock waits add up to the workload's own (±10 %)", () =>
   withDir(async (dir) => {
     const bin = await compileC("mutex_contend");
-    const child = new Deno.Command(bin, {
-      args: ["2", "150", "1000"],
-      stdin: "piped",
-      stdout: "piped",
-    }).spawn();
+    const child = new GatedWorkload<{ tids: number[]; wait_ns: number }>(bin, [
+      "2",
+      "150",
+      "1000",
+    ]);
     let rec: Recorder | undefined;
     try {
       rec = await Recorder.start([
@@ -43,10 +45,7 @@ Deno.test("examples: pthread_mutex.json's lock waits add up to the workload's ow
         "--trace-event-pid",
         String(child.pid),
       ]);
-      const w = child.stdin.getWriter();
-      await w.write(new TextEncoder().encode("go\n"));
-      await w.close();
-      const r = JSON.parse(new TextDecoder().decode((await child.output()).stdout));
+      const r = await child.go();
       const exit = await rec.stop();
       assert.equal(exit.code, 0, exit.stderr);
       await assertTraceChecks(`${dir}/t.pb`);
@@ -62,10 +61,7 @@ Deno.test("examples: pthread_mutex.json's lock waits add up to the workload's ow
       assert.ok(r.wait_ns > 50e6, `${r.wait_ns} ns of contention`);
     } finally {
       await rec?.close();
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-      await child.status;
+      await child.close();
     }
   }));
 

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { readTrace, type TraceView } from "./trace_reader.ts";
-import { assertTraceChecks, compileC, Recorder } from "./workload.ts";
+import { assertTraceChecks, compileC, GatedWorkload, Recorder } from "./workload.ts";
 
 const COUNT = 50;
 
@@ -22,19 +22,11 @@ function onTrack(view: TraceView, track: string, tid: number) {
 Deno.test("markers: a C program's instants and ranges, on its thread's tracks", async () => {
   const bin = await compileC("marker_target");
   const dir = await Deno.makeTempDir({ prefix: "systing-markers-" });
-  const child = new Deno.Command(bin, {
-    args: [String(COUNT)],
-    stdin: "piped",
-    stdout: "piped",
-  }).spawn();
+  const child = new GatedWorkload<{ tid: number; step_ns: number }>(bin, [String(COUNT)]);
   let rec: Recorder | undefined;
   try {
     rec = await Recorder.start(["-n", "--add-recorder", "markers", "-o", `${dir}/t.pb`]);
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode("go\n"));
-    await w.close();
-    const out = await child.output();
-    const r = JSON.parse(new TextDecoder().decode(out.stdout));
+    const r = await child.go();
     const exit = await rec.stop();
     assert.equal(exit.code, 0, exit.stderr);
     await assertTraceChecks(`${dir}/t.pb`);
@@ -52,10 +44,7 @@ Deno.test("markers: a C program's instants and ranges, on its thread's tracks", 
     );
   } finally {
     await rec?.close();
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-    await child.status;
+    await child.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

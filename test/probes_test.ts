@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import type { InstantView, TraceView } from "./trace_reader.ts";
 import { readTrace } from "./trace_reader.ts";
-import { assertTraceChecks, compileC, Recorder, runRecorder } from "./workload.ts";
+import {
+  assertTraceChecks,
+  compileC,
+  GatedWorkload,
+  Recorder,
+  runRecorder,
+  withTempDir,
+} from "./workload.ts";
 
 const COUNT = 500;
 
@@ -20,43 +27,13 @@ interface Fired {
 }
 
 /** probe_target, waiting for the word to go: its landmarks fire only once a tracer is attached. */
-class Target {
-  #child: Deno.ChildProcess;
+class Target extends GatedWorkload<Fired> {
   constructor(bin: string) {
-    this.#child = new Deno.Command(bin, {
-      args: [String(COUNT)],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-  }
-  get pid(): number {
-    return this.#child.pid;
-  }
-  async go(): Promise<Fired> {
-    const w = this.#child.stdin.getWriter();
-    await w.write(new TextEncoder().encode("go\n"));
-    await w.close();
-    const out = await this.#child.output();
-    assert.ok(out.success, "probe_target ran");
-    return JSON.parse(new TextDecoder().decode(out.stdout));
-  }
-  async close(): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch { /* gone */ }
-    await this.#child.status;
+    super(bin, [String(COUNT)]);
   }
 }
 
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "systing-probes-" });
-  try {
-    return await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir("systing-probes-", fn);
 
 /** The instants of event NAME fired by thread TID. */
 function fired(view: TraceView, name: string, tid: number): InstantView[] {

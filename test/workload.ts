@@ -111,6 +111,50 @@ export async function run(bin: string, args: string[] = []): Promise<RunResult> 
   return res;
 }
 
+/** A fresh temp dir for FN, removed after it. */
+export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * A workload that waits for a line on stdin before it runs, so that a tracer can attach first,
+ * and prints one line of JSON when done.
+ */
+export class GatedWorkload<T> {
+  #child: Deno.ChildProcess;
+
+  constructor(bin: string, args: string[]) {
+    this.#child = new Deno.Command(bin, { args, stdin: "piped", stdout: "piped" }).spawn();
+  }
+
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Lets it run; resolves to what it printed. */
+  async go(): Promise<T> {
+    const w = this.#child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("go\n"));
+    await w.close();
+    const out = await this.#child.output();
+    if (!out.success) throw new Error(`gated workload ${this.pid} exited ${out.code}`);
+    return JSON.parse(new TextDecoder().decode(out.stdout));
+  }
+
+  /** Kills it if still running; for `finally` blocks. */
+  async close(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await this.#child.status;
+  }
+}
+
 /** Runs a workload that prints one line of JSON and returns it parsed. */
 export async function runJson<T>(bin: string, args: string[] = []): Promise<T> {
   const { stdout } = await run(bin, args);
