@@ -115,6 +115,7 @@ interface WorkerConfig {
 }
 
 const DECODER = new TextDecoder("utf-8", { fatal: false });
+const EMPTY = new Uint8Array(0);
 
 const ARG_TYPES = { long: ProbeArg.Long, string: ProbeArg.String, retval: ProbeArg.Retval };
 
@@ -208,7 +209,8 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
         }
       }
       t.begin(ts, 3, /* instant */ track, names[event]);
-      const data = mem.bytes.subarray(off + R.size, off + R.size + dataLen);
+      // A view only for records that carry data: most do not, and this is the per-event path.
+      const data = dataLen ? mem.bytes.subarray(off + R.size, off + R.size + dataLen) : EMPTY;
       if (ev.format) {
         for (const [name, value] of decodeFields(ev.format, data)) {
           const iid = fieldNames[event].get(name)!;
