@@ -301,6 +301,7 @@ struct range_key {
 
 struct range_open {
 	__u64 start_ts[SYSTING_RANGE_DEPTH];
+	__u64 start_args[SYSTING_RANGE_DEPTH][SYSTING_PROBE_ARGS]; /* the start event's, per level */
 	__u32 depth;
 	__u32 tgid; /* of the task that opened the outermost */
 };
@@ -319,6 +320,8 @@ struct rec_range {
 	__u64 start_ts;
 	__u32 depth; /* 0: outermost */
 	__u32 flags; /* enum range_flags */
+	__u64 start_args[SYSTING_PROBE_ARGS]; /* the start event's arguments (numbers only) */
+	__u64 end_args[SYSTING_PROBE_ARGS];   /* the end event's */
 };
 
 /*
@@ -486,10 +489,10 @@ _Static_assert(sizeof(struct rec_sleep_end) == 40, "rec_sleep_end");
 _Static_assert(sizeof(struct rec_syscall) == 48, "rec_syscall");
 _Static_assert(sizeof(struct rec_probe) == 64, "rec_probe");
 _Static_assert(sizeof(struct probe_spec) == 24, "probe_spec");
-_Static_assert(sizeof(struct rec_range) == 48, "rec_range");
+_Static_assert(sizeof(struct rec_range) == 112, "rec_range");
 _Static_assert(sizeof(struct rec_marker) == 160, "rec_marker");
 _Static_assert(SYSTING_MARKER_MAGIC == 0x53590000, "marker magic: 'SY' << 16");
-_Static_assert(sizeof(struct range_open) == 72, "range_open");
+_Static_assert(sizeof(struct range_open) == 328, "range_open");
 _Static_assert(SYSTING_PROBE_ARGS * SYSTING_PROBE_STRING_LEN == SYSTING_PROBE_DATA_LEN, "data");
 _Static_assert(sizeof(struct counter_value) == 24, "counter_value");
 _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "rec_counters");

@@ -285,7 +285,13 @@ Deno.test("probes config: ranges pair their events exactly, ends without a start
       doubling.forEach((s, i) => {
         assert.equal(s.begin, ins[i], `slice ${i} begins at its entry`);
         assert.equal(s.end, outs[i], `slice ${i} ends at its return`);
+        // The start event's argument and the end event's return value, on the slice.
+        assert.equal(Number(s.args.doubled), 2 * Number(s.args.x), `slice ${i}'s arguments`);
       });
+      assert.deepEqual(
+        doubling.map((s) => Number(s.args.x)),
+        Array.from({ length: COUNT }, (_, i) => i),
+      );
       // From each return to the next call: the last return's is still open at the stop.
       const between = on("work", "between");
       const unfinished = (xs: typeof between) =>

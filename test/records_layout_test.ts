@@ -48,7 +48,7 @@ function headerStructs(): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const m of headerText().matchAll(/struct\s+(\w+)\s*\{([^}]*)\}\s*;/g)) {
     const fields = m[2].split(";").map((d) => d.trim()).filter((d) => d !== "")
-      .map((d) => d.match(/(\w+)\s*(\[[^\]]*\])?$/)![1]);
+      .map((d) => d.match(/(\w+)\s*(\[[^\]]*\])*$/)![1]);
     out.set(m[1], fields);
   }
   return out;

@@ -34,7 +34,7 @@ struct {
 /* The open starts of every range, by scope; what is left at the stop is closed by userspace. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 4096);
 	__type(key, struct range_key);
 	__type(value, struct range_open);
 } open_ranges SEC(".maps");
@@ -166,6 +166,25 @@ static __always_inline void probe_args(void *ctx, enum probe_source from, struct
 	}
 }
 
+/* The event's numeric arguments, for the ranges it starts or ends (strings: their address). */
+static __always_inline void probe_values(void *ctx, enum probe_source from, struct probe_spec *sp,
+					 __u64 *v)
+{
+	for (int i = 0; i < SYSTING_PROBE_ARGS; i++) {
+		switch (sp->arg_type[i]) {
+		case PROBE_ARG_LONG:
+		case PROBE_ARG_STRING:
+			v[i] = probe_arg(ctx, from, sp->arg_index[i]);
+			break;
+		case PROBE_ARG_RETVAL:
+			v[i] = probe_ret(ctx, from);
+			break;
+		default:
+			v[i] = 0;
+		}
+	}
+}
+
 struct rec_probe_data {
 	struct rec_probe r;
 	__u8 data[SYSTING_PROBE_DATA_LEN];
@@ -181,7 +200,8 @@ static __always_inline __u64 range_scope(struct probe_spec *sp, struct task_stru
 }
 
 /* SP's event ends its range: the range's innermost open start pairs with it. */
-static __always_inline void range_close(struct probe_spec *sp, struct task_struct *task, __u64 ts)
+static __always_inline void range_close(struct probe_spec *sp, struct task_struct *task, __u64 ts,
+				       __u64 *args)
 {
 	struct range_key key = { .range = sp->range_end - 1, .scope = range_scope(sp, task) };
 	struct range_open *open = bpf_map_lookup_elem(&open_ranges, &key);
@@ -205,6 +225,10 @@ static __always_inline void range_close(struct probe_spec *sp, struct task_struc
 	r->start_ts = open->start_ts[d & (SYSTING_RANGE_DEPTH - 1)];
 	r->depth = d;
 	r->flags = 0;
+	for (int i = 0; i < SYSTING_PROBE_ARGS; i++) {
+		r->start_args[i] = open->start_args[d & (SYSTING_RANGE_DEPTH - 1)][i];
+		r->end_args[i] = args[i];
+	}
 	pr = bpf_map_lookup_elem(&probe_ranges, &key.range);
 	if (pr && pr->stop_ns && ts - r->start_ts > pr->stop_ns)
 		r->flags |= RANGE_STOP;
@@ -212,7 +236,8 @@ static __always_inline void range_close(struct probe_spec *sp, struct task_struc
 }
 
 /* SP's event starts its range: one more open start in its scope. */
-static __always_inline void range_open(struct probe_spec *sp, struct task_struct *task, __u64 ts)
+static __always_inline void range_open(struct probe_spec *sp, struct task_struct *task, __u64 ts,
+				      __u64 *args)
 {
 	struct range_key key = { .range = sp->range_start - 1, .scope = range_scope(sp, task) };
 	struct range_open *open = bpf_map_lookup_elem(&open_ranges, &key), fresh = {};
@@ -233,6 +258,8 @@ static __always_inline void range_open(struct probe_spec *sp, struct task_struct
 		return;
 	}
 	open->start_ts[open->depth & (SYSTING_RANGE_DEPTH - 1)] = ts;
+	for (int i = 0; i < SYSTING_PROBE_ARGS; i++)
+		open->start_args[open->depth & (SYSTING_RANGE_DEPTH - 1)][i] = args[i];
 	open->depth++;
 }
 
@@ -252,11 +279,16 @@ static __always_inline int probe_hit(void *ctx, enum probe_source from, __u32 ev
 		return 0;
 	if (!state.recording)
 		return 0;
-	/* An end first: an event that ends one range and starts another (a loop's step). */
-	if (sp->range_end)
-		range_close(sp, task, ts);
-	if (sp->range_start)
-		range_open(sp, task, ts);
+	if (sp->range_end || sp->range_start) {
+		__u64 args[SYSTING_PROBE_ARGS];
+
+		probe_values(ctx, from, sp, args);
+		/* An end first: an event that ends one range and starts another (a loop's step). */
+		if (sp->range_end)
+			range_close(sp, task, ts, args);
+		if (sp->range_start)
+			range_open(sp, task, ts, args);
+	}
 	if (!sp->instant)
 		return 0;
 	if (sp->data_len) {

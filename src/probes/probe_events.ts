@@ -114,6 +114,8 @@ export function resolveProbeEvents(
       end.rangeEnd = ranges.length;
       ranges.push({
         name: r.name,
+        start: index.get(r.start)!,
+        end: index.get(r.end)!,
         track: trackIndex(r.track),
         scope: start.scope,
         stopNs: stop?.ns ?? 0,

@@ -54,6 +54,9 @@ export interface ProbeEvent {
 /** A range of a config track: a slice from its start event to its end event. */
 export interface ProbeRange {
   name: string;
+  /** Its start and end events (indices into ProbeOptions.events): their arguments go on it. */
+  start: number;
+  end: number;
   track: number;
   scope: ProbeEvent["scope"];
   /** A range longer than this stops the recording (0: never). */
@@ -165,8 +168,19 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
     new Map((e.format?.fields ?? []).map((f) => [f.name, t.annotationIid(f.name)]))
   );
   const described = new Set<number>();
+  let words: Uint32Array = new Uint32Array(0), swords: Int32Array = new Int32Array(0);
+  /** EVENT's numeric arguments (strings: only on its instants), from the u64s at word W. */
+  const rangeArgs = (event: number, w: number) => {
+    const ev = events[event];
+    ev?.args.slice(0, PROBE_ARGS).forEach((a, i) => {
+      if (a.type === "string") return;
+      t.intArg(argNames[event][i], swords[w + 2 * i + 1] * 4294967296 + words[w + 2 * i]);
+    });
+  };
   return {
     [RecordKind.Range]: (mem, off, size, ts, b) => {
+      words = mem.u32;
+      swords = mem.i32;
       const R = L.rec_range;
       const w = off >> 2;
       const range = mem.u32[w + 6];
@@ -180,8 +194,11 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
         uuid,
         rangeNames[range],
       );
+      rangeArgs(r.start, w + (R.start_args >> 2));
       t.end();
-      t.sliceEnd(ts, uuid);
+      t.begin(ts, 2, /* end */ uuid);
+      rangeArgs(r.end, w + (R.end_args >> 2));
+      t.end();
       if (mem.u32[w + 11] & RangeFlag.Stop) scope.forward(mem, off, size);
       return true;
     },
@@ -399,6 +416,7 @@ export const probes: Recorder = {
         // Ranges still open: closed at the end of the trace, and marked.
         const w = new TrackEventWriter(ctx.sequence(), new TimestampBase(ctx.base));
         const open = w.annotationIid("unfinished");
+        const argIids = events.map((e) => e.args.map((a) => w.annotationIid(a.name)));
         const described = new Set<number>();
         const endRel = Number(end - ctx.base);
         for (const [k, v] of obj.entries("open_ranges", K.size, V.size, 16384)) {
@@ -418,10 +436,16 @@ export const probes: Recorder = {
             else w.threadTrack(uuid, tgid, r.scope === "thread" ? key : tgid, tracks[r.track]);
           }
           const name = w.nameIid(r.name);
+          const startEvent = events[r.start];
           for (let d = 0; d < Math.min(depth, 8); d++) {
             const start = vv.getBigUint64(V.start_ts + 8 * d, true);
             w.begin(Number(start - ctx.base), 1, uuid, name);
             w.intArg(open, 1);
+            startEvent.args.slice(0, PROBE_ARGS).forEach((a, i) => {
+              if (a.type === "string") return;
+              const v = vv.getBigInt64(V.start_args + 8 * (d * PROBE_ARGS + i), true);
+              w.intArg(argIids[r.start][i], Number(v));
+            });
             w.end();
             unfinished++;
           }
