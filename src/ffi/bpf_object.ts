@@ -18,6 +18,15 @@ const BPF_MAP_TYPE_RINGBUF = 27;
 const BPF_F_TEST_RUN_ON_CPU = 1;
 const SYS_PIDFD_OPEN = 434n;
 
+/** libbpf's { size_t sz; __u64 cookie; } options (bpf_usdt_opts, bpf_tracepoint_opts). */
+function cookieOpts(cookie: number): Uint8Array {
+  const opts = new Uint8Array(16);
+  const dv = new DataView(opts.buffer);
+  dv.setBigUint64(0, 16n, true);
+  dv.setBigUint64(8, BigInt(cookie), true);
+  return opts;
+}
+
 function pointerValue(buf: Uint8Array<ArrayBuffer>): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
 }
@@ -240,10 +249,7 @@ export class BpfObject {
     target: { pid: number; binary: string; provider: string; name: string },
     cookie: number,
   ): void {
-    const opts = new Uint8Array(16);
-    const dv = new DataView(opts.buffer);
-    dv.setBigUint64(0, 16n, true);
-    dv.setBigUint64(8, BigInt(cookie), true);
+    const opts = cookieOpts(cookie);
     const link = checkPointer(
       loadLibbpf().bpf_program__attach_usdt(
         this.#program(progName),
@@ -260,10 +266,7 @@ export class BpfObject {
 
   /** PROG on tracepoint CATEGORY:NAME, with COOKIE. */
   attachTracepoint(progName: string, category: string, name: string, cookie: number): void {
-    const opts = new Uint8Array(16);
-    const dv = new DataView(opts.buffer);
-    dv.setBigUint64(0, 16n, true);
-    dv.setBigUint64(8, BigInt(cookie), true);
+    const opts = cookieOpts(cookie);
     const link = checkPointer(
       loadLibbpf().bpf_program__attach_tracepoint_opts(
         this.#program(progName),

@@ -170,12 +170,13 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
   const described = new Set<number>();
   let words: Uint32Array = new Uint32Array(0), swords: Int32Array = new Int32Array(0);
   /** EVENT's numeric arguments (strings: only on its instants), from the u64s at word W. */
+  // A plain loop: this runs for every range, and must not allocate.
   const rangeArgs = (event: number, w: number) => {
-    const ev = events[event];
-    ev?.args.slice(0, PROBE_ARGS).forEach((a, i) => {
-      if (a.type === "string") return;
+    const args = events[event]?.args ?? [];
+    for (let i = 0; i < args.length && i < PROBE_ARGS; i++) {
+      if (args[i].type === "string") continue;
       t.intArg(argNames[event][i], swords[w + 2 * i + 1] * 4294967296 + words[w + 2 * i]);
-    });
+    }
   };
   return {
     [RecordKind.Range]: (mem, off, size, ts, b) => {
