@@ -74,7 +74,7 @@ $(BPF_INC): FORCE
 	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 
 $(BPF_OBJ): bpf/systing.bpf.c bpf/systing.h bpf/common.bpf.h bpf/filter.bpf.h bpf/processes.bpf.c \
-		bpf/dispatch.bpf.c \
+		bpf/dispatch.bpf.c bpf/stack_emit.bpf.h \
 		$(BPF_RECORDERS) $(BPF_INC) bpf/vmlinux.h
 	@mkdir -p build
 	clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf -Ibuild \

@@ -29,6 +29,8 @@ typedef int64_t __s64;
 #define SYSTING_MAX_FRAMES 127
 /* Most user stack bytes a record can carry (rec_hdr.size is 16 bits). */
 #define SYSTING_MAX_STACK_COPY 61440
+/* Stack scratch slots per CPU (enum stack_slot in stack_emit.bpf.h). */
+#define SYSTING_STACK_SLOTS 3
 /* Most perf counters read per CPU. */
 #define SYSTING_MAX_COUNTERS 8
 /* Arguments a probe event records, and the bytes of strings or tracepoint record it may carry. */
@@ -205,6 +207,7 @@ enum stack_source {
 	STACK_CPU = 1,     /* a CPU-clock (or cycles) sample */
 	STACK_SLEEP_D = 2, /* switched out uninterruptible */
 	STACK_SLEEP_S = 3, /* switched out interruptible */
+	STACK_PROBE = 4,   /* a probe event with "stack": true fired (rec_stack.probe_event) */
 };
 
 enum stack_flags {
@@ -233,7 +236,7 @@ struct rec_stack {
 	__u8 flags;
 	__u16 kernel_frames;
 	__u16 user_frames;
-	__u16 __pad0;
+	__u16 probe_event; /* STACK_PROBE: the event's number, else 0 */
 	__u32 copy_bytes;
 	__u32 __pad1;
 	__u64 user_ip;
@@ -280,7 +283,8 @@ struct probe_spec {
 	__u16 range_end;   /* 1 + the range it ends (0: none) */
 	__u8 scope;        /* enum probe_scope */
 	__u8 instant;      /* write a rec_probe when it fires (else it only starts or ends ranges) */
-	__u16 __pad0;
+	__u8 stack;        /* also write its stack (a rec_stack, source STACK_PROBE) */
+	__u8 __pad0;
 };
 
 /* Most ranges one recording pairs, and how deeply one range nests in one scope. */

@@ -59,6 +59,15 @@ Deno.test("examples: pthread_mutex.json's lock waits add up to the workload's ow
       );
       // The other thread holds the lock 1 ms at a time: much of it is waiting.
       assert.ok(r.wait_ns > 50e6, `${r.wait_ns} ns of contention`);
+      // "stack": true on lock_start: each call's stack, from the worker thread's start.
+      const stacks = view.stackSamples.filter((s) =>
+        s.source === "probe.lock_start" && r.tids.includes(s.tid)
+      );
+      assert.equal(stacks.length, 2 * 150, "one stack per lock call");
+      for (const s of stacks) {
+        const names = s.frames.map((f) => f.name);
+        assert.deepEqual(names.slice(-2), ["worker", "pthread_mutex_lock"], names.join(" > "));
+      }
     } finally {
       await rec?.close();
       await child.close();

@@ -5,7 +5,7 @@
  * and --trace-event-pid limits user probes; a spec that cannot work is one line and no file.
  */
 import assert from "node:assert/strict";
-import type { InstantView, TraceView } from "./trace_reader.ts";
+import type { InstantView, StackSampleView, TraceView } from "./trace_reader.ts";
 import { readTrace } from "./trace_reader.ts";
 import {
   assertTraceChecks,
@@ -358,5 +358,68 @@ Deno.test("probes config: a range over its threshold, or a stop instant, ends th
       } finally {
         await target.close();
       }
+    }
+  }));
+
+Deno.test("probes config: \"stack\": true records each firing's stack, a uprobe's user stack and a tracepoint's kernel and user stack", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const target = new Target(bin);
+    try {
+      const config = {
+        events: [
+          { name: "doubled", event: `uprobe:${bin}:probe_target_double`, stack: true },
+          { name: "ppid", event: "tracepoint:syscalls:sys_enter_getppid", stack: true },
+        ],
+      };
+      await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+      const { view, results, stderr } = await recordFiring(
+        dir,
+        ["--trace-event-config", `${dir}/c.json`],
+        [target],
+      );
+      const r = results[0];
+      const stacks = (name: string) =>
+        view.stackSamples.filter((s) => s.source === `probe.${name}` && s.tid === r.tid);
+      const names = (s: StackSampleView) => s.frames.map((f) => f.name);
+
+      // One stack per firing, at the firing's time, under the firing thread.
+      const doubled = stacks("doubled");
+      assert.equal(doubled.length, COUNT);
+      assert.deepEqual(
+        doubled.map((s) => s.ts).sort(),
+        fired(view, "doubled", r.tid).map((i) => i.ts).sort(),
+        "each stack at its instant's time",
+      );
+      for (const s of doubled) {
+        assert.equal(s.mode, 1, "a uprobe interrupted user code");
+        assert.equal(s.weight, 1n);
+        // Leaf last: the probed function, called from main; no kernel frames (the trap's).
+        const n = names(s);
+        assert.equal(n.at(-1), "probe_target_double", n.join(" > "));
+        assert.equal(n.at(-2), "main", n.join(" > "));
+        assert.ok(s.frames.every((f) => !f.mappingPath.includes("kernel")), n.join(" > "));
+      }
+
+      const ppid = stacks("ppid");
+      assert.equal(ppid.length, COUNT);
+      for (const s of ppid) {
+        const n = names(s);
+        // The kernel path of the system call (the tracing machinery above it trimmed), under
+        // the user code that made it.
+        assert.ok(n.includes("main"), n.join(" > "));
+        assert.ok(n.some((f) => /do_syscall_64|entry_SYSCALL_64/.test(f)), n.join(" > "));
+        assert.ok(!n.some((f) => /^bpf_prog_|^bpf_trace_run/.test(f)), n.join(" > "));
+        assert.ok(
+          n.indexOf("main") < n.findIndex((f) => /do_syscall_64/.test(f)),
+          "user, then kernel",
+        );
+      }
+      const seq = [...view.stackSequences.values()].find((q) => q.source === "probe.ppid");
+      assert.equal(seq?.counterName, "ppid hits");
+      assert.equal(seq?.unit, 9, "weights count firings");
+      assert.match(stderr, new RegExp(`${2 * COUNT} probe stacks`));
+    } finally {
+      await target.close();
     }
   }));

@@ -23,6 +23,7 @@ import {
   RECORD_KIND_COUNT,
   RECORD_KIND_NAMES,
   RecordKind,
+  STACK_SLOTS,
   UNTRACED_PID,
 } from "../src/records/records.ts";
 import { REPO } from "./workload.ts";
@@ -154,6 +155,7 @@ Deno.test("records layout: string field lengths match the TypeScript constants",
     SYSTING_MAX_CPUS: 1024,
     SYSTING_MAX_FRAMES: MAX_FRAMES,
     SYSTING_MAX_STACK_COPY: MAX_STACK_COPY,
+    SYSTING_STACK_SLOTS: STACK_SLOTS,
     SYSTING_MAX_COUNTERS: MAX_COUNTERS,
     SYSTING_MAX_FILTER_CGROUPS: MAX_FILTER_CGROUPS,
     SYSTING_PROBE_ARGS: PROBE_ARGS,

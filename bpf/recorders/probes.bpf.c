@@ -5,7 +5,8 @@
  * fentry/fexit (this kernel has no kprobes). One program per kind, attached once per event with
  * the event's number as its cookie (fentry/fexit: one program per function, from a fixed set of
  * slots whose event numbers userspace writes into probe_slots). What each event records is in
- * probe_specs, by event number.
+ * probe_specs, by event number: arguments, a stack (stack_emit.bpf.h), and the ranges it starts
+ * or ends.
  */
 #include <bpf/usdt.bpf.h>
 
@@ -263,6 +264,17 @@ static __always_inline void range_open(struct probe_spec *sp, struct task_struct
 	open->depth++;
 }
 
+/* A function of its own: inlined, the stack's locals and the event's would not fit one frame. */
+static __noinline int probe_stack(void *ctx, __u64 ts, struct task_struct *task, bool user_mode,
+				  __u32 event)
+{
+	if (!ctx || !task)
+		return 0;
+	return emit_stack(ctx, ts, task->pid, task->tgid, STACK_PROBE,
+			  user_mode ? STACK_FLAG_USER_MODE : 0, task->mm != NULL, true, SLOT_PROBE,
+			  event);
+}
+
 static __always_inline int probe_hit(void *ctx, enum probe_source from, __u32 event)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -279,6 +291,8 @@ static __always_inline int probe_hit(void *ctx, enum probe_source from, __u32 ev
 		return 0;
 	if (!state.recording)
 		return 0;
+	if (sp->stack)
+		probe_stack(ctx, ts, task, from == FROM_UPROBE || from == FROM_USDT, event);
 	if (sp->range_end || sp->range_start) {
 		__u64 args[SYSTING_PROBE_ARGS];
 

@@ -11,25 +11,6 @@
 /* perf_counters.bpf.c: this CPU's counters into a record (cfg.counter_count of them). */
 static __noinline int read_counters(__u64 ts, __u32 reason);
 
-/*
- * Where variable-length stack records are assembled before bpf_ringbuf_output.
- * Too big for a per-CPU array (32 KiB limit): a plain array with two slots per
- * CPU, one for the sampler (which may interrupt other programs from an NMI)
- * and one for everything else. Userspace sizes it to the CPU count.
- */
-struct stack_scratch {
-	struct rec_stack r;
-	__u64 frames[2 * SYSTING_MAX_FRAMES];
-	__u8 copy[SYSTING_MAX_STACK_COPY];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, struct stack_scratch);
-} stack_scratch SEC(".maps");
-
 /* Per-CPU budget for sleep stacks with a stack copy (a token bucket). */
 struct copy_budget {
 	__u64 last_ts;
@@ -94,118 +75,6 @@ static __always_inline bool sleep_copy_allowed(__u64 ts)
 	if (b->tokens_ns < per)
 		return false;
 	b->tokens_ns -= per;
-	return true;
-}
-
-/*
- * Copies up to `want` bytes of the current task's user stack from sp, page
- * by page: bpf_probe_read_user is all-or-nothing, and the top of the stack
- * is often closer than `want`.
- */
-static __always_inline __u32 copy_user_stack(__u8 *dst, __u64 sp, __u64 want)
-{
-	__u64 copied = 0, addr, chunk;
-
-	if (want > SYSTING_MAX_STACK_COPY)
-		want = SYSTING_MAX_STACK_COPY;
-	for (int i = 0; i < SYSTING_MAX_STACK_COPY / 4096 + 1; i++) {
-		if (copied >= want || copied > SYSTING_MAX_STACK_COPY - 4096)
-			break;
-		addr = sp + copied;
-		chunk = 4096 - (addr & 4095);
-		if (chunk > want - copied)
-			chunk = want - copied;
-		if (chunk > 4096)
-			break;
-		if (bpf_probe_read_user(dst + copied, chunk, (void *)addr) < 0)
-			break;
-		copied += chunk;
-	}
-	return copied;
-}
-
-/*
- * Stack records vary in length, so they are assembled in scratch memory and
- * copied with bpf_ringbuf_output (reserve needs a constant size).
- */
-static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgid, __u8 source,
-				       __u8 flags, bool user, bool copy, __u32 slot)
-{
-	__u32 zero = 0, cpu = bpf_get_smp_processor_id(), key = cpu * 2 + slot;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct stack_scratch *s;
-	__u64 *pending, lost = 0, size, wake;
-	long kb, ub = 0;
-	__u32 cb = 0;
-	void *rb;
-
-	if (!state.recording)
-		return false;
-	s = bpf_map_lookup_elem(&stack_scratch, &key);
-	rb = bpf_map_lookup_elem(&rings, &cpu);
-	if (!s || !rb) {
-		count_drop(REC_STACK);
-		return false;
-	}
-	kb = bpf_get_stack(ctx, s->frames, SYSTING_MAX_FRAMES * 8, 0);
-	if (kb < 0)
-		kb = 0;
-	if (kb > SYSTING_MAX_FRAMES * 8)
-		kb = SYSTING_MAX_FRAMES * 8;
-	kb &= ~7L;
-	s->r.user_ip = 0;
-	s->r.user_sp = 0;
-	s->r.user_bp = 0;
-	if (user && (cfg.stack_bits & CFG_USER_FP)) {
-		ub = bpf_get_stack(ctx, (void *)s->frames + kb, SYSTING_MAX_FRAMES * 8,
-				   BPF_F_USER_STACK);
-		if (ub < 0)
-			ub = 0;
-		if (ub > SYSTING_MAX_FRAMES * 8)
-			ub = SYSTING_MAX_FRAMES * 8;
-		ub &= ~7L;
-	}
-	if (user) {
-		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-
-		s->r.user_ip = regs->ip;
-		s->r.user_sp = regs->sp;
-		s->r.user_bp = regs->bp;
-		if (copy && (cfg.stack_bits & CFG_USER_COPY))
-			cb = copy_user_stack((__u8 *)s->frames + kb + ub, s->r.user_sp,
-					     cfg.stack_copy_bytes);
-	}
-	size = sizeof(struct rec_stack) + kb + ub + cb;
-	s->r.hdr.kind = REC_STACK;
-	s->r.hdr.size = size;
-	s->r.hdr.ts = ts;
-	s->r.pid = pid;
-	s->r.tgid = tgid;
-	s->r.cpu = cpu;
-	s->r.source = source;
-	s->r.flags = flags;
-	s->r.kernel_frames = (__u64)kb >> 3;
-	s->r.user_frames = (__u64)ub >> 3;
-	s->r.__pad0 = 0;
-	s->r.copy_bytes = cb;
-	s->r.__pad1 = 0;
-	pending = bpf_map_lookup_elem(&unreported, &zero);
-	if (pending && *pending)
-		lost = __sync_lock_test_and_set(pending, 0);
-	s->r.hdr.lost = lost;
-	wake = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) + size + 8 >= cfg.wakeup_bytes &&
-			       bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) < cfg.wakeup_bytes ?
-		       BPF_RB_FORCE_WAKEUP :
-		       BPF_RB_NO_WAKEUP;
-	if (size > sizeof(*s))
-		size = sizeof(*s);
-	if (bpf_ringbuf_output(rb, s, size, wake) < 0) {
-		count_drop(REC_STACK);
-		/* The gap this record was to report is still unreported. */
-		if (pending && lost)
-			__sync_fetch_and_add(pending, lost);
-		return false;
-	}
 	return true;
 }
 
@@ -296,7 +165,7 @@ static __always_inline void sleep_switch_part(void *ctx, __u64 ts, __u32 v, bool
 	mark->out_ts = ts;
 	user = prev->mm != NULL;
 	if (!emit_stack(ctx, ts, prev->pid, prev->tgid, source, 0, user,
-			user && sleep_copy_allowed(ts), 0))
+			user && sleep_copy_allowed(ts), SLOT_SWITCH, 0))
 		mark->out_ts = 0;
 }
 
@@ -350,11 +219,11 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 		if (cur->pid_plus_one == 1 || !cur->traced)
 			return 0; /* switching to idle, or to an untraced task */
 		emit_stack(ctx, ts, cur->pid_plus_one - 1, cur->tgid, STACK_CPU,
-			   flags | STACK_FLAG_SWITCHING, false, false, 1);
+			   flags | STACK_FLAG_SWITCHING, false, false, SLOT_SAMPLE, 0);
 		return 0;
 	}
 	if (!traced(task))
 		return 0;
-	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL, true, 1);
+	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL, true, SLOT_SAMPLE, 0);
 	return 0;
 }

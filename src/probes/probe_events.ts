@@ -74,13 +74,6 @@ export function resolveProbeEvents(
         );
       }
       names.add(e.name);
-      if (e.stack) {
-        // Said rather than ignored: the user asked for something the trace would not have.
-        throw new ProbeError(
-          `${file.path}: event "${e.name}": "stack": true is not supported yet (a probe's stack ` +
-            "is not recorded); drop it",
-        );
-      }
       index.set(e.name, events.length);
       let t: ProbeTarget;
       try {
@@ -99,6 +92,7 @@ export function resolveProbeEvents(
         scope: e.scope,
         instant: false,
         stop: config.stopInstants.includes(e.name),
+        stack: e.stack,
       });
     }
     const trackIndex = (name: string) => {

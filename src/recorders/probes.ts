@@ -23,6 +23,7 @@ import {
   RecordKind,
 } from "../records/records.ts";
 import type { DecoderScope, Recorder } from "./recorder.ts";
+import { stackDecoders, stackSession } from "./stack_session.ts";
 
 export interface ProbeArgument {
   type: "long" | "string" | "retval";
@@ -49,6 +50,8 @@ export interface ProbeEvent {
   rangeEnd?: number;
   /** A stop trigger: its first firing ends the recording. */
   stop: boolean;
+  /** Its stack is recorded each time it fires, into a stack stream of its own. */
+  stack?: boolean;
 }
 
 /** A range of a config track: a slice from its start event to its end event. */
@@ -280,6 +283,7 @@ function specBytes(e: ProbeEvent): Uint8Array {
   dv.setUint16(S.range_end, e.rangeEnd === undefined ? 0 : e.rangeEnd + 1, true);
   b[S.scope] = ProbeScope[e.scope];
   b[S.instant] = e.instant || e.stop ? 1 : 0;
+  b[S.stack] = e.stack ? 1 : 0;
   return b;
 }
 
@@ -298,13 +302,19 @@ export const probes: Recorder = {
       "range_misses",
       "__bpf_usdt_specs",
       "__bpf_usdt_ip_to_spec_id",
+      // An event's "stack": true (bpf/stack_emit.bpf.h).
+      "stack_scratch",
     ],
   },
-  kinds: [RecordKind.Probe, RecordKind.Range],
+  kinds: [RecordKind.Probe, RecordKind.Range, RecordKind.Stack],
   unsupported: () => undefined,
-  decoders,
+  decoders: (scope, config) => ({ ...stackDecoders(scope), ...decoders(scope, config) }),
   start(ctx) {
     const { events, ranges, tracks, pids } = ctx.options.probes;
+    // Stacks go through the stack recorders' session: one symbolizer, one view of the mappings.
+    events.forEach((e, i) => {
+      if (e.stack) stackSession(ctx).addProbeStream(i, e.name);
+    });
     const slots = new Map<number, string>();
     let stoppedBy: string | undefined;
     const misses: { unmatched: number; overflow: number }[] = [];

@@ -66,6 +66,8 @@ export const PATH_LEN = 256;
 export const ARGS_LEN = 512;
 export const MAX_FRAMES = 127;
 export const MAX_STACK_COPY = 61440;
+/** Stack scratch slots per CPU: switch, sample, probe (stack_emit.bpf.h). */
+export const STACK_SLOTS = 3;
 export const MAX_COUNTERS = 8;
 export const MAX_FILTER_CGROUPS = 8;
 export const PROBE_ARGS = 4;
@@ -90,7 +92,7 @@ export const ProbeArg = { None: 0, Long: 1, String: 2, Retval: 3 } as const;
 export const UNTRACED_PID = 0x40000000;
 
 /** Why a stack was taken (enum stack_source). */
-export const StackSource = { Cpu: 1, SleepD: 2, SleepS: 3 } as const;
+export const StackSource = { Cpu: 1, SleepD: 2, SleepS: 3, Probe: 4 } as const;
 /** enum stack_flags */
 export const StackFlag = { UserMode: 1, Switching: 2 } as const;
 /** enum syscall_flags */
@@ -160,6 +162,7 @@ export const Layout = {
     flags: 29,
     kernel_frames: 30,
     user_frames: 32,
+    probe_event: 34,
     copy_bytes: 36,
     user_ip: 48,
     user_sp: 56,
@@ -182,6 +185,7 @@ export const Layout = {
     range_end: 18,
     scope: 20,
     instant: 21,
+    stack: 22,
   },
   probe_range: { size: 8, stop_ns: 0 },
   range_key: { size: 16, range: 0, scope: 8 },

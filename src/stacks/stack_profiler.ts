@@ -19,6 +19,7 @@ import {
   ProfileWriter,
   StackMode,
   type StackSampleRecord,
+  WeightUnit,
 } from "../perfetto/profile_writer.ts";
 import { ProtoWriter } from "../perfetto/proto_writer.ts";
 import { Layout, MAX_FRAMES, RecordKind, StackFlag, StackSource } from "../records/records.ts";
@@ -40,6 +41,8 @@ const TRACING_FRAME =
 export interface StackStats {
   cpuSamples: number;
   sleepSamples: number;
+  /** Stacks of probe events that asked for one ("stack": true). */
+  probeSamples: number;
   /** User stacks unwound with unwind tables from a stack copy, by how the walk ended. */
   unwound: Record<UnwindEnd, number>;
   /** User stacks from the frame-pointer walk (no stack copy, or it did worse). */
@@ -95,7 +98,12 @@ export interface StackProfilerOptions {
   /** The weight of one CPU sample (the sampling period, ns). */
   cpuSampleWeight: number;
   cpuCounterName: string;
+  /** A stream of its own for each probe event whose stack is recorded, named after the event. */
+  probeStreams?: readonly { event: number; name: string; sequenceId: number }[];
 }
+
+/** The writers' key of probe event E's stream (the others are keyed by their StackSource). */
+const PROBE_STREAM = 0x100;
 
 export class StackProfiler {
   #sym: Symbolizer;
@@ -118,6 +126,7 @@ export class StackProfiler {
   readonly stats: StackStats = {
     cpuSamples: 0,
     sleepSamples: 0,
+    probeSamples: 0,
     unwound: { "complete": 0, "truncated": 0, "no-unwind-info": 0, "bad-frame": 0, "budget": 0 },
     framePointer: 0,
     reused: 0,
@@ -169,6 +178,17 @@ export class StackProfiler {
         }, o.base),
       ],
     ]);
+    for (const p of o.probeStreams ?? []) {
+      this.#writers.set(
+        PROBE_STREAM + p.event,
+        new ProfileWriter(p.sequenceId, {
+          source: `probe.${p.name}`,
+          counterName: `${p.name} hits`,
+          unit: WeightUnit.Count,
+          description: `the stack each time probe event ${p.name} fired`,
+        }, o.base),
+      );
+    }
   }
 
   /** Consumes a batch of raw records; returns the framed packets to write. */
@@ -275,6 +295,12 @@ export class StackProfiler {
     const nu = dv.getUint16(off + L.user_frames, true);
     const copyBytes = dv.getUint32(off + L.copy_bytes, true);
     const framesOff = off + L.size;
+    const probe = source === StackSource.Probe
+      ? this.#writers.get(PROBE_STREAM + dv.getUint16(off + L.probe_event, true))
+      : undefined;
+    if (source === StackSource.Probe && !probe) {
+      throw new Error("a stack of an unknown probe event");
+    }
     const user = this.#userIps(dv, off, framesOff + 8 * nk, nu, copyBytes, tgid, ts);
     const resolved = this.#resolve(dv, framesOff, nk, user, tgid, ts, source !== StackSource.Cpu);
     if (source === StackSource.Cpu) {
@@ -288,6 +314,19 @@ export class StackProfiler {
         mode,
         frames: resolved.frames,
         weight: this.#cpuWeight,
+      }, resolved.key);
+      return;
+    }
+    if (probe) {
+      this.stats.probeSamples++;
+      probe.write(this.#out, {
+        ts,
+        pid: tgid,
+        tid: pid,
+        cpu,
+        mode: flags & StackFlag.UserMode ? StackMode.User : StackMode.Kernel,
+        frames: resolved.frames,
+        weight: 1,
       }, resolved.key);
       return;
     }

@@ -1,0 +1,300 @@
+/**
+ * The one session behind every stack the trace carries, shared by the recorders that take stacks
+ * (cpu-stacks, sleep-stacks, interruptible-stacks, and probes for events with "stack": true):
+ * one symbolizer, one view of every process's mappings (seeded from /proc, kept current by the
+ * perf side-band), one profiler writing each stream. The workers forward the raw stack records;
+ * the main thread unwinds and names them (src/stacks/, src/symbolize/, src/unwind/).
+ */
+import { ClockId, clockNs } from "../ffi/clock.ts";
+import type { PerfEventSet } from "../ffi/perf_event.ts";
+import { PerfSideband, type SidebandRecord } from "../ffi/perf_sideband.ts";
+import { TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
+import type { DecoderTable } from "../records/record_decoder.ts";
+import { ConfigStackBit, Layout as L, RecordKind, STACK_SLOTS } from "../records/records.ts";
+import { AddressSpaces } from "../stacks/address_spaces.ts";
+import { readMaps } from "../stacks/proc_maps.ts";
+import { StackProfiler } from "../stacks/stack_profiler.ts";
+import { Kallsyms } from "../symbolize/kallsyms.ts";
+import { Symbolizer } from "../symbolize/symbolizer.ts";
+import type {
+  BpfSetup,
+  DecoderScope,
+  PacketSink,
+  RecorderContext,
+  RecorderSession,
+  StartInfo,
+} from "./recorder.ts";
+
+/** How long an exited process's mappings are kept for samples still in flight. */
+const EXITED_MAPPINGS_KEPT_NS = 5e9;
+/** Sleep stacks with a stack copy, per CPU per second; the others walk frame pointers. */
+const SLEEP_COPIES_PER_SEC = 1000;
+/** Executable mappings kept per process from the /proc scan; real ones have at most hundreds. */
+const MAX_SEEDED_PER_PROCESS = 16384;
+
+/** The side-band and the profiler, shared by the stack recorders that are on. */
+export class StackSession implements RecorderSession {
+  readonly forwarded = [RecordKind.Stack, RecordKind.SleepEnd] as const;
+  /** The CPU sampling events, when cpu-stacks is on (it sets them). */
+  sampling?: PerfEventSet;
+  #ctx: RecorderContext;
+  #spaces = new AddressSpaces();
+  #sideband?: PerfSideband;
+  #symbolizer?: Symbolizer;
+  #profiler?: StackProfiler;
+  #processingMs = 0;
+  #probeStreams: { event: number; name: string }[] = [];
+
+  constructor(ctx: RecorderContext) {
+    this.#ctx = ctx;
+  }
+
+  /** Probe event EVENT records its stack: a stream of its own, named after it. Before attach. */
+  addProbeStream(event: number, name: string): void {
+    this.#probeStreams.push({ event, name });
+  }
+
+  configure({ obj, config }: BpfSetup): void {
+    const o = this.#ctx.options;
+    // Slots per CPU for the programs that may interrupt one another (sampler, switch, probe).
+    obj.setMaxEntries("stack_scratch", STACK_SLOTS * obj.possibleCpus);
+    config.or(
+      "stack_bits",
+      (o.userStacks !== "dwarf" ? ConfigStackBit.UserFp : 0) |
+        (o.userStacks !== "fp" ? ConfigStackBit.UserCopy : 0),
+    );
+    config.set("stack_copy_bytes", o.userStackBytes);
+    config.set("sleep_copies_per_sec", SLEEP_COPIES_PER_SEC);
+    // Open before anything is attached: no mapping made from then on is missed.
+    // 1 MiB per CPU: an exec storm between two drains must not overflow it.
+    this.#sideband = PerfSideband.open([...this.#ctx.cpus], 256);
+  }
+
+  attach(): string[] {
+    const ctx = this.#ctx;
+    // Loaded on the first kernel frame: reading 100k+ symbols should not delay attaching.
+    this.#symbolizer = new Symbolizer(() => {
+      const kallsyms = Kallsyms.load();
+      if (kallsyms.restricted) {
+        ctx.log(
+          "warning: /proc/kallsyms hides kernel addresses (kptr_restrict); kernel frames are labelled, not named",
+        );
+      }
+      return kallsyms;
+    }, this.#spaces);
+    this.#profiler = new StackProfiler({
+      base: new TimestampBase(ctx.base),
+      symbolizer: this.#symbolizer,
+      spaces: this.#spaces,
+      // One sequence per stack stream (on-CPU, D sleep, S sleep).
+      sequenceIds: [ctx.sequence(), ctx.sequence(), ctx.sequence()],
+      cpuSampleWeight: 1e9 / Math.max(1, ctx.options.sampleFreq),
+      cpuCounterName: this.sampling?.source ?? "cpu-clock",
+      probeStreams: this.#probeStreams.map((p) => ({ ...p, sequenceId: ctx.sequence() })),
+    });
+    return [];
+  }
+
+  started(_out: PacketSink, at: StartInfo): void {
+    seedMappings(this.#spaces, at.processes().map((p) => p.pid));
+  }
+
+  records(batch: Uint8Array, out: PacketSink): void {
+    // Every mapping a sample can use was recorded before the sample was
+    // drained, so the side-band is complete for this batch.
+    const t = performance.now();
+    try {
+      this.#applySideband();
+      const packets = this.#profiler?.consume(batch);
+      if (packets) out(packets);
+    } finally {
+      this.#processingMs += performance.now() - t;
+    }
+  }
+
+  tick(): void {
+    this.#applySideband(); // keep its rings from filling between batches
+    // Samples are resolved well within this of being taken; older exits can go.
+    this.#spaces.prune(
+      Number(clockNs(ClockId.BOOTTIME) - this.#ctx.base) - EXITED_MAPPINGS_KEPT_NS,
+    );
+  }
+
+  finish(end: bigint, out: PacketSink): void {
+    this.#applySideband();
+    const packets = this.#profiler?.finish(Number(end - this.#ctx.base));
+    if (packets) out(packets);
+  }
+
+  lost() {
+    // Stacks userspace could not process are lost as surely as those BPF could not reserve.
+    return { [RecordKind.Stack]: this.#profiler?.stats.failed ?? 0 };
+  }
+
+  summary(): string[] {
+    const s = this.#profiler?.stats;
+    const sym = this.#symbolizer;
+    if (!s || !sym) return [];
+    const lines: string[] = [];
+    const frames = sym.named + sym.labelled;
+    const sampling = this.sampling
+      ? ` (${this.sampling.source}${this.sampling.fallback ? ` (${this.sampling.fallback})` : ""})`
+      : "";
+    const sidebandLost = this.#sideband?.lost ?? 0;
+    lines.push(
+      `stacks: ${s.cpuSamples} CPU samples${sampling}, ` +
+        `${s.sleepSamples} sleep stacks, ` +
+        (this.#probeStreams.length ? `${s.probeSamples} probe stacks, ` : "") +
+        `${s.distinctStacks} distinct; ` +
+        `${frames ? ((100 * sym.named) / frames).toFixed(1) : "0"}% of their frames named, ` +
+        `${s.truncated} user stacks cut short` +
+        (sidebandLost ? `, ${sidebandLost} mapping records lost` : ""),
+    );
+    const u = s.unwound;
+    const unwound = u.complete + u.truncated + u["no-unwind-info"] + u["bad-frame"] + u.budget;
+    if (unwound + s.framePointer > 0) {
+      lines.push(
+        `user stacks: ${unwound} unwound from a stack copy (${u.complete} to the outermost ` +
+          `frame, ${u.truncated} past the copy, ${u["no-unwind-info"] + u["bad-frame"]} ` +
+          `cut at code without unwind info` +
+          (u.budget ? `, ${u.budget} cut at the work budget` : "") +
+          `), ${s.reused} reused their task's last walk, ${s.framePointer} by frame pointers`,
+      );
+    }
+    if (s.failed) {
+      lines.push(
+        `warning: ${s.failed} stacks could not be processed (first: ${s.firstFailure}); ` +
+          "please report this",
+      );
+    }
+    const failures = [...sym.failures.keys()];
+    const unreadable = failures.length + sym.moreFailures;
+    if (unreadable) {
+      const shown = failures.slice(0, 10);
+      lines.push(
+        `unreadable files (frames labelled module+offset): ${shown.join(", ")}` +
+          (unreadable > shown.length ? ` and ${unreadable - shown.length} more` : ""),
+      );
+    }
+    if (this.#spaces.mappingsDropped) {
+      lines.push(
+        `${this.#spaces.mappingsDropped} replaced code mappings forgotten (processes that map ` +
+          "code again and again); samples in them may be labelled",
+      );
+    }
+    return lines;
+  }
+
+  details(): string[] {
+    const s = this.#profiler?.stats;
+    const n = s ? s.cpuSamples + s.sleepSamples + s.probeSamples : 0;
+    if (!s || n === 0) return [];
+    return [
+      `stacks: ${(s.recordBytes / n).toFixed(0)} B/stack from BPF, unwinding ` +
+      `${(s.unwindNs / 1e6).toFixed(1)} ms CPU in all (${(s.unwindNs / n / 1e3).toFixed(1)} ` +
+      `µs/stack), all stack processing ${((this.#processingMs * 1e3) / n).toFixed(1)} µs/stack`,
+      `sleeps: weighed up to their wake-up; ${s.unwoken} ended without one seen (weighed 0: ` +
+      "a pending signal cut them short)",
+    ];
+  }
+
+  close(): void {
+    this.#sideband?.close();
+    this.#symbolizer?.close();
+  }
+
+  #applySideband(): void {
+    if (!this.#sideband) return;
+    const spaces = this.#spaces;
+    const base = Number(this.#ctx.base);
+    // Each CPU's ring is in time order, the rings together are not.
+    const records: SidebandRecord[] = [];
+    this.#sideband.drain((r) => records.push(r));
+    records.sort((a, b) => a.time - b.time);
+    for (const r of records) {
+      switch (r.type) {
+        case "mmap2":
+          spaces.map(r.pid, {
+            start: r.addr,
+            end: r.addr + r.len,
+            pgoff: r.pgoff,
+            path: r.filename,
+            // The same spelling as /proc/PID/maps, so both name one file alike.
+            dev: `${hex2(r.maj)}:${hex2(r.min)}`,
+            inode: r.ino,
+            executable: (r.prot & 4) !== 0,
+            since: r.time - base,
+          });
+          break;
+        case "comm":
+          if (r.exec) spaces.exec(r.pid, r.time - base);
+          break;
+        case "fork":
+          spaces.fork(r.ppid, r.pid, r.time - base);
+          break;
+        case "exit":
+          if (r.pid === r.tid) spaces.exit(r.pid, r.time - base);
+          break;
+      }
+    }
+  }
+}
+
+/** Executable mappings of the processes alive at start; later ones come from the side-band. */
+function seedMappings(spaces: AddressSpaces, pids: number[]): void {
+  for (const pid of pids) {
+    let entries;
+    try {
+      entries = readMaps(pid).entries;
+    } catch {
+      continue; // exited, a kernel thread's empty maps, or malformed: its samples are labelled
+    }
+    spaces.seed(
+      pid,
+      entries.filter((m) => m.perms.includes("x")).slice(0, MAX_SEEDED_PER_PROCESS).map((m) => ({
+        start: m.start,
+        end: m.end,
+        pgoff: m.offset,
+        path: m.path,
+        dev: m.dev,
+        inode: m.inode,
+        executable: true,
+      })),
+    );
+  }
+}
+
+function hex2(n: number): string {
+  return n.toString(16).padStart(2, "0");
+}
+
+export function stackSession(ctx: RecorderContext): StackSession {
+  return ctx.shared("stacks", () => new StackSession(ctx));
+}
+
+/**
+ * Stack records go to the main thread whole. One table per worker, whichever
+ * stack recorders ask: the workers add a decoder they already have only once.
+ */
+export function stackDecoders(scope: DecoderScope): DecoderTable {
+  return scopeDecoders.get(scope) ?? makeDecoders(scope);
+}
+
+const scopeDecoders = new WeakMap<DecoderScope, DecoderTable>();
+
+function makeDecoders(scope: DecoderScope): DecoderTable {
+  const table: DecoderTable = {
+    [RecordKind.Stack]: (mem, off, size) => {
+      if (size < L.rec_stack.size || (size - L.rec_stack.size) % 8 !== 0) return false;
+      scope.forward(mem, off, size);
+      return true;
+    },
+    [RecordKind.SleepEnd]: (mem, off, size) => {
+      if (size !== L.rec_sleep_end.size) return false;
+      scope.forward(mem, off, size);
+      return true;
+    },
+  };
+  scopeDecoders.set(scope, table);
+  return table;
+}
