@@ -198,6 +198,9 @@ Deno.test("probes: a spec that cannot work is one line naming it, a non-zero exi
       [["--trace-event", "tracepoint:syscalls"], /give tracepoint:CATEGORY:NAME/],
       [["--trace-event", "tracepoint:nosuch:event"], /no tracepoint nosuch:event/],
       [["--trace-event", "kprobe:vfs_read+4"], /drop the \+OFFSET/],
+      [["--trace-event", `uprobe:${bin}:main(int x)`], /argument 1 "int x": give TYPE NAME/],
+      [["--trace-event", `uprobe:${bin}:main(retval r)`], /retval needs a return probe/],
+      [["--trace-event", "tracepoint:sched:sched_switch(long x)"], /carries its own fields/],
       [["--trace-event", "kprobe:no_such_function_at_all"], /BTF has no function/],
       [["--trace-event", "kprobe:getppid"], /close matches: .*__do_sys_getppid/],
       [["--trace-event", `uprobe:${dir}/missing:main`], /is not a file/],
@@ -419,6 +422,49 @@ Deno.test("probes config: \"stack\": true records each firing's stack, a uprobe'
       assert.equal(seq?.counterName, "ppid hits");
       assert.equal(seq?.unit, 9, "weights count firings");
       assert.match(stderr, new RegExp(`${2 * COUNT} probe stacks`));
+    } finally {
+      await target.close();
+    }
+  }));
+
+Deno.test("probes: a --trace-event spec's argument list names what it records, strings too", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const target = new Target(bin);
+    try {
+      const ev = {
+        name: `uprobe:${bin}:probe_target_name`,
+        ret: `uretprobe:${bin}:probe_target_double`,
+        tick: `usdt:${bin}:systing:tick`,
+      };
+      const { view, results } = await recordFiring(dir, [
+        "--trace-event",
+        `${ev.name}(string label, long n)`,
+        "--trace-event",
+        `${ev.ret}(retval doubled)`,
+        "--trace-event",
+        `${ev.tick}(_, long triple)`,
+      ], [target]);
+      const r = results[0];
+      // The track keeps the spec's name; the list only says what each instant carries.
+      const named = fired(view, ev.name, r.tid);
+      assert.equal(named.length, COUNT);
+      for (const i of named) assert.equal(i.args.label, `item-${i.args.n}`);
+      assert.deepEqual(
+        named.map((i) => Number(i.args.n)).sort((a, b) => a - b),
+        Array.from({ length: COUNT }, (_, i) => i),
+      );
+      const ret = fired(view, ev.ret, r.tid);
+      assert.equal(ret.length, COUNT);
+      assert.equal(ret.reduce((n, i) => n + Number(i.args.doubled), 0), COUNT * (COUNT - 1));
+      const tick = fired(view, ev.tick, r.tid);
+      assert.equal(tick.length, COUNT);
+      // Only the second argument, under its name: the first was skipped.
+      for (const t of tick) assert.deepEqual(Object.keys(t.args), ["triple"]);
+      assert.equal(
+        tick.reduce((n, t) => n + Number(t.args.triple), 0),
+        (3 * COUNT * (COUNT - 1)) / 2,
+      );
     } finally {
       await target.close();
     }

@@ -12,7 +12,7 @@ import {
 } from "../recorders/counter_catalog.ts";
 import type { Recorder, RecorderOptions } from "../recorders/recorder.ts";
 import { RECORDERS } from "../recorders/registry.ts";
-import { parseProbeSpec } from "../probes/probe_spec.ts";
+import { parseTraceEvent } from "../probes/probe_args.ts";
 import { VERSION } from "../version.ts";
 import { type Shell, SHELLS } from "./completions.ts";
 import { chooseRecorders } from "./recorder_choice.ts";
@@ -77,7 +77,9 @@ Probes (the probes recorder, on when --trace-event is given):
                              uprobe:PATH:OFFSET, uretprobe:PATH:FUNC, tracepoint:CAT:NAME,
                              kprobe:FUNC, kretprobe:FUNC (fentry/fexit here: no kprobes). PATH
                              may be a library name (libc.so.6). USDT probes carry their
-                             arguments, return probes the value, tracepoints their fields
+                             arguments, return probes the value, tracepoints their fields;
+                             SPEC(TYPE NAME, ...) names them instead, by position (TYPE long,
+                             string or retval; _ skips one): uprobe:libc.so.6:openat(_, string path)
       --trace-event-pid PID  user probes only in process PID (repeatable; default: every
                              process that maps the binary, started before or during the trace)
       --trace-event-config FILE
@@ -345,7 +347,7 @@ export function parseOptions(
   }
   for (const spec of v["trace-event"]) {
     try {
-      parseProbeSpec(spec);
+      parseTraceEvent(spec);
     } catch (e) {
       throw new UsageError((e as Error).message);
     }

@@ -7,15 +7,18 @@
  * four arguments or a range whose events differ in scope is an error naming its JSON path.
  */
 import { ProbeError } from "./probe_error.ts";
+import {
+  argProblem,
+  MAX_EVENT_ARGS,
+  maxArgIndex,
+  type ProbeArgument,
+  splitArgList,
+} from "./probe_args.ts";
 import { parseProbeSpec, type ProbeSpec } from "./probe_spec.ts";
 
 export type Scope = "thread" | "process" | "cpu";
 
-export interface ConfigArg {
-  type: "long" | "string" | "retval";
-  index: number;
-  name: string;
-}
+export type ConfigArg = ProbeArgument;
 
 export interface ConfigEvent {
   name: string;
@@ -107,8 +110,6 @@ class Checker {
   }
 }
 
-const RETURNS = new Set(["uretprobe", "kretprobe"]);
-
 export function parseEventConfig(text: string, file: string): EventConfig {
   const c = new Checker(file);
   if (text.length > MAX_CONFIG_BYTES) c.fail("$", `larger than ${MAX_CONFIG_BYTES} bytes`);
@@ -133,8 +134,12 @@ export function parseEventConfig(text: string, file: string): EventConfig {
     const name = c.name(o.name, `${path}.name`);
     if (byName.has(name)) c.fail(`${path}.name`, `duplicate event name "${name}"`);
     let spec: ProbeSpec | undefined;
+    const specText = c.string(o.event, `${path}.event`);
+    if (splitArgList(specText).list !== undefined) {
+      c.fail(`${path}.event`, "name its arguments in args, not in a list after the spec");
+    }
     try {
-      spec = parseProbeSpec(c.string(o.event, `${path}.event`));
+      spec = parseProbeSpec(specText);
     } catch (e) {
       c.fail(`${path}.event`, (e as Error).message.replace(/^--trace-event /, ""));
     }
@@ -144,7 +149,9 @@ export function parseEventConfig(text: string, file: string): EventConfig {
     }
     const scope = scopeText as Scope;
     const args = o.args === undefined ? [] : c.array(o.args, `${path}.args`);
-    if (args.length > 4) c.fail(`${path}.args`, `${args.length} arguments: at most 4`);
+    if (args.length > MAX_EVENT_ARGS) {
+      c.fail(`${path}.args`, `${args.length} arguments: at most ${MAX_EVENT_ARGS}`);
+    }
     const parsed = args.map((a, j) => {
       const ap = `${path}.args[${j}]`;
       const ao = c.object(a, ap, { arg_index: false, arg_type: true, arg_name: true });
@@ -152,18 +159,11 @@ export function parseEventConfig(text: string, file: string): EventConfig {
       if (type !== "long" && type !== "string" && type !== "retval") {
         c.fail(`${ap}.arg_type`, "must be long, string or retval");
       }
-      if (type === "retval" && !RETURNS.has(spec!.kind)) {
-        c.fail(
-          `${ap}.arg_type`,
-          `retval needs a return probe (uretprobe:, kretprobe:), not ${spec!.kind}:`,
-        );
-      }
-      if (type !== "retval" && spec!.kind === "tracepoint") {
-        c.fail(ap, "a tracepoint carries its own fields, by name: drop its args");
-      }
+      const problem = argProblem(spec!.kind, type as ConfigArg["type"], 0);
+      if (problem) c.fail(type === "retval" ? `${ap}.arg_type` : ap, problem);
       const index = type === "retval"
         ? 0
-        : c.integer(ao.arg_index, `${ap}.arg_index`, 0, spec!.kind === "usdt" ? 11 : 5);
+        : c.integer(ao.arg_index, `${ap}.arg_index`, 0, maxArgIndex(spec!.kind));
       return { type, index, name: c.name(ao.arg_name, `${ap}.arg_name`) } as ConfigArg;
     });
     const names = new Set<string>();

@@ -9,7 +9,8 @@ import { MAX_CONFIG_TRACKS, MAX_PROBE_EVENTS } from "../recorders/probes.ts";
 import { PROBE_ARGS, PROBE_RANGES, PROBE_SLOTS } from "../records/records.ts";
 import { type EventConfig, parseEventConfig } from "./event_config.ts";
 import { ProbeError } from "./probe_error.ts";
-import { describeSpec, parseProbeSpec, type ProbeSpec } from "./probe_spec.ts";
+import { parseTraceEvent } from "./probe_args.ts";
+import { describeSpec, type ProbeSpec } from "./probe_spec.ts";
 import { hostProbes, type ProbeHost, type ProbeTarget, resolveProbe } from "./probe_target.ts";
 
 /** The arguments a kind records without being asked. */
@@ -49,7 +50,7 @@ export function resolveProbeEvents(
     return t;
   };
   for (const text of specs) {
-    const spec = parseProbeSpec(text);
+    const { spec, args: listed } = parseTraceEvent(text);
     const name = describeSpec(spec);
     if (names.has(name)) throw new ProbeError(`--trace-event ${text}: given twice`);
     names.add(name);
@@ -57,7 +58,7 @@ export function resolveProbeEvents(
     events.push({
       name,
       target: t,
-      args: defaultArgs(t),
+      args: listed ?? defaultArgs(t),
       scope: "thread",
       instant: true,
       stop: false,

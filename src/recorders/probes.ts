@@ -8,6 +8,7 @@
 import type { BpfObject } from "../ffi/bpf_object.ts";
 import { TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
 import { TrackEventWriter } from "../perfetto/track_event_writer.ts";
+import type { ProbeArgument } from "../probes/probe_args.ts";
 import type { ProbeTarget } from "../probes/probe_target.ts";
 import { decodeFields, type TracepointFormat } from "../probes/tracepoint_format.ts";
 import type { DecoderTable } from "../records/record_decoder.ts";
@@ -24,14 +25,6 @@ import {
 } from "../records/records.ts";
 import type { DecoderScope, Recorder } from "./recorder.ts";
 import { stackDecoders, stackSession } from "./stack_session.ts";
-
-export interface ProbeArgument {
-  type: "long" | "string" | "retval";
-  /** Which argument of the function or probe (not for retval). */
-  index: number;
-  /** Its debug annotation's name. */
-  name: string;
-}
 
 /** One event to record, resolved. */
 export interface ProbeEvent {

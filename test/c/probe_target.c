@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Landmarks for the probes recorder, each a known number of times: COUNT calls of
- * probe_target_double(i) (uprobes; returns 2i), COUNT firings of USDT probe systing:tick(i, i*3)
+ * probe_target_double(i) (uprobes; returns 2i) and of probe_target_name("item-i", i) (a string
+ * argument), COUNT firings of USDT probe systing:tick(i, i*3)
  * and of the semaphore-guarded systing:guarded(i) (fired only while a tracer is attached: the
  * semaphore counts them), and COUNT raw getppid() calls. It waits for a line on stdin first, so
  * that a tracer can attach, then prints {"pid":…,"tid":…,"count":…,"guarded":…}: guarded is how
@@ -28,15 +29,23 @@ __attribute__((noinline)) long probe_target_double(long x)
 	return 2 * x;
 }
 
+__attribute__((noinline)) long probe_target_name(const char *name, long n)
+{
+	__asm__ volatile("" ::: "memory");
+	return name[0] + n;
+}
+
 int main(int argc, char **argv)
 {
 	long count = argc > 1 ? atol(argv[1]) : 100, sum = 0, guarded = 0;
-	char line[16];
+	char line[16], name[32];
 
 	if (!fgets(line, sizeof(line), stdin))
 		return 2;
 	for (long i = 0; i < count; i++) {
 		sum += probe_target_double(i);
+		snprintf(name, sizeof(name), "item-%ld", i);
+		probe_target_name(name, i);
 		DTRACE_PROBE2(systing, tick, i, i * 3);
 		if (SYSTING_GUARDED_ENABLED()) {
 			DTRACE_PROBE1(systing, guarded, i);
