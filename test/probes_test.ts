@@ -469,3 +469,56 @@ Deno.test("probes: a --trace-event spec's argument list names what it records, s
       await target.close();
     }
   }));
+
+Deno.test("probes config: process-scope ranges sit under the process's own track, CPU-scope instants on one track per CPU", () =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const target = new Target(bin);
+    try {
+      const config = {
+        events: [
+          { name: "in", event: `uprobe:${bin}:probe_target_double`, scope: "process" },
+          { name: "out", event: `uretprobe:${bin}:probe_target_double`, scope: "process" },
+          { name: "tick", event: `usdt:${bin}:systing:tick`, scope: "cpu" },
+        ],
+        tracks: [
+          {
+            track_name: "work",
+            ranges: [
+              { name: "doubling", start: "in", end: "out" },
+              { name: "between", start: "out", end: "in" },
+            ],
+          },
+          { track_name: "ticks", instants: [{ event: "tick" }] },
+        ],
+      };
+      await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+      const { view, results } = await recordFiring(
+        dir,
+        ["--trace-event-config", `${dir}/c.json`],
+        [target],
+      );
+      const r = results[0];
+      const parentOf = (uuid: bigint) => view.tracks.get(view.tracks.get(uuid)!.parent!);
+      const on = (name: string) => view.slices.filter((s) => s.name === name);
+      const doubling = on("doubling"), between = on("between");
+      assert.equal(doubling.length, COUNT);
+      // The last "between" is still open at the stop: closed there, on the same track.
+      assert.equal(between.length, COUNT);
+      for (const s of [...doubling, ...between]) {
+        const t = view.tracks.get(s.track)!;
+        assert.equal(t.name, "work");
+        assert.equal(t.thread, undefined, "not a thread's track");
+        assert.equal(parentOf(s.track)?.process, r.pid, "under the process's own track");
+      }
+      assert.equal(new Set([...doubling, ...between].map((s) => s.track)).size, 1);
+      const ticks = view.instants.filter((i) => i.name === "tick");
+      assert.equal(ticks.length, COUNT);
+      for (const i of ticks) {
+        assert.match(view.tracks.get(i.track)!.name, /^ticks cpu\d+$/);
+        assert.equal(parentOf(i.track)?.name, "ticks (per CPU)");
+      }
+    } finally {
+      await target.close();
+    }
+  }));

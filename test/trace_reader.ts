@@ -137,6 +137,8 @@ export interface TrackView {
   parent: bigint | undefined;
   name: string;
   thread: { pid: number; tid: number } | undefined;
+  /** The process whose own track this is (a ProcessDescriptor). */
+  process: number | undefined;
   counter: { unit: number; unitName: string } | undefined;
 }
 
@@ -490,6 +492,7 @@ function addTrack(tracks: Map<bigint, TrackView>, d: TrackDescriptor, where: str
     parent: d.parentUuid || undefined,
     name: d.staticOrDynamicName.case === "name" ? d.staticOrDynamicName.value : "",
     thread: d.thread ? { pid: d.thread.pid, tid: Number(d.thread.tid) } : undefined,
+    process: d.process?.pid,
     counter: d.counter
       ? {
         unit: d.counter.unit,

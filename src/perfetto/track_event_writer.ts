@@ -37,9 +37,10 @@ const F = {
   uuid: 1,
   parentUuid: 5,
   name: 2,
+  process: 3,
   thread: 4,
   counter: 8,
-  // ThreadDescriptor
+  // ThreadDescriptor, ProcessDescriptor
   pid: 1,
   tid: 2,
   // CounterDescriptor
@@ -265,6 +266,26 @@ export class TrackEventWriter {
   /** A named track that groups others (a parent without events of its own). */
   groupTrack(uuid: TrackUuid, name: string): void {
     this.#descriptor(uuid, undefined, name);
+  }
+
+  /** Process PID's own track: the parent of the tracks that belong to the whole process. */
+  processTrack(uuid: TrackUuid, pid: number): void {
+    const w = this.#out;
+    const p = w.begin(F.tracePacket);
+    w.fieldVarint(F.sequenceId, this.sequenceId);
+    this.#flags(0);
+    const d = w.begin(F.trackDescriptor);
+    writeUuid(w, F.uuid, uuid);
+    const m = w.begin(F.process);
+    w.fieldVarint(F.pid, pid);
+    w.end(m);
+    w.end(d);
+    w.end(p);
+  }
+
+  /** A named track under PARENT (a group, or a process's own track). */
+  childTrack(uuid: TrackUuid, parent: TrackUuid, name: string): void {
+    this.#descriptor(uuid, parent, name);
   }
 
   counterTrack(t: CounterTrack): void {

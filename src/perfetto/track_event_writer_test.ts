@@ -73,6 +73,19 @@ Deno.test("track events: counters, integer and fractional, under a parent track"
   assert.deepEqual(view.counterValues.map((c) => c.value), [2_400_000_000, 0.5, 2 ** 60]);
 });
 
+Deno.test("track events: a process's own track with a named track under it", () => {
+  const w = writer();
+  w.processTrack(7, 1234);
+  w.childTrack(8, 7, "locks");
+  const view = decodeTrace(w.take());
+  assert.equal(view.tracks.get(7n)?.process, 1234);
+  assert.equal(view.tracks.get(7n)?.name, "");
+  assert.deepEqual(
+    [view.tracks.get(8n)?.parent, view.tracks.get(8n)?.name, view.tracks.get(8n)?.process],
+    [7n, "locks", undefined],
+  );
+});
+
 Deno.test("track events: take() hands over what was written and the interning carries on", () => {
   const w = writer();
   w.threadTrack(5, 1, 1, "t");

@@ -88,10 +88,60 @@ export function probeTrack(event: number, tgid: number, tid: number): number {
 
 /**
  * Config track T of a scope (thread: tgid and tid; process: tgid and 0; CPU: 2^22 - 1 and the
- * CPU), under tag 0x1c0 + T: above the syscalls recorder's.
+ * CPU; the CPUs' group: 2^22 - 1 twice), under tag 0x1c0 + T: above the syscalls recorder's.
  */
 export function configTrack(track: number, a: number, b: number): number {
   return (0x1c0 + track) * 2 ** 44 + (a % 2 ** 22) * 2 ** 22 + (b % 2 ** 22);
+}
+
+/** Process P's own track, the parent of its process-scope config tracks (tag 0x1bf). */
+function processRoot(pid: number): number {
+  return 0x1bf * 2 ** 44 + (pid % 2 ** 22);
+}
+
+const ALL = 2 ** 22 - 1;
+
+/**
+ * The track config track T's events of scope WHERE go on, for thread tid of tgid on cpu,
+ * described the first time (DESCRIBED remembers; bounded like the syscalls recorder's): a child
+ * track of the thread, one under the process's own track, or one per CPU under a group.
+ */
+function placeOnTrack(
+  w: TrackEventWriter,
+  described: Set<number>,
+  name: string,
+  track: number,
+  where: ProbeEvent["scope"],
+  tgid: number,
+  tid: number,
+  cpu: number,
+): number {
+  const uuid = where === "thread"
+    ? configTrack(track, tgid, tid)
+    : where === "process"
+    ? configTrack(track, tgid, 0)
+    : configTrack(track, ALL, cpu);
+  if (described.has(uuid)) return uuid;
+  if (described.size >= 1 << 16) described.clear();
+  described.add(uuid);
+  if (where === "thread") {
+    w.threadTrack(uuid, tgid, tid, name);
+  } else if (where === "process") {
+    const root = processRoot(tgid);
+    if (!described.has(root)) {
+      described.add(root);
+      w.processTrack(root, tgid);
+    }
+    w.childTrack(uuid, root, name);
+  } else {
+    const group = configTrack(track, ALL, ALL);
+    if (!described.has(group)) {
+      described.add(group);
+      w.groupTrack(group, `${name} (per CPU)`);
+    }
+    w.childTrack(uuid, group, `${name} cpu${cpu}`);
+  }
+  return uuid;
 }
 
 /** Config tracks one recording can have (tags 0x1c0 to 0x1ff). */
@@ -117,36 +167,6 @@ const DECODER = new TextDecoder("utf-8", { fatal: false });
 const EMPTY = new Uint8Array(0);
 
 const ARG_TYPES = { long: ProbeArg.Long, string: ProbeArg.String, retval: ProbeArg.Retval };
-
-/**
- * The track a config event or range of SCOPE goes on, for a record of thread tid in tgid on cpu,
- * described once (DESCRIBED is bounded like the syscalls recorder's).
- */
-function placeOnTrack(
-  scope: DecoderScope,
-  described: Set<number>,
-  names: string[],
-  track: number,
-  where: ProbeEvent["scope"],
-  tgid: number,
-  tid: number,
-  cpu: number,
-): number {
-  const t = scope.tracks;
-  const uuid = where === "thread"
-    ? configTrack(track, tgid, tid)
-    : where === "process"
-    ? configTrack(track, tgid, 0)
-    : configTrack(track, 2 ** 22 - 1, cpu);
-  if (!described.has(uuid)) {
-    if (described.size >= 1 << 16) described.clear();
-    described.add(uuid);
-    if (where === "thread") t.threadTrack(uuid, tgid, tid, names[track]);
-    else if (where === "process") t.threadTrack(uuid, tgid, tgid, `${names[track]} (process)`);
-    else t.groupTrack(uuid, `${names[track]} cpu${cpu}`);
-  }
-  return uuid;
-}
 
 function decoders(scope: DecoderScope, config: unknown): DecoderTable {
   // No config (a harness decoding without a session): no events to decode.
@@ -184,7 +204,7 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
       if (size !== R.size || range >= ranges.length) return false;
       const r = ranges[range];
       const tid = mem.u32[w + 4], tgid = mem.u32[w + 5];
-      const uuid = placeOnTrack(scope, described, tracks, r.track, r.scope, tgid, tid, b.cpu);
+      const uuid = placeOnTrack(t, described, tracks[r.track], r.track, r.scope, tgid, tid, b.cpu);
       t.begin(
         scope.base.relative(mem.u32[w + 8], mem.u32[w + 9]),
         1, /* begin */
@@ -212,7 +232,7 @@ function decoders(scope: DecoderScope, config: unknown): DecoderTable {
       const ev = events[event];
       let track: number;
       if (ev.track !== undefined) {
-        track = placeOnTrack(scope, described, tracks, ev.track, ev.scope, tgid, tid, b.cpu);
+        track = placeOnTrack(t, described, tracks[ev.track], ev.track, ev.scope, tgid, tid, b.cpu);
       } else {
         track = probeTrack(event, tgid, tid);
         if (!described.has(track)) {
@@ -429,16 +449,16 @@ export const probes: Recorder = {
           const r = ranges[range];
           const depth = vv.getUint32(V.depth, true), tgid = vv.getUint32(V.tgid, true);
           if (!r) continue;
-          const uuid = r.scope === "thread"
-            ? configTrack(r.track, tgid, key)
-            : r.scope === "process"
-            ? configTrack(r.track, key, 0)
-            : configTrack(r.track, 2 ** 22 - 1, key);
-          if (!described.has(uuid)) {
-            described.add(uuid);
-            if (r.scope === "cpu") w.groupTrack(uuid, `${tracks[r.track]} cpu${key}`);
-            else w.threadTrack(uuid, tgid, r.scope === "thread" ? key : tgid, tracks[r.track]);
-          }
+          const uuid = placeOnTrack(
+            w,
+            described,
+            tracks[r.track],
+            r.track,
+            r.scope,
+            r.scope === "process" ? key : tgid,
+            key,
+            key,
+          );
           const name = w.nameIid(r.name);
           const startEvent = events[r.start];
           for (let d = 0; d < Math.min(depth, 8); d++) {
