@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 TOOLS := .tools/node_modules/.bin
 DENO := $(TOOLS)/deno
 APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool libelf-dev gcc g++ make linux-perf \
-	systemtap-sdt-dev ca-certificates libc6-dbg linux-libc-dev libzstd-dev zstd bpftrace
+	systemtap-sdt-dev ca-certificates libc6-dbg linux-libc-dev libzstd-dev zstd bpftrace python3
 
 BPF_OBJ := build/systing.bpf.o
 BPF_EMBED := src/gen/systing_bpf.ts

@@ -125,3 +125,43 @@ Deno.test("examples: file_opens.json — the tracepoint ranges work; vfs_open ne
     const view = await readTrace(`${dir}/t.pb`);
     assert.ok(view.slices.some((s) => s.name === "openat"));
   }));
+
+Deno.test("examples: python_gc.json puts each of Debian's python3 garbage collections on the timeline", () =>
+  withDir(async (dir) => {
+    // Debian's interpreter, which has the USDT notes (a python3 first on PATH may be another build).
+    const script = `${dir}/gc.py`;
+    await Deno.writeTextFile(
+      script,
+      [
+        "import gc",
+        "gc.disable()  # only the collections asked for below",
+        "for i in range(25):",
+        "    junk = [[] for _ in range(1000)]",
+        "    for j in junk: j.append(j)  # cycles: something to collect",
+        "    del junk, j",
+        "    gc.collect()",
+      ].join("\n"),
+    );
+    const r = await runRecorder([
+      "-n",
+      "-o",
+      `${dir}/t.pb`,
+      "--trace-event-config",
+      `${REPO}examples/python_gc.json`,
+      "--",
+      "/usr/bin/python3.11",
+      script,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    await assertTraceChecks(`${dir}/t.pb`);
+    const view = await readTrace(`${dir}/t.pb`);
+    const tids = new Set(view.threads.filter((t) => /python/.test(t.name ?? "")).map((t) => t.tid));
+    const gcs = slicesOf(view, "python gc", "collection", tids);
+    // The interpreter also collects on its own: young generations while starting, and at exit.
+    const full = gcs.filter((s) => Number(s.args.generation) === 2)
+      .sort((a, b) => (a.begin < b.begin ? -1 : 1));
+    assert.ok(full.length >= 25, `${full.length} full collections`);
+    for (const s of full.slice(0, 25)) {
+      assert.ok(Number(s.args.collected) >= 1000, `${s.args.collected} objects collected`);
+    }
+  }));
