@@ -1,7 +1,8 @@
 /**
  * What a uprobe costs per hit: loops calling one function N times (bench/c/uprobe_loop.c), one
- * per CPU at once, untraced, under systing --trace-event uprobe:…, and under Debian's bpftrace
- * counting the same uprobe, interleaved in one run. Prints ns per call, the per-hit cost, the hit rate and what
+ * per CPU at once, untraced, under systing --trace-event uprobe:…, under systing recording the
+ * same event's stack each time ("stack": true), and under Debian's bpftrace counting the same
+ * uprobe, interleaved in one run. Prints ns per call, the per-hit cost, the hit rate and what
  * systing kept and lost; asserts nothing.
  *
  *   deno run -A bench/probe_bench.ts [--calls N] [--rounds R]
@@ -99,6 +100,14 @@ const systing = {
   ],
   ready: /systing: recording/,
 };
+await Deno.writeTextFile(
+  `${tmp}/stack.json`,
+  JSON.stringify({ events: [{ name: "hit", event: spec, stack: true }] }),
+);
+const systingStack = {
+  ...systing,
+  args: [...systing.args.slice(0, -2), "--trace-event-config", `${tmp}/stack.json`],
+};
 const bpftrace = {
   cmd: "bpftrace",
   // Line-buffered: its "Attaching" line says it is ready.
@@ -107,9 +116,9 @@ const bpftrace = {
 };
 
 console.log(`uprobe benchmark: ${PROCS} loops at once × ${CALLS} calls × ${ROUNDS} rounds`);
-const runs: Record<string, number[]> = { untraced: [], systing: [], bpftrace: [] };
-const rates: Record<string, number[]> = { untraced: [], systing: [], bpftrace: [] };
-let last = "", lastBpftrace = "";
+const runs: Record<string, number[]> = { untraced: [], systing: [], "+stack": [], bpftrace: [] };
+const rates: Record<string, number[]> = { untraced: [], systing: [], "+stack": [], bpftrace: [] };
+let last = "", lastStack = "", lastBpftrace = "";
 for (let r = 0; r < ROUNDS; r++) {
   const u = await run();
   runs.untraced.push(u.nsPerCall);
@@ -118,6 +127,10 @@ for (let r = 0; r < ROUNDS; r++) {
   runs.systing.push(s.nsPerCall);
   rates.systing.push(s.rate);
   last = s.err;
+  const k = await run(systingStack);
+  runs["+stack"].push(k.nsPerCall);
+  rates["+stack"].push(k.rate);
+  lastStack = k.err;
   const b = await run(bpftrace);
   runs.bpftrace.push(b.nsPerCall);
   rates.bpftrace.push(b.rate);
@@ -142,6 +155,12 @@ console.log(
 );
 console.log(
   `  systing, last round: ${/events: .*/.exec(last)?.[0]}; ${/dropped: .*/.exec(last)?.[0]}`,
+);
+console.log(
+  `  systing with stacks, last round: ${/stacks: [^;]*/.exec(lastStack)?.[0]}; ` +
+    `${/dropped: .*/.exec(lastStack)?.[0]}; ${
+      /all stack processing .*/.exec(lastStack)?.[0] ?? ""
+    }`,
 );
 console.log(
   `  bpftrace, last round: ${/@: \d+/.exec(lastBpftrace)?.[0] ?? lastBpftrace.slice(-200)}`,
