@@ -35,6 +35,18 @@ class Target extends GatedWorkload<Fired> {
 
 const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir("systing-probes-", fn);
 
+/** FN with a temp dir, probe_target compiled and one gated target of it (closed after). */
+const withTarget = (fn: (dir: string, bin: string, target: Target) => Promise<void>) =>
+  withDir(async (dir) => {
+    const bin = await compileC("probe_target");
+    const target = new Target(bin);
+    try {
+      await fn(dir, bin, target);
+    } finally {
+      await target.close();
+    }
+  });
+
 /** The instants of event NAME fired by thread TID. */
 function fired(view: TraceView, name: string, tid: number): InstantView[] {
   return view.instants.filter((i) => {
@@ -65,52 +77,46 @@ async function recordFiring(
 }
 
 Deno.test("probes: uprobe, uretprobe, USDT (guarded too) and a tracepoint, each exactly as often as fired", () =>
-  withDir(async (dir) => {
-    const bin = await compileC("probe_target");
-    const target = new Target(bin);
-    try {
-      const ev = {
-        up: `uprobe:${bin}:probe_target_double`,
-        ret: `uretprobe:${bin}:probe_target_double`,
-        tick: `usdt:${bin}:systing:tick`,
-        guarded: `usdt:${bin}:systing:guarded`,
-        tp: "tracepoint:syscalls:sys_enter_getppid",
-      };
-      const { view, results } = await recordFiring(
-        dir,
-        Object.values(ev).flatMap((e) => ["--trace-event", e]),
-        [target],
-      );
-      const r = results[0];
-      assert.equal(r.count, COUNT);
-      assert.equal(r.guarded, COUNT, "the semaphore let the guarded probe fire while attached");
-      const up = fired(view, ev.up, r.tid);
-      assert.equal(up.length, COUNT);
-      const ret = fired(view, ev.ret, r.tid);
-      assert.equal(ret.length, COUNT);
-      assert.deepEqual(
-        ret.map((i) => Number(i.args.ret)).sort((a, b) => a - b),
-        Array.from({ length: COUNT }, (_, i) => 2 * i),
-        "every return value, 2i",
-      );
-      const tick = fired(view, ev.tick, r.tid);
-      assert.equal(tick.length, COUNT);
-      for (const t of tick) assert.equal(Number(t.args.arg1), 3 * Number(t.args.arg0));
-      assert.deepEqual(
-        tick.map((t) => Number(t.args.arg0)).sort((a, b) => a - b),
-        Array.from({ length: COUNT }, (_, i) => i),
-      );
-      assert.equal(fired(view, ev.guarded, r.tid).length, COUNT);
-      const tp = fired(view, ev.tp, r.tid);
-      assert.equal(tp.length, COUNT);
-      // The tracepoint's own field, decoded by its format.
-      assert.ok(tp.every((i) => Number(i.args.__syscall_nr) === 110), "__syscall_nr is getppid's");
-      // Each fires between the uprobe and the return of its call: on the same thread, in order.
-      const first = (xs: InstantView[]) => xs.reduce((m, x) => (x.ts < m ? x.ts : m), xs[0].ts);
-      assert.ok(first(up) <= first(ret));
-    } finally {
-      await target.close();
-    }
+  withTarget(async (dir, bin, target) => {
+    const ev = {
+      up: `uprobe:${bin}:probe_target_double`,
+      ret: `uretprobe:${bin}:probe_target_double`,
+      tick: `usdt:${bin}:systing:tick`,
+      guarded: `usdt:${bin}:systing:guarded`,
+      tp: "tracepoint:syscalls:sys_enter_getppid",
+    };
+    const { view, results } = await recordFiring(
+      dir,
+      Object.values(ev).flatMap((e) => ["--trace-event", e]),
+      [target],
+    );
+    const r = results[0];
+    assert.equal(r.count, COUNT);
+    assert.equal(r.guarded, COUNT, "the semaphore let the guarded probe fire while attached");
+    const up = fired(view, ev.up, r.tid);
+    assert.equal(up.length, COUNT);
+    const ret = fired(view, ev.ret, r.tid);
+    assert.equal(ret.length, COUNT);
+    assert.deepEqual(
+      ret.map((i) => Number(i.args.ret)).sort((a, b) => a - b),
+      Array.from({ length: COUNT }, (_, i) => 2 * i),
+      "every return value, 2i",
+    );
+    const tick = fired(view, ev.tick, r.tid);
+    assert.equal(tick.length, COUNT);
+    for (const t of tick) assert.equal(Number(t.args.arg1), 3 * Number(t.args.arg0));
+    assert.deepEqual(
+      tick.map((t) => Number(t.args.arg0)).sort((a, b) => a - b),
+      Array.from({ length: COUNT }, (_, i) => i),
+    );
+    assert.equal(fired(view, ev.guarded, r.tid).length, COUNT);
+    const tp = fired(view, ev.tp, r.tid);
+    assert.equal(tp.length, COUNT);
+    // The tracepoint's own field, decoded by its format.
+    assert.ok(tp.every((i) => Number(i.args.__syscall_nr) === 110), "__syscall_nr is getppid's");
+    // Each fires between the uprobe and the return of its call: on the same thread, in order.
+    const first = (xs: InstantView[]) => xs.reduce((m, x) => (x.ts < m ? x.ts : m), xs[0].ts);
+    assert.ok(first(up) <= first(ret));
   }));
 
 Deno.test("probes: a process started after attach is covered; --trace-event-pid keeps to its processes", () =>
@@ -150,33 +156,27 @@ Deno.test("probes: a process started after attach is covered; --trace-event-pid 
   }));
 
 Deno.test("probes: kprobe: goes through fentry, or says plainly why this kernel cannot", () =>
-  withDir(async (dir) => {
-    const bin = await compileC("probe_target");
-    const target = new Target(bin);
+  withTarget(async (dir, bin, target) => {
+    const ev = "kprobe:__do_sys_getppid";
+    const trace = `${dir}/t.pb`;
+    const rec = await Recorder.start(["-n", "-o", trace, "--trace-event", ev]).catch((e) => e);
+    if (rec instanceof Error) {
+      // This kernel has no kprobes and refuses fentry programs: one clear line, no file.
+      assert.match(
+        rec.message,
+        /systing: loading the BPF object into the kernel failed: --trace-event kprobe:__do_sys_getppid: this kernel has no kprobes, and refused the fentry\/fexit program/,
+      );
+      assert.ok(!(await Deno.stat(trace).catch(() => undefined)), "no file");
+      return;
+    }
     try {
-      const ev = "kprobe:__do_sys_getppid";
-      const trace = `${dir}/t.pb`;
-      const rec = await Recorder.start(["-n", "-o", trace, "--trace-event", ev]).catch((e) => e);
-      if (rec instanceof Error) {
-        // This kernel has no kprobes and refuses fentry programs: one clear line, no file.
-        assert.match(
-          rec.message,
-          /systing: loading the BPF object into the kernel failed: --trace-event kprobe:__do_sys_getppid: this kernel has no kprobes, and refused the fentry\/fexit program/,
-        );
-        assert.ok(!(await Deno.stat(trace).catch(() => undefined)), "no file");
-        return;
-      }
-      try {
-        const r = await target.go();
-        const exit = await rec.stop();
-        assert.equal(exit.code, 0, exit.stderr);
-        const view = await readTrace(trace);
-        assert.equal(fired(view, ev, r.tid).length, COUNT);
-      } finally {
-        await rec.close();
-      }
+      const r = await target.go();
+      const exit = await rec.stop();
+      assert.equal(exit.code, 0, exit.stderr);
+      const view = await readTrace(trace);
+      assert.equal(fired(view, ev, r.tid).length, COUNT);
     } finally {
-      await target.close();
+      await rec.close();
     }
   }));
 
@@ -231,91 +231,85 @@ Deno.test("probes: a spec that cannot work is one line naming it, a non-zero exi
   }));
 
 Deno.test("probes config: ranges pair their events exactly, ends without a start are counted, open ones end with the trace", () =>
-  withDir(async (dir) => {
-    const bin = await compileC("probe_target");
-    const target = new Target(bin);
-    try {
-      const config = {
-        events: [
-          {
-            name: "in",
-            event: `uprobe:${bin}:probe_target_double`,
-            args: [{ arg_index: 0, arg_type: "long", arg_name: "x" }],
-          },
-          {
-            name: "out",
-            event: `uretprobe:${bin}:probe_target_double`,
-            args: [{ arg_type: "retval", arg_name: "doubled" }],
-          },
-          { name: "tick", event: `usdt:${bin}:systing:tick` },
-          { name: "done", event: `uretprobe:${bin}:main` },
-        ],
-        tracks: [
-          {
-            track_name: "work",
-            ranges: [
-              { name: "doubling", start: "in", end: "out" },
-              // Its first end comes before any start: counted, dropped.
-              { name: "between", start: "out", end: "in" },
-            ],
-          },
-          // Ticks nest 8 deep at most, and main's return (not seen: see below) closes none.
-          { track_name: "ticks", ranges: [{ name: "ticking", start: "tick", end: "done" }] },
-          { track_name: "marks", instants: [{ event: "in" }, { event: "out" }] },
-        ],
-      };
-      await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
-      const { view, results, stderr } = await recordFiring(
-        dir,
-        ["--trace-event-config", `${dir}/c.json`],
-        [target],
-      );
-      const r = results[0];
-      const on = (track: string, name: string) =>
-        view.slices.filter((s) => {
-          const t = view.tracks.get(s.track);
-          return s.name === name && t?.name === track && t.thread?.tid === r.tid;
-        });
-      const marks = (name: string) =>
-        view.instants.filter((i) => i.name === name && view.tracks.get(i.track)?.name === "marks")
-          .map((i) => i.ts).sort((a, b) => (a < b ? -1 : 1));
-      const ins = marks("in"), outs = marks("out");
-      assert.equal(ins.length, COUNT);
-      assert.equal(outs.length, COUNT);
-      // Each slice runs exactly from its call's entry to its return.
-      const doubling = on("work", "doubling").sort((a, b) => (a.begin < b.begin ? -1 : 1));
-      assert.equal(doubling.length, COUNT);
-      doubling.forEach((s, i) => {
-        assert.equal(s.begin, ins[i], `slice ${i} begins at its entry`);
-        assert.equal(s.end, outs[i], `slice ${i} ends at its return`);
-        // The start event's argument and the end event's return value, on the slice.
-        assert.equal(Number(s.args.doubled), 2 * Number(s.args.x), `slice ${i}'s arguments`);
+  withTarget(async (dir, bin, target) => {
+    const config = {
+      events: [
+        {
+          name: "in",
+          event: `uprobe:${bin}:probe_target_double`,
+          args: [{ arg_index: 0, arg_type: "long", arg_name: "x" }],
+        },
+        {
+          name: "out",
+          event: `uretprobe:${bin}:probe_target_double`,
+          args: [{ arg_type: "retval", arg_name: "doubled" }],
+        },
+        { name: "tick", event: `usdt:${bin}:systing:tick` },
+        { name: "done", event: `uretprobe:${bin}:main` },
+      ],
+      tracks: [
+        {
+          track_name: "work",
+          ranges: [
+            { name: "doubling", start: "in", end: "out" },
+            // Its first end comes before any start: counted, dropped.
+            { name: "between", start: "out", end: "in" },
+          ],
+        },
+        // Ticks nest 8 deep at most, and main's return (not seen: see below) closes none.
+        { track_name: "ticks", ranges: [{ name: "ticking", start: "tick", end: "done" }] },
+        { track_name: "marks", instants: [{ event: "in" }, { event: "out" }] },
+      ],
+    };
+    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+    const { view, results, stderr } = await recordFiring(
+      dir,
+      ["--trace-event-config", `${dir}/c.json`],
+      [target],
+    );
+    const r = results[0];
+    const on = (track: string, name: string) =>
+      view.slices.filter((s) => {
+        const t = view.tracks.get(s.track);
+        return s.name === name && t?.name === track && t.thread?.tid === r.tid;
       });
-      assert.deepEqual(
-        doubling.map((s) => Number(s.args.x)),
-        Array.from({ length: COUNT }, (_, i) => i),
-      );
-      // From each return to the next call: the last return's is still open at the stop.
-      const between = on("work", "between");
-      const unfinished = (xs: typeof between) =>
-        xs.filter((s) => s.args.unfinished === 1n || s.args.unfinished === 1).length;
-      assert.equal(between.length, COUNT);
-      assert.equal(unfinished(between), 1);
-      assert.match(stderr, /between: 1 ends without a start dropped, 0 starts/);
-      // 8 ticks open (the rest have no room: counted). main was entered before attach, so its
-      // return is never seen (a uretprobe catches only calls made after it): all 8 reach the
-      // end of the trace, marked, with the last "between".
-      const ticking = on("ticks", "ticking");
-      assert.equal(ticking.length, 8);
-      assert.equal(unfinished(ticking), 8);
-      assert.match(stderr, /9 still open at the end/);
-      assert.match(
-        stderr,
-        new RegExp(`ticking: 0 ends without a start dropped, ${COUNT - 8} starts`),
-      );
-    } finally {
-      await target.close();
-    }
+    const marks = (name: string) =>
+      view.instants.filter((i) => i.name === name && view.tracks.get(i.track)?.name === "marks")
+        .map((i) => i.ts).sort((a, b) => (a < b ? -1 : 1));
+    const ins = marks("in"), outs = marks("out");
+    assert.equal(ins.length, COUNT);
+    assert.equal(outs.length, COUNT);
+    // Each slice runs exactly from its call's entry to its return.
+    const doubling = on("work", "doubling").sort((a, b) => (a.begin < b.begin ? -1 : 1));
+    assert.equal(doubling.length, COUNT);
+    doubling.forEach((s, i) => {
+      assert.equal(s.begin, ins[i], `slice ${i} begins at its entry`);
+      assert.equal(s.end, outs[i], `slice ${i} ends at its return`);
+      // The start event's argument and the end event's return value, on the slice.
+      assert.equal(Number(s.args.doubled), 2 * Number(s.args.x), `slice ${i}'s arguments`);
+    });
+    assert.deepEqual(
+      doubling.map((s) => Number(s.args.x)),
+      Array.from({ length: COUNT }, (_, i) => i),
+    );
+    // From each return to the next call: the last return's is still open at the stop.
+    const between = on("work", "between");
+    const unfinished = (xs: typeof between) =>
+      xs.filter((s) => s.args.unfinished === 1n || s.args.unfinished === 1).length;
+    assert.equal(between.length, COUNT);
+    assert.equal(unfinished(between), 1);
+    assert.match(stderr, /between: 1 ends without a start dropped, 0 starts/);
+    // 8 ticks open (the rest have no room: counted). main was entered before attach, so its
+    // return is never seen (a uretprobe catches only calls made after it): all 8 reach the
+    // end of the trace, marked, with the last "between".
+    const ticking = on("ticks", "ticking");
+    assert.equal(ticking.length, 8);
+    assert.equal(unfinished(ticking), 8);
+    assert.match(stderr, /9 still open at the end/);
+    assert.match(
+      stderr,
+      new RegExp(`ticking: 0 ends without a start dropped, ${COUNT - 8} starts`),
+    );
   }));
 
 Deno.test("probes config: a range over its threshold, or a stop instant, ends the recording there", () =>
@@ -365,160 +359,142 @@ Deno.test("probes config: a range over its threshold, or a stop instant, ends th
   }));
 
 Deno.test("probes config: \"stack\": true records each firing's stack, a uprobe's user stack and a tracepoint's kernel and user stack", () =>
-  withDir(async (dir) => {
-    const bin = await compileC("probe_target");
-    const target = new Target(bin);
-    try {
-      const config = {
-        events: [
-          { name: "doubled", event: `uprobe:${bin}:probe_target_double`, stack: true },
-          { name: "ppid", event: "tracepoint:syscalls:sys_enter_getppid", stack: true },
-        ],
-      };
-      await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
-      const { view, results, stderr } = await recordFiring(
-        dir,
-        ["--trace-event-config", `${dir}/c.json`],
-        [target],
-      );
-      const r = results[0];
-      const stacks = (name: string) =>
-        view.stackSamples.filter((s) => s.source === `probe.${name}` && s.tid === r.tid);
-      const names = (s: StackSampleView) => s.frames.map((f) => f.name);
+  withTarget(async (dir, bin, target) => {
+    const config = {
+      events: [
+        { name: "doubled", event: `uprobe:${bin}:probe_target_double`, stack: true },
+        { name: "ppid", event: "tracepoint:syscalls:sys_enter_getppid", stack: true },
+      ],
+    };
+    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+    const { view, results, stderr } = await recordFiring(
+      dir,
+      ["--trace-event-config", `${dir}/c.json`],
+      [target],
+    );
+    const r = results[0];
+    const stacks = (name: string) =>
+      view.stackSamples.filter((s) => s.source === `probe.${name}` && s.tid === r.tid);
+    const names = (s: StackSampleView) => s.frames.map((f) => f.name);
 
-      // One stack per firing, at the firing's time, under the firing thread.
-      const doubled = stacks("doubled");
-      assert.equal(doubled.length, COUNT);
-      assert.deepEqual(
-        doubled.map((s) => s.ts).sort(),
-        fired(view, "doubled", r.tid).map((i) => i.ts).sort(),
-        "each stack at its instant's time",
-      );
-      for (const s of doubled) {
-        assert.equal(s.mode, 1, "a uprobe interrupted user code");
-        assert.equal(s.weight, 1n);
-        // Leaf last: the probed function, called from main; no kernel frames (the trap's).
-        const n = names(s);
-        assert.equal(n.at(-1), "probe_target_double", n.join(" > "));
-        assert.equal(n.at(-2), "main", n.join(" > "));
-        assert.ok(s.frames.every((f) => !f.mappingPath.includes("kernel")), n.join(" > "));
-      }
-
-      const ppid = stacks("ppid");
-      assert.equal(ppid.length, COUNT);
-      for (const s of ppid) {
-        const n = names(s);
-        // The kernel path of the system call (the tracing machinery above it trimmed), under
-        // the user code that made it.
-        assert.ok(n.includes("main"), n.join(" > "));
-        assert.ok(n.some((f) => /do_syscall_64|entry_SYSCALL_64/.test(f)), n.join(" > "));
-        assert.ok(!n.some((f) => /^bpf_prog_|^bpf_trace_run/.test(f)), n.join(" > "));
-        assert.ok(
-          n.indexOf("main") < n.findIndex((f) => /do_syscall_64/.test(f)),
-          "user, then kernel",
-        );
-      }
-      const seq = [...view.stackSequences.values()].find((q) => q.source === "probe.ppid");
-      assert.equal(seq?.counterName, "ppid hits");
-      assert.equal(seq?.unit, 9, "weights count firings");
-      assert.match(stderr, new RegExp(`${2 * COUNT} probe stacks`));
-    } finally {
-      await target.close();
+    // One stack per firing, at the firing's time, under the firing thread.
+    const doubled = stacks("doubled");
+    assert.equal(doubled.length, COUNT);
+    assert.deepEqual(
+      doubled.map((s) => s.ts).sort(),
+      fired(view, "doubled", r.tid).map((i) => i.ts).sort(),
+      "each stack at its instant's time",
+    );
+    for (const s of doubled) {
+      assert.equal(s.mode, 1, "a uprobe interrupted user code");
+      assert.equal(s.weight, 1n);
+      // Leaf last: the probed function, called from main; no kernel frames (the trap's).
+      const n = names(s);
+      assert.equal(n.at(-1), "probe_target_double", n.join(" > "));
+      assert.equal(n.at(-2), "main", n.join(" > "));
+      assert.ok(s.frames.every((f) => !f.mappingPath.includes("kernel")), n.join(" > "));
     }
+
+    const ppid = stacks("ppid");
+    assert.equal(ppid.length, COUNT);
+    for (const s of ppid) {
+      const n = names(s);
+      // The kernel path of the system call (the tracing machinery above it trimmed), under
+      // the user code that made it.
+      assert.ok(n.includes("main"), n.join(" > "));
+      assert.ok(n.some((f) => /do_syscall_64|entry_SYSCALL_64/.test(f)), n.join(" > "));
+      assert.ok(!n.some((f) => /^bpf_prog_|^bpf_trace_run/.test(f)), n.join(" > "));
+      assert.ok(
+        n.indexOf("main") < n.findIndex((f) => /do_syscall_64/.test(f)),
+        "user, then kernel",
+      );
+    }
+    const seq = [...view.stackSequences.values()].find((q) => q.source === "probe.ppid");
+    assert.equal(seq?.counterName, "ppid hits");
+    assert.equal(seq?.unit, 9, "weights count firings");
+    assert.match(stderr, new RegExp(`${2 * COUNT} probe stacks`));
   }));
 
 Deno.test("probes: a --trace-event spec's argument list names what it records, strings too", () =>
-  withDir(async (dir) => {
-    const bin = await compileC("probe_target");
-    const target = new Target(bin);
-    try {
-      const ev = {
-        name: `uprobe:${bin}:probe_target_name`,
-        ret: `uretprobe:${bin}:probe_target_double`,
-        tick: `usdt:${bin}:systing:tick`,
-      };
-      const { view, results } = await recordFiring(dir, [
-        "--trace-event",
-        `${ev.name}(string label, long n)`,
-        "--trace-event",
-        `${ev.ret}(retval doubled)`,
-        "--trace-event",
-        `${ev.tick}(_, long triple)`,
-      ], [target]);
-      const r = results[0];
-      // The track keeps the spec's name; the list only says what each instant carries.
-      const named = fired(view, ev.name, r.tid);
-      assert.equal(named.length, COUNT);
-      for (const i of named) assert.equal(i.args.label, `item-${i.args.n}`);
-      assert.deepEqual(
-        named.map((i) => Number(i.args.n)).sort((a, b) => a - b),
-        Array.from({ length: COUNT }, (_, i) => i),
-      );
-      const ret = fired(view, ev.ret, r.tid);
-      assert.equal(ret.length, COUNT);
-      assert.equal(ret.reduce((n, i) => n + Number(i.args.doubled), 0), COUNT * (COUNT - 1));
-      const tick = fired(view, ev.tick, r.tid);
-      assert.equal(tick.length, COUNT);
-      // Only the second argument, under its name: the first was skipped.
-      for (const t of tick) assert.deepEqual(Object.keys(t.args), ["triple"]);
-      assert.equal(
-        tick.reduce((n, t) => n + Number(t.args.triple), 0),
-        (3 * COUNT * (COUNT - 1)) / 2,
-      );
-    } finally {
-      await target.close();
-    }
+  withTarget(async (dir, bin, target) => {
+    const ev = {
+      name: `uprobe:${bin}:probe_target_name`,
+      ret: `uretprobe:${bin}:probe_target_double`,
+      tick: `usdt:${bin}:systing:tick`,
+    };
+    const { view, results } = await recordFiring(dir, [
+      "--trace-event",
+      `${ev.name}(string label, long n)`,
+      "--trace-event",
+      `${ev.ret}(retval doubled)`,
+      "--trace-event",
+      `${ev.tick}(_, long triple)`,
+    ], [target]);
+    const r = results[0];
+    // The track keeps the spec's name; the list only says what each instant carries.
+    const named = fired(view, ev.name, r.tid);
+    assert.equal(named.length, COUNT);
+    for (const i of named) assert.equal(i.args.label, `item-${i.args.n}`);
+    assert.deepEqual(
+      named.map((i) => Number(i.args.n)).sort((a, b) => a - b),
+      Array.from({ length: COUNT }, (_, i) => i),
+    );
+    const ret = fired(view, ev.ret, r.tid);
+    assert.equal(ret.length, COUNT);
+    assert.equal(ret.reduce((n, i) => n + Number(i.args.doubled), 0), COUNT * (COUNT - 1));
+    const tick = fired(view, ev.tick, r.tid);
+    assert.equal(tick.length, COUNT);
+    // Only the second argument, under its name: the first was skipped.
+    for (const t of tick) assert.deepEqual(Object.keys(t.args), ["triple"]);
+    assert.equal(
+      tick.reduce((n, t) => n + Number(t.args.triple), 0),
+      (3 * COUNT * (COUNT - 1)) / 2,
+    );
   }));
 
 Deno.test("probes config: process-scope ranges sit under the process's own track, CPU-scope instants on one track per CPU", () =>
-  withDir(async (dir) => {
-    const bin = await compileC("probe_target");
-    const target = new Target(bin);
-    try {
-      const config = {
-        events: [
-          { name: "in", event: `uprobe:${bin}:probe_target_double`, scope: "process" },
-          { name: "out", event: `uretprobe:${bin}:probe_target_double`, scope: "process" },
-          { name: "tick", event: `usdt:${bin}:systing:tick`, scope: "cpu" },
-        ],
-        tracks: [
-          {
-            track_name: "work",
-            ranges: [
-              { name: "doubling", start: "in", end: "out" },
-              { name: "between", start: "out", end: "in" },
-            ],
-          },
-          { track_name: "ticks", instants: [{ event: "tick" }] },
-        ],
-      };
-      await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
-      const { view, results } = await recordFiring(
-        dir,
-        ["--trace-event-config", `${dir}/c.json`],
-        [target],
-      );
-      const r = results[0];
-      const parentOf = (uuid: bigint) => view.tracks.get(view.tracks.get(uuid)!.parent!);
-      const on = (name: string) => view.slices.filter((s) => s.name === name);
-      const doubling = on("doubling"), between = on("between");
-      assert.equal(doubling.length, COUNT);
-      // The last "between" is still open at the stop: closed there, on the same track.
-      assert.equal(between.length, COUNT);
-      for (const s of [...doubling, ...between]) {
-        const t = view.tracks.get(s.track)!;
-        assert.equal(t.name, "work");
-        assert.equal(t.thread, undefined, "not a thread's track");
-        assert.equal(parentOf(s.track)?.process, r.pid, "under the process's own track");
-      }
-      assert.equal(new Set([...doubling, ...between].map((s) => s.track)).size, 1);
-      const ticks = view.instants.filter((i) => i.name === "tick");
-      assert.equal(ticks.length, COUNT);
-      for (const i of ticks) {
-        assert.match(view.tracks.get(i.track)!.name, /^ticks cpu\d+$/);
-        assert.equal(parentOf(i.track)?.name, "ticks (per CPU)");
-      }
-    } finally {
-      await target.close();
+  withTarget(async (dir, bin, target) => {
+    const config = {
+      events: [
+        { name: "in", event: `uprobe:${bin}:probe_target_double`, scope: "process" },
+        { name: "out", event: `uretprobe:${bin}:probe_target_double`, scope: "process" },
+        { name: "tick", event: `usdt:${bin}:systing:tick`, scope: "cpu" },
+      ],
+      tracks: [
+        {
+          track_name: "work",
+          ranges: [
+            { name: "doubling", start: "in", end: "out" },
+            { name: "between", start: "out", end: "in" },
+          ],
+        },
+        { track_name: "ticks", instants: [{ event: "tick" }] },
+      ],
+    };
+    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+    const { view, results } = await recordFiring(
+      dir,
+      ["--trace-event-config", `${dir}/c.json`],
+      [target],
+    );
+    const r = results[0];
+    const parentOf = (uuid: bigint) => view.tracks.get(view.tracks.get(uuid)!.parent!);
+    const on = (name: string) => view.slices.filter((s) => s.name === name);
+    const doubling = on("doubling"), between = on("between");
+    assert.equal(doubling.length, COUNT);
+    // The last "between" is still open at the stop: closed there, on the same track.
+    assert.equal(between.length, COUNT);
+    for (const s of [...doubling, ...between]) {
+      const t = view.tracks.get(s.track)!;
+      assert.equal(t.name, "work");
+      assert.equal(t.thread, undefined, "not a thread's track");
+      assert.equal(parentOf(s.track)?.process, r.pid, "under the process's own track");
+    }
+    assert.equal(new Set([...doubling, ...between].map((s) => s.track)).size, 1);
+    const ticks = view.instants.filter((i) => i.name === "tick");
+    assert.equal(ticks.length, COUNT);
+    for (const i of ticks) {
+      assert.match(view.tracks.get(i.track)!.name, /^ticks cpu\d+$/);
+      assert.equal(parentOf(i.track)?.name, "ticks (per CPU)");
     }
   }));

@@ -248,66 +248,62 @@ export class TrackEventWriter {
 
   /** A track of slices belonging to one thread, named (e.g. "syscalls"). */
   threadTrack(uuid: TrackUuid, pid: number, tid: number, name: string): void {
-    const w = this.#out;
-    const p = w.begin(F.tracePacket);
-    w.fieldVarint(F.sequenceId, this.sequenceId);
-    this.#flags(0);
-    const d = w.begin(F.trackDescriptor);
-    writeUuid(w, F.uuid, uuid);
-    w.fieldString(F.name, name);
-    const t = w.begin(F.thread);
-    w.fieldVarint(F.pid, pid);
-    w.fieldVarint(F.tid, tid);
-    w.end(t);
-    w.end(d);
-    w.end(p);
+    this.#descriptor(uuid, { name, thread: { pid, tid } });
   }
 
   /** A named track that groups others (a parent without events of its own). */
   groupTrack(uuid: TrackUuid, name: string): void {
-    this.#descriptor(uuid, undefined, name);
+    this.#descriptor(uuid, { name });
   }
 
   /** Process PID's own track: the parent of the tracks that belong to the whole process. */
   processTrack(uuid: TrackUuid, pid: number): void {
-    const w = this.#out;
-    const p = w.begin(F.tracePacket);
-    w.fieldVarint(F.sequenceId, this.sequenceId);
-    this.#flags(0);
-    const d = w.begin(F.trackDescriptor);
-    writeUuid(w, F.uuid, uuid);
-    const m = w.begin(F.process);
-    w.fieldVarint(F.pid, pid);
-    w.end(m);
-    w.end(d);
-    w.end(p);
+    this.#descriptor(uuid, { process: pid });
   }
 
   /** A named track under PARENT (a group, or a process's own track). */
   childTrack(uuid: TrackUuid, parent: TrackUuid, name: string): void {
-    this.#descriptor(uuid, parent, name);
+    this.#descriptor(uuid, { parent, name });
   }
 
   counterTrack(t: CounterTrack): void {
-    this.#descriptor(t.uuid, t.parent, t.name, t);
+    this.#descriptor(t.uuid, { parent: t.parent, name: t.name, counter: t });
   }
 
-  #descriptor(uuid: TrackUuid, parent: TrackUuid | undefined, name: string, c?: CounterTrack) {
+  #descriptor(uuid: TrackUuid, d: {
+    parent?: TrackUuid;
+    name?: string;
+    thread?: { pid: number; tid: number };
+    process?: number;
+    counter?: CounterTrack;
+  }) {
     const w = this.#out;
     const p = w.begin(F.tracePacket);
     w.fieldVarint(F.sequenceId, this.sequenceId);
     this.#flags(0);
-    const d = w.begin(F.trackDescriptor);
+    const td = w.begin(F.trackDescriptor);
     writeUuid(w, F.uuid, uuid);
-    if (parent !== undefined) writeUuid(w, F.parentUuid, parent);
-    w.fieldString(F.name, name);
+    if (d.parent !== undefined) writeUuid(w, F.parentUuid, d.parent);
+    if (d.name !== undefined) w.fieldString(F.name, d.name);
+    if (d.process !== undefined) {
+      const m = w.begin(F.process);
+      w.fieldVarint(F.pid, d.process);
+      w.end(m);
+    }
+    if (d.thread) {
+      const t = w.begin(F.thread);
+      w.fieldVarint(F.pid, d.thread.pid);
+      w.fieldVarint(F.tid, d.thread.tid);
+      w.end(t);
+    }
+    const c = d.counter;
     if (c) {
       const m = w.begin(F.counter);
       if (c.unit) w.fieldVarint(F.unit, c.unit);
       if (c.unitName) w.fieldString(F.unitName, c.unitName);
       w.end(m);
     }
-    w.end(d);
+    w.end(td);
     w.end(p);
   }
 
