@@ -35,6 +35,12 @@ class Target extends GatedWorkload<Fired> {
 
 const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir("systing-probes-", fn);
 
+/** Records while TARGET fires with the event config CONFIG. */
+async function recordConfig(dir: string, config: unknown, target: Target) {
+  await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+  return await recordFiring(dir, ["--trace-event-config", `${dir}/c.json`], [target]);
+}
+
 /** FN with a temp dir, probe_target compiled and one gated target of it (closed after). */
 const withTarget = (fn: (dir: string, bin: string, target: Target) => Promise<void>) =>
   withDir(async (dir) => {
@@ -261,12 +267,7 @@ Deno.test("probes config: ranges pair their events exactly, ends without a start
         { track_name: "marks", instants: [{ event: "in" }, { event: "out" }] },
       ],
     };
-    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
-    const { view, results, stderr } = await recordFiring(
-      dir,
-      ["--trace-event-config", `${dir}/c.json`],
-      [target],
-    );
+    const { view, results, stderr } = await recordConfig(dir, config, target);
     const r = results[0];
     const on = (track: string, name: string) =>
       view.slices.filter((s) => {
@@ -366,12 +367,7 @@ Deno.test("probes config: \"stack\": true records each firing's stack, a uprobe'
         { name: "ppid", event: "tracepoint:syscalls:sys_enter_getppid", stack: true },
       ],
     };
-    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
-    const { view, results, stderr } = await recordFiring(
-      dir,
-      ["--trace-event-config", `${dir}/c.json`],
-      [target],
-    );
+    const { view, results, stderr } = await recordConfig(dir, config, target);
     const r = results[0];
     const stacks = (name: string) =>
       view.stackSamples.filter((s) => s.source === `probe.${name}` && s.tid === r.tid);
@@ -471,12 +467,7 @@ Deno.test("probes config: process-scope ranges sit under the process's own track
         { track_name: "ticks", instants: [{ event: "tick" }] },
       ],
     };
-    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
-    const { view, results } = await recordFiring(
-      dir,
-      ["--trace-event-config", `${dir}/c.json`],
-      [target],
-    );
+    const { view, results } = await recordConfig(dir, config, target);
     const r = results[0];
     const parentOf = (uuid: bigint) => view.tracks.get(view.tracks.get(uuid)!.parent!);
     const on = (name: string) => view.slices.filter((s) => s.name === name);
