@@ -162,7 +162,7 @@ Deno.test("probes: a process started after attach is covered; --trace-event-pid 
   }));
 
 Deno.test("probes: kprobe: goes through fentry, or says plainly why this kernel cannot", () =>
-  withTarget(async (dir, bin, target) => {
+  withTarget(async (dir, _bin, target) => {
     const ev = "kprobe:__do_sys_getppid";
     const trace = `${dir}/t.pb`;
     const rec = await Recorder.start(["-n", "-o", trace, "--trace-event", ev]).catch((e) => e);
