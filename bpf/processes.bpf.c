@@ -15,6 +15,7 @@ int BPF_PROG(on_sched_process_fork, struct task_struct *parent, struct task_stru
 	/* The tracer's own threads stay out; a process it starts (`-- CMD`) is traced from birth. */
 	if (is_tracer(child))
 		return 0;
+	py_forked(parent->tgid, child->tgid);
 	r = reserve(&rb, REC_SCHED_PROCESS_FORK, sizeof(*r), ts);
 	if (!r)
 		return 0;
@@ -39,6 +40,7 @@ int BPF_PROG(on_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 
 	if (is_tracer(p))
 		return 0;
+	py_execed(p->tgid, ts);
 	r = reserve(&rb, REC_SCHED_PROCESS_EXEC, sizeof(*r), ts);
 	if (!r)
 		return 0;
@@ -70,6 +72,8 @@ int BPF_PROG(on_sched_process_exit, struct task_struct *p, bool group_dead)
 
 	if (is_tracer(p))
 		return 0;
+	if (group_dead)
+		py_exited(p->tgid);
 	r = reserve(&rb, REC_SCHED_PROCESS_EXIT, sizeof(*r), ts);
 	if (!r)
 		return 0;

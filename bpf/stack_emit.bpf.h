@@ -22,6 +22,8 @@ enum stack_slot {
 struct stack_scratch {
 	struct rec_stack r;
 	__u64 frames[2 * SYSTING_MAX_FRAMES];
+	/* Room for the Python frames right after the frames, wherever those end. */
+	struct py_frame py[SYSTING_PY_FRAMES];
 	__u8 copy[SYSTING_MAX_STACK_COPY];
 };
 
@@ -73,7 +75,9 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	struct stack_scratch *s;
 	__u64 *pending, lost = 0, size, wake;
 	long kb, ub = 0;
-	__u32 cb = 0;
+	__u32 cb = 0, nf = 0, pb = 0;
+	__u64 at;
+	__u8 py_status = PY_NONE;
 	void *rb;
 
 	if (!state.recording)
@@ -108,11 +112,21 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 		s->r.user_ip = regs->ip;
 		s->r.user_sp = regs->sp;
 		s->r.user_bp = regs->bp;
+		/* The Python frames go right after the native ones, the stack copy after them. */
+		nf = py_walk((struct py_frame *)((__u8 *)s->frames + kb + ub), slot, &py_status);
+		if (nf > SYSTING_PY_FRAMES)
+			nf = SYSTING_PY_FRAMES;
+		pb = nf * sizeof(struct py_frame);
+		/* Bounded again where the verifier can see it: the copy fits after any frames. */
+		at = kb + ub + pb;
+		if (at > sizeof(s->frames) + sizeof(s->py))
+			at = sizeof(s->frames) + sizeof(s->py);
+		barrier_var(at);
 		if (copy && (cfg.stack_bits & CFG_USER_COPY))
-			cb = copy_user_stack((__u8 *)s->frames + kb + ub, s->r.user_sp,
+			cb = copy_user_stack((__u8 *)s->frames + at, s->r.user_sp,
 					     cfg.stack_copy_bytes);
 	}
-	size = sizeof(struct rec_stack) + kb + ub + cb;
+	size = sizeof(struct rec_stack) + kb + ub + pb + cb;
 	s->r.hdr.kind = REC_STACK;
 	s->r.hdr.size = size;
 	s->r.hdr.ts = ts;
@@ -125,6 +139,8 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	s->r.user_frames = (__u64)ub >> 3;
 	s->r.probe_event = probe_event;
 	s->r.copy_bytes = cb;
+	s->r.py_frames = nf;
+	s->r.py_status = py_status;
 	s->r.__pad1 = 0;
 	pending = bpf_map_lookup_elem(&unreported, &zero);
 	if (pending && *pending)

@@ -47,6 +47,14 @@ typedef int64_t __s64;
 #define SYSTING_MAX_FILTER_CGROUPS 8
 /* The pid a filtered trace gives the untraced tasks of CPU c: SYSTING_UNTRACED_PID + c. */
 #define SYSTING_UNTRACED_PID 1073741824
+/* Python frames a stack carries, leaf first; the bytes of a code object's names and lines. */
+#define SYSTING_PY_FRAMES 64
+#define SYSTING_PY_NAME_LEN 128
+#define SYSTING_PY_FILE_LEN 256
+#define SYSTING_PY_LINES_LEN 2048
+/* Threads of one interpreter looked through for the current one's state, and interpreters. */
+#define SYSTING_PY_THREADS 64
+#define SYSTING_PY_INTERPRETERS 4
 
 /* Append only: the numbers are the wire format between BPF and userspace. */
 enum rec_kind {
@@ -72,6 +80,7 @@ enum rec_kind {
 	REC_PROBE = 20,
 	REC_RANGE = 21,
 	REC_MARKER = 22,
+	REC_PY_CODE = 23,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -238,11 +247,104 @@ struct rec_stack {
 	__u16 user_frames;
 	__u16 probe_event; /* STACK_PROBE: the event's number, else 0 */
 	__u32 copy_bytes;
-	__u32 __pad1;
+	__u16 py_frames; /* struct py_frame entries after the stack copy */
+	__u8 py_status;  /* enum py_status */
+	__u8 __pad1;
 	__u64 user_ip;
 	__u64 user_sp;
 	__u64 user_bp;
 	/* __u64 frames[kernel_frames + user_frames], then the stack copy, follow. */
+};
+
+/* What became of a stack's Python walk (rec_stack.py_status). */
+enum py_status {
+	PY_NONE = 0,       /* not a Python process we know, or Python stacks are off */
+	PY_OK = 1,         /* py_frames frames, to the outermost */
+	PY_NO_THREAD = 2,  /* no thread state for this thread (not a Python thread, or not yet) */
+	PY_READ_FAILED = 3, /* a read of the interpreter's memory failed: the frames up to it */
+	PY_TRUNCATED = 4,  /* deeper than SYSTING_PY_FRAMES: the innermost ones */
+};
+
+enum py_frame_flags {
+	/* The outermost frame of one run of the interpreter's C loop (_PyEval_EvalFrameDefault). */
+	PY_FRAME_ENTRY = 1,
+};
+
+/*
+ * One Python frame: its code object, checked against reuse by a fingerprint of the object's
+ * name, file and first line pointers (the same code object at the same address has the same),
+ * and where in the bytecode it is (bytes from the code object's start).
+ */
+struct py_frame {
+	__u64 code;
+	__u64 fingerprint;
+	__u32 instr; /* instruction pointer - code */
+	__u32 flags; /* enum py_frame_flags */
+};
+
+/*
+ * Where one CPython version keeps what a stack walk reads (src/python/, from the version's
+ * headers at build time, or its _Py_DebugOffsets at run time). PY_OFF_NONE: not in this version.
+ */
+#define PY_OFF_NONE 0xffff
+struct py_offsets {
+	__u16 runtime_interpreters; /* _PyRuntimeState.interpreters.head */
+	__u16 interp_next;
+	__u16 interp_threads;       /* PyInterpreterState.threads.head */
+	__u16 tstate_next;
+	__u16 tstate_native_tid;    /* PyThreadState.native_thread_id */
+	__u16 tstate_cframe;        /* 3.11, 3.12: PyThreadState.cframe, else NONE */
+	__u16 current_frame;        /* _PyCFrame.current_frame, or PyThreadState.current_frame */
+	__u16 frame_code;           /* f_code, f_executable */
+	__u16 frame_previous;
+	__u16 frame_instr;          /* prev_instr, instr_ptr */
+	__u16 frame_owner;
+	__u16 frame_is_entry;       /* 3.11, else NONE */
+	__u16 code_firstlineno;
+	__u16 code_filename;
+	__u16 code_qualname;
+	__u16 code_linetable;
+	__u16 code_bytecode;        /* co_code_adaptive */
+	__u16 unicode_state;
+	__u16 unicode_length;
+	__u16 unicode_ascii_data;   /* sizeof(PyASCIIObject) */
+	__u16 unicode_compact_data; /* sizeof(PyCompactUnicodeObject) */
+	__u16 bytes_size;           /* ob_size */
+	__u16 bytes_data;           /* ob_sval */
+	__u8 owner_cstack;          /* FRAME_OWNED_BY_CSTACK (3.12+), 0xff in 3.11 */
+	__u8 __pad0;
+};
+
+/* A Python process (map py_procs, by tgid), as userspace found it. */
+struct py_proc {
+	__u64 runtime; /* the address of _PyRuntime in the process */
+	__u64 since;   /* when its image was seen mapped: an exec after it makes this stale */
+	__u32 version; /* major << 8 | minor */
+	__u32 __pad0;
+	struct py_offsets off;
+};
+
+/*
+ * A code object seen for the first time in process tgid (or again, after the BPF side forgot
+ * it): its names and location table, so that frames name it even once the process is gone.
+ * Strings are the unicode object's raw bytes (state says their kind); data holds the qualified
+ * name, the file name, then the location table.
+ */
+struct rec_py_code {
+	struct rec_hdr hdr;
+	__u32 tgid;
+	__u32 firstlineno;
+	__u64 code;
+	__u64 fingerprint;
+	__u16 name_len;
+	__u16 file_len;
+	__u16 lines_len;
+	__u8 name_state; /* PyASCIIObject.state's low byte */
+	__u8 file_state;
+	__u32 lines_total; /* the table's whole length (lines_len may be less) */
+	__u16 bytecode;    /* offsetof(PyCodeObject, co_code_adaptive): instr - bytecode is the offset */
+	__u16 __pad0;
+	__u8 data[SYSTING_PY_NAME_LEN + SYSTING_PY_FILE_LEN + SYSTING_PY_LINES_LEN];
 };
 
 /*
@@ -412,6 +514,7 @@ enum config_stack_bits {
 	CFG_SLEEP_STACKS_S = 2,
 	CFG_USER_FP = 4,   /* walk user frame pointers */
 	CFG_USER_COPY = 8, /* copy the top of the user stack */
+	CFG_PYTHON = 16,   /* walk the Python frames of known Python processes */
 };
 
 /* The only thing in .bss, written by userspace while the programs are attached. */
@@ -495,6 +598,11 @@ _Static_assert(sizeof(struct rec_probe) == 64, "rec_probe");
 _Static_assert(sizeof(struct probe_spec) == 24, "probe_spec");
 _Static_assert(sizeof(struct rec_range) == 112, "rec_range");
 _Static_assert(sizeof(struct rec_marker) == 160, "rec_marker");
+_Static_assert(sizeof(struct py_frame) == 24, "py_frame");
+_Static_assert(sizeof(struct py_offsets) == 48, "py_offsets");
+_Static_assert(sizeof(struct py_proc) == 72, "py_proc");
+_Static_assert(sizeof(struct rec_py_code) == 56 + SYSTING_PY_NAME_LEN + SYSTING_PY_FILE_LEN +
+					     SYSTING_PY_LINES_LEN, "rec_py_code");
 _Static_assert(SYSTING_MARKER_MAGIC == 0x53590000, "marker magic: 'SY' << 16");
 _Static_assert(sizeof(struct range_open) == 328, "range_open");
 _Static_assert(SYSTING_PROBE_ARGS * SYSTING_PROBE_STRING_LEN == SYSTING_PROBE_DATA_LEN, "data");

@@ -100,6 +100,8 @@ Stacks:
                              with the binaries' unwind tables, falling back to frame
                              pointers; fp: frame pointers only; dwarf: unwind tables only
       --user-stack-bytes N   user stack bytes copied per stack (default: 16384, max: 61440)
+      --no-python-stacks     Python processes' stacks without their Python frames (by default
+                             each Python frame replaces the interpreter's C frames that run it)
 
 Examples:
   sudo systing --duration 10                  # 10 s of the whole machine into trace.pb
@@ -202,6 +204,7 @@ function parse(args: string[]) {
         "no-interruptible-stack-traces": { type: "boolean", default: false },
         "user-stacks": { type: "string" },
         "user-stack-bytes": { type: "string" },
+        "no-python-stacks": { type: "boolean", default: false },
         verbose: { type: "boolean", short: "v", multiple: true },
         help: { type: "boolean", short: "h" },
         completions: { type: "string" },
@@ -338,6 +341,7 @@ export function parseOptions(
   needs(v["sw-event"], "--sw-event", ["cpu-stacks"]);
   needs(v["user-stacks"] !== undefined, "--user-stacks", stackRecorders);
   needs(v["user-stack-bytes"] !== undefined, "--user-stack-bytes", stackRecorders);
+  needs(v["no-python-stacks"], "--no-python-stacks", stackRecorders);
   needs(v["perf-counter-freq"] !== undefined, "--perf-counter-freq", ["perf-counters"]);
   needs(v["trace-event-pid"].length > 0, "--trace-event-pid", ["probes"]);
   if (on.has("probes") && !v["trace-event"].length && !v["trace-event-config"].length) {
@@ -388,6 +392,7 @@ export function parseOptions(
         softwareEvent: v["sw-event"],
         userStacks: mode,
         userStackBytes: copy,
+        pythonStacks: !v["no-python-stacks"],
         perfCounters,
         counterFreq: counterHz,
         probes: { events: [], ranges: [], tracks: [], pids: probePids },

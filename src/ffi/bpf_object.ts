@@ -340,6 +340,27 @@ export class BpfObject {
     );
   }
 
+  /** Writes VALUE at the u32 KEY of a hash map (a map full of other keys throws). */
+  updateHash(mapName: string, key: number, value: Uint8Array): void {
+    check(
+      loadLibbpf().bpf_map_update_elem(
+        this.mapFd(mapName),
+        new Uint8Array(new Uint32Array([key]).buffer),
+        value,
+        0n,
+      ),
+      `writing ${mapName}[${key}]`,
+    );
+  }
+
+  /** Removes the u32 KEY of a hash map; false when it was not there. */
+  deleteHash(mapName: string, key: number): boolean {
+    return loadLibbpf().bpf_map_delete_elem(
+      this.mapFd(mapName),
+      new Uint8Array(new Uint32Array([key]).buffer),
+    ) === 0;
+  }
+
   attachPerfEvent(progName: string, fd: number): void {
     const link = checkPointer(
       loadLibbpf().bpf_program__attach_perf_event(this.#program(progName), fd),

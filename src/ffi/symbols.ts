@@ -85,6 +85,8 @@ export const libbpfSymbols = {
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
   // int bpf_map_get_next_key(int fd, const void *key, void *next_key);
   bpf_map_get_next_key: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int bpf_map_delete_elem(int fd, const void *key);
+  bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" },
   // int bpf_map_lookup_elem(int fd, const void *key, void *value);
   bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // struct btf *btf__load_vmlinux_btf(void);

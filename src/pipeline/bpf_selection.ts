@@ -15,6 +15,9 @@ export const CORE_MAPS = [
   "unreported",
   "switch_clock",
   "traced_tasks",
+  // Kept by the process lifecycle programs, read by stack walks (bpf/python.bpf.h).
+  "py_procs",
+  "py_execs",
 ] as const;
 
 /**

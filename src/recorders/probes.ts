@@ -24,7 +24,7 @@ import {
   RecordKind,
 } from "../records/records.ts";
 import type { DecoderScope, Recorder } from "./recorder.ts";
-import { stackDecoders, stackSession } from "./stack_session.ts";
+import { PYTHON_MAPS, stackDecoders, stackSession } from "./stack_session.ts";
 
 /** One event to record, resolved. */
 export interface ProbeEvent {
@@ -317,9 +317,10 @@ export const probes: Recorder = {
       "__bpf_usdt_ip_to_spec_id",
       // An event's "stack": true (bpf/stack_emit.bpf.h).
       "stack_scratch",
+      ...PYTHON_MAPS,
     ],
   },
-  kinds: [RecordKind.Probe, RecordKind.Range, RecordKind.Stack],
+  kinds: [RecordKind.Probe, RecordKind.Range, RecordKind.Stack, RecordKind.PyCode],
   unsupported: () => undefined,
   decoders: (scope, config) => ({ ...stackDecoders(scope), ...decoders(scope, config) }),
   start(ctx) {

@@ -16,6 +16,8 @@ import { readMaps } from "../stacks/proc_maps.ts";
 import { StackProfiler } from "../stacks/stack_profiler.ts";
 import { Kallsyms } from "../symbolize/kallsyms.ts";
 import { Symbolizer } from "../symbolize/symbolizer.ts";
+import { PythonProcesses } from "../python/python_processes.ts";
+import type { BpfObject } from "../ffi/bpf_object.ts";
 import type {
   BpfSetup,
   DecoderScope,
@@ -24,6 +26,9 @@ import type {
   RecorderSession,
   StartInfo,
 } from "./recorder.ts";
+
+/** The maps a stack's Python walk uses besides the core's (bpf/python.bpf.h). */
+export const PYTHON_MAPS = ["py_threads", "py_known", "py_code_scratch"] as const;
 
 /** How long an exited process's mappings are kept for samples still in flight. */
 const EXITED_MAPPINGS_KEPT_NS = 5e9;
@@ -34,7 +39,7 @@ const MAX_SEEDED_PER_PROCESS = 16384;
 
 /** The side-band and the profiler, shared by the stack recorders that are on. */
 export class StackSession implements RecorderSession {
-  readonly forwarded = [RecordKind.Stack, RecordKind.SleepEnd] as const;
+  readonly forwarded = [RecordKind.Stack, RecordKind.SleepEnd, RecordKind.PyCode] as const;
   /** The CPU sampling events, when cpu-stacks is on (it sets them). */
   sampling?: PerfEventSet;
   #ctx: RecorderContext;
@@ -44,6 +49,8 @@ export class StackSession implements RecorderSession {
   #profiler?: StackProfiler;
   #processingMs = 0;
   #probeStreams: { event: number; name: string }[] = [];
+  #python?: PythonProcesses;
+  #pythonMapFull = 0;
 
   constructor(ctx: RecorderContext) {
     this.#ctx = ctx;
@@ -61,7 +68,8 @@ export class StackSession implements RecorderSession {
     config.or(
       "stack_bits",
       (o.userStacks !== "dwarf" ? ConfigStackBit.UserFp : 0) |
-        (o.userStacks !== "fp" ? ConfigStackBit.UserCopy : 0),
+        (o.userStacks !== "fp" ? ConfigStackBit.UserCopy : 0) |
+        (o.pythonStacks ? ConfigStackBit.Python : 0),
     );
     config.set("stack_copy_bytes", o.userStackBytes);
     config.set("sleep_copies_per_sec", SLEEP_COPIES_PER_SEC);
@@ -70,7 +78,7 @@ export class StackSession implements RecorderSession {
     this.#sideband = PerfSideband.open([...this.#ctx.cpus], 256);
   }
 
-  attach(): string[] {
+  attach(obj: BpfObject): string[] {
     const ctx = this.#ctx;
     // Loaded on the first kernel frame: reading 100k+ symbols should not delay attaching.
     this.#symbolizer = new Symbolizer(() => {
@@ -92,11 +100,29 @@ export class StackSession implements RecorderSession {
       cpuCounterName: this.sampling?.source ?? "cpu-clock",
       probeStreams: this.#probeStreams.map((p) => ({ ...p, sequenceId: ctx.sequence() })),
     });
+    if (ctx.options.pythonStacks) {
+      const sym = this.#symbolizer;
+      this.#python = new PythonProcesses(
+        (pid, addr) => sym.mappedElf(pid, addr, Number(clockNs(ClockId.BOOTTIME) - ctx.base)),
+        (pid, value) => {
+          try {
+            obj.updateHash("py_procs", pid, value);
+          } catch {
+            this.#pythonMapFull++; // 4096 Python processes at once: the rest keep C frames
+          }
+        },
+      );
+    }
     return [];
   }
 
   started(_out: PacketSink, at: StartInfo): void {
-    seedMappings(this.#spaces, at.processes().map((p) => p.pid));
+    const python = this.#python;
+    seedMappings(this.#spaces, at.processes().map((p) => p.pid), (pid, m) => {
+      if (python && PythonProcesses.candidate(m.path)) {
+        python.mapped({ pid, addr: m.start, path: m.path }, 0n);
+      }
+    });
   }
 
   records(batch: Uint8Array, out: PacketSink): void {
@@ -160,6 +186,26 @@ export class StackSession implements RecorderSession {
           (u.budget ? `, ${u.budget} cut at the work budget` : "") +
           `), ${s.reused} reused their task's last walk, ${s.framePointer} by frame pointers`,
       );
+    }
+    const py = this.#python;
+    if (py && (py.found.size || py.unsupportedCount)) {
+      const versions = new Map<string, number>();
+      for (const v of py.found.values()) versions.set(v, (versions.get(v) ?? 0) + 1);
+      const p = s.python;
+      lines.push(
+        `python: ${py.found.size} processes (${
+          [...versions].map(([v, n]) => `${v} ×${n}`).join(", ")
+        }); ${p.stacks - p.noThread} stacks with ${p.frames} Python frames` +
+          (p.readFailed + p.cut ? `, ${p.readFailed + p.cut} of them cut short (marked)` : "") +
+          (s.pythonUnnamed ? `, ${s.pythonUnnamed} frames of code never told (labelled)` : "") +
+          (this.#pythonMapFull ? `, ${this.#pythonMapFull} processes past the map's room` : ""),
+      );
+      if (py.unsupportedCount) {
+        lines.push(
+          `python: ${py.unsupportedCount} processes keep their C frames only: ` +
+            [...new Set(py.unsupported.values())].slice(0, 3).join("; "),
+        );
+      }
     }
     if (s.failed) {
       lines.push(
@@ -225,6 +271,12 @@ export class StackSession implements RecorderSession {
             executable: (r.prot & 4) !== 0,
             since: r.time - base,
           });
+          if ((r.prot & 4) !== 0 && this.#python && PythonProcesses.candidate(r.filename)) {
+            this.#python.mapped(
+              { pid: r.pid, addr: r.addr, path: r.filename },
+              BigInt(Math.round(r.time)),
+            );
+          }
           break;
         case "comm":
           if (r.exec) spaces.exec(r.pid, r.time - base);
@@ -241,7 +293,11 @@ export class StackSession implements RecorderSession {
 }
 
 /** Executable mappings of the processes alive at start; later ones come from the side-band. */
-function seedMappings(spaces: AddressSpaces, pids: number[]): void {
+function seedMappings(
+  spaces: AddressSpaces,
+  pids: number[],
+  seen: (pid: number, m: { start: number; path: string }) => void,
+): void {
   for (const pid of pids) {
     let entries;
     try {
@@ -249,9 +305,10 @@ function seedMappings(spaces: AddressSpaces, pids: number[]): void {
     } catch {
       continue; // exited, a kernel thread's empty maps, or malformed: its samples are labelled
     }
+    const code = entries.filter((m) => m.perms.includes("x")).slice(0, MAX_SEEDED_PER_PROCESS);
     spaces.seed(
       pid,
-      entries.filter((m) => m.perms.includes("x")).slice(0, MAX_SEEDED_PER_PROCESS).map((m) => ({
+      code.map((m) => ({
         start: m.start,
         end: m.end,
         pgoff: m.offset,
@@ -261,6 +318,7 @@ function seedMappings(spaces: AddressSpaces, pids: number[]): void {
         executable: true,
       })),
     );
+    for (const m of code) seen(pid, m);
   }
 }
 
@@ -286,6 +344,11 @@ function makeDecoders(scope: DecoderScope): DecoderTable {
   const table: DecoderTable = {
     [RecordKind.Stack]: (mem, off, size) => {
       if (size < L.rec_stack.size || (size - L.rec_stack.size) % 8 !== 0) return false;
+      scope.forward(mem, off, size);
+      return true;
+    },
+    [RecordKind.PyCode]: (mem, off, size) => {
+      if (size !== L.rec_py_code.size) return false;
       scope.forward(mem, off, size);
       return true;
     },

@@ -27,11 +27,12 @@ export const RecordKind = {
   Probe: 20,
   Range: 21,
   Marker: 22,
+  PyCode: 23,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 23;
+export const RECORD_KIND_COUNT = 24;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -58,6 +59,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "probe",
   "range",
   "marker",
+  "py_code",
 ];
 
 export const COMM_LEN = 16;
@@ -76,6 +78,18 @@ export const PROBE_DATA_LEN = 256;
 /** fentry and fexit programs each (kprobe:, kretprobe: events). */
 export const PROBE_SLOTS = 8;
 export const MARKER_LEN = 128;
+export const PY_FRAMES = 64;
+export const PY_NAME_LEN = 128;
+export const PY_FILE_LEN = 256;
+export const PY_LINES_LEN = 2048;
+export const PY_THREADS = 64;
+export const PY_INTERPRETERS = 4;
+/** A py_offsets field this version does not have. */
+export const PY_OFF_NONE = 0xffff;
+/** enum py_status */
+export const PyStatus = { None: 0, Ok: 1, NoThread: 2, ReadFailed: 3, Truncated: 4 } as const;
+/** enum py_frame_flags */
+export const PyFrameFlag = { Entry: 1 } as const;
 /** faccessat2's mode for a marker: MARKER_MAGIC | MarkerKind. */
 export const MARKER_MAGIC = 0x53590000;
 /** enum marker_kind */
@@ -106,7 +120,7 @@ export const Part = { Sched: 1, CurrentTask: 2, Sleep: 4, Irq: 8 } as const;
 /** enum config_filter_bits */
 export const FilterBit = { Tasks: 1, Cgroups: 2 } as const;
 /** enum config_stack_bits */
-export const ConfigStackBit = { SleepD: 1, SleepS: 2, UserFp: 4, UserCopy: 8 } as const;
+export const ConfigStackBit = { SleepD: 1, SleepS: 2, UserFp: 4, UserCopy: 8, Python: 16 } as const;
 
 /** Byte offsets within each record; names follow the C fields. */
 export const Layout = {
@@ -164,6 +178,8 @@ export const Layout = {
     user_frames: 32,
     probe_event: 34,
     copy_bytes: 36,
+    py_frames: 40,
+    py_status: 42,
     user_ip: 48,
     user_sp: 56,
     user_bp: 64,
@@ -191,6 +207,50 @@ export const Layout = {
   range_key: { size: 16, range: 0, scope: 8 },
   range_open: { size: 328, start_ts: 0, start_args: 64, depth: 320, tgid: 324 },
   rec_marker: { size: 160, pid: 16, tgid: 20, kind: 24, text: 32 },
+  py_frame: { size: 24, code: 0, fingerprint: 8, instr: 16, flags: 20 },
+  py_offsets: {
+    size: 48,
+    runtime_interpreters: 0,
+    interp_next: 2,
+    interp_threads: 4,
+    tstate_next: 6,
+    tstate_native_tid: 8,
+    tstate_cframe: 10,
+    current_frame: 12,
+    frame_code: 14,
+    frame_previous: 16,
+    frame_instr: 18,
+    frame_owner: 20,
+    frame_is_entry: 22,
+    code_firstlineno: 24,
+    code_filename: 26,
+    code_qualname: 28,
+    code_linetable: 30,
+    code_bytecode: 32,
+    unicode_state: 34,
+    unicode_length: 36,
+    unicode_ascii_data: 38,
+    unicode_compact_data: 40,
+    bytes_size: 42,
+    bytes_data: 44,
+    owner_cstack: 46,
+  },
+  py_proc: { size: 72, runtime: 0, since: 8, version: 16, off: 24 },
+  rec_py_code: {
+    size: 56 + 128 + 256 + 2048,
+    tgid: 16,
+    firstlineno: 20,
+    code: 24,
+    fingerprint: 32,
+    name_len: 40,
+    file_len: 42,
+    lines_len: 44,
+    name_state: 46,
+    file_state: 47,
+    lines_total: 48,
+    bytecode: 52,
+    data: 56,
+  },
   rec_range: {
     size: 112,
     pid: 16,

@@ -22,7 +22,17 @@ import {
   WeightUnit,
 } from "../perfetto/profile_writer.ts";
 import { ProtoWriter } from "../perfetto/proto_writer.ts";
-import { Layout, MAX_FRAMES, RecordKind, StackFlag, StackSource } from "../records/records.ts";
+import {
+  Layout,
+  MAX_FRAMES,
+  PyFrameFlag,
+  PyStatus,
+  RecordKind,
+  StackFlag,
+  StackSource,
+} from "../records/records.ts";
+import { PythonCodes } from "../python/python_codes.ts";
+import { interleavePython, markerFrame, type PyFrameRef } from "../python/python_stack.ts";
 import type { Symbolizer } from "../symbolize/symbolizer.ts";
 import { DwarfUnwinder, type UnwindEnd } from "../unwind/dwarf_unwinder.ts";
 
@@ -31,6 +41,9 @@ const MAX_CACHED_STACKS = 1 << 14;
 const OUTERMOST = new Set(["_start", "__clone", "__clone3", "clone", "clone3", "start_thread"]);
 /** How long after a task's next sleep its previous sleep's end may still arrive. */
 const LATE_END_NS = 2e9;
+/** Batches a stack waits for the code objects its Python frames name, and how many may wait. */
+const MAX_WAIT_BATCHES = 8;
+const MAX_WAITING = 4096;
 
 const TRUNCATED: ModuleRef = { key: "[truncated]", path: "[truncated]" };
 
@@ -43,6 +56,10 @@ export interface StackStats {
   sleepSamples: number;
   /** Stacks of probe events that asked for one ("stack": true). */
   probeSamples: number;
+  /** Stacks with Python frames, and how their walks ended (enum py_status). */
+  python: { stacks: number; frames: number; noThread: number; readFailed: number; cut: number };
+  /** Python frames whose code object was never told (its record lost): labelled. */
+  pythonUnnamed: number;
   /** User stacks unwound with unwind tables from a stack copy, by how the walk ended. */
   unwound: Record<UnwindEnd, number>;
   /** User stacks from the frame-pointer walk (no stack copy, or it did worse). */
@@ -86,7 +103,7 @@ interface Pending {
   cpu: number;
   source: number;
   frames: FrameRef[];
-  key: number;
+  key: number | undefined;
 }
 
 export interface StackProfilerOptions {
@@ -127,6 +144,8 @@ export class StackProfiler {
     cpuSamples: 0,
     sleepSamples: 0,
     probeSamples: 0,
+    python: { stacks: 0, frames: 0, noThread: 0, readFailed: 0, cut: 0 },
+    pythonUnnamed: 0,
     unwound: { "complete": 0, "truncated": 0, "no-unwind-info": 0, "bad-frame": 0, "budget": 0 },
     framePointer: 0,
     reused: 0,
@@ -138,6 +157,13 @@ export class StackProfiler {
     failed: 0,
   };
   #unwinder = new DwarfUnwinder();
+  /** The code objects Python frames name, as BPF told them. */
+  readonly pythonCodes = new PythonCodes();
+  /**
+   * Stacks whose Python frames name code objects not told yet: another CPU's ring may hold the
+   * telling. Retried after each batch, and written with what is known after a few.
+   */
+  #waiting: { bytes: Uint8Array; batches: number }[] = [];
   /** Each task's last unwound user stack, by the registers it was taken with. */
   #lastUnwind = new Map<
     number,
@@ -194,6 +220,17 @@ export class StackProfiler {
   /** Consumes a batch of raw records; returns the framed packets to write. */
   consume(batch: Uint8Array): Uint8Array | undefined {
     const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+    // Code objects first: a stack of this batch may name one told further on.
+    for (let off = 0; off + Layout.rec_hdr.size <= batch.length;) {
+      const kind = dv.getUint16(off, true);
+      const size = dv.getUint16(off + 2, true);
+      if (size < Layout.rec_hdr.size || off + size > batch.length) break;
+      if (kind === RecordKind.PyCode && size === Layout.rec_py_code.size) {
+        this.pythonCodes.add(dv, off);
+      }
+      off += (size + 7) & ~7;
+    }
+    this.#retryWaiting(false);
     for (let off = 0; off + Layout.rec_hdr.size <= batch.length;) {
       const kind = dv.getUint16(off, true);
       const size = dv.getUint16(off + 2, true);
@@ -202,14 +239,7 @@ export class StackProfiler {
       if (ts > this.#newest) this.#newest = ts;
       if (kind === RecordKind.Stack) {
         this.stats.recordBytes += size;
-        try {
-          this.#stack(dv, off, ts);
-        } catch (e) {
-          // Resolving reads other users' files: whatever still escapes costs this one stack
-          // (counted), never the rest of the batch.
-          this.stats.failed++;
-          this.stats.firstFailure ??= (e as Error)?.message ?? String(e);
-        }
+        this.#tryStack(dv, off, ts, false);
       } else if (kind === RecordKind.SleepEnd) {
         const L = Layout.rec_sleep_end;
         const pid = dv.getUint32(off + L.pid, true);
@@ -256,6 +286,7 @@ export class StackProfiler {
    * their next sleep, for the few whose end record was lost).
    */
   finish(endTs: number): Uint8Array | undefined {
+    this.#retryWaiting(true);
     for (const [k, p] of this.#pending) {
       this.#pending.delete(k);
       this.#writeSleep(p, Math.min(endTs, p.bound));
@@ -284,7 +315,86 @@ export class StackProfiler {
     return this.#out.pos > 0 ? this.#out.take() : undefined;
   }
 
-  #stack(dv: DataView, off: number, ts: number): void {
+  /** One stack record; false if it waits for code objects not told yet (unless FORCE). */
+  #tryStack(dv: DataView, off: number, ts: number, force: boolean): boolean {
+    try {
+      return this.#stack(dv, off, ts, force);
+    } catch (e) {
+      // Resolving reads other users' files: whatever still escapes costs this one stack
+      // (counted), never the rest of the batch.
+      this.stats.failed++;
+      this.stats.firstFailure ??= (e as Error)?.message ?? String(e);
+      return true;
+    }
+  }
+
+  /** Stacks that waited for their code objects: those now told, or waited long enough. */
+  #retryWaiting(all: boolean): void {
+    if (this.#waiting.length === 0) return;
+    const still: { bytes: Uint8Array; batches: number }[] = [];
+    for (const w of this.#waiting) {
+      const dv = new DataView(w.bytes.buffer);
+      const ts = this.#base.relative(dv.getUint32(8, true), dv.getUint32(12, true));
+      const force = all || ++w.batches >= MAX_WAIT_BATCHES;
+      if (!this.#tryStack(dv, 0, ts, force)) still.push(w);
+    }
+    this.#waiting = still;
+  }
+
+  /**
+   * The Python frames of the stack at OFF, leaf first (PY bytes from AT), or undefined when one
+   * names a code object not told yet and the stack should wait (not FORCE).
+   */
+  #pythonFrames(
+    dv: DataView,
+    at: number,
+    n: number,
+    tgid: number,
+    force: boolean,
+  ): PyFrameRef[] | undefined {
+    const F = Layout.py_frame;
+    const out: PyFrameRef[] = [];
+    for (let i = 0; i < n; i++) {
+      const o = at + i * F.size;
+      const code = dv.getUint32(o + F.code, true) + dv.getUint32(o + F.code + 4, true) * 2 ** 32;
+      const c = this.pythonCodes.get(
+        tgid,
+        code,
+        dv.getUint32(o + F.fingerprint, true),
+        dv.getUint32(o + F.fingerprint + 4, true),
+      );
+      const entry = (dv.getUint32(o + F.flags, true) & PyFrameFlag.Entry) !== 0;
+      if (!c) {
+        if (!force) return undefined;
+        this.stats.pythonUnnamed++;
+        out.push({ frame: markerFrame(`[python code 0x${code.toString(16)}, not told]`), entry });
+        continue;
+      }
+      const name = this.pythonCodes.frameName(c, dv.getUint32(o + F.instr, true));
+      out.push({ frame: this.#pyFrame(c.file, name), entry });
+    }
+    return out;
+  }
+
+  #pyModules = new Map<string, FrameRef["module"]>();
+  #pyFrameRefs = new Map<string, FrameRef>();
+
+  /** One FrameRef per distinct Python frame name (bounded), its file as its module. */
+  #pyFrame(file: string, name: string): FrameRef {
+    let f = this.#pyFrameRefs.get(name);
+    if (f) return f;
+    let module = this.#pyModules.get(file);
+    if (!module) {
+      if (this.#pyModules.size >= 1 << 14) this.#pyModules.clear();
+      this.#pyModules.set(file, module = { key: `python:${file}`, path: file });
+    }
+    f = { module, relPc: 0n, name };
+    if (this.#pyFrameRefs.size >= 1 << 16) this.#pyFrameRefs.clear();
+    this.#pyFrameRefs.set(name, f);
+    return f;
+  }
+
+  #stack(dv: DataView, off: number, ts: number, force: boolean): boolean {
     const L = Layout.rec_stack;
     const pid = dv.getUint32(off + L.pid, true);
     const tgid = dv.getUint32(off + L.tgid, true);
@@ -295,14 +405,33 @@ export class StackProfiler {
     const nu = dv.getUint16(off + L.user_frames, true);
     const copyBytes = dv.getUint32(off + L.copy_bytes, true);
     const framesOff = off + L.size;
+    const nPy = dv.getUint16(off + L.py_frames, true);
+    const pyStatus = dv.getUint8(off + L.py_status);
+    const py = nPy > 0
+      ? this.#pythonFrames(dv, framesOff + 8 * (nk + nu), nPy, tgid, force)
+      : undefined;
+    if (nPy > 0 && !py) {
+      // Its code objects are on their way: wait (a copy: the batch's memory is reused).
+      const size = dv.getUint16(off + 2, true);
+      const bytes = new Uint8Array(size);
+      bytes.set(new Uint8Array(dv.buffer, dv.byteOffset + off, size));
+      if (this.#waiting.length < MAX_WAITING) {
+        this.#waiting.push({ bytes, batches: 0 });
+        return false;
+      }
+      return this.#stack(dv, off, ts, true);
+    }
     const probe = source === StackSource.Probe
       ? this.#writers.get(PROBE_STREAM + dv.getUint16(off + L.probe_event, true))
       : undefined;
     if (source === StackSource.Probe && !probe) {
       throw new Error("a stack of an unknown probe event");
     }
-    const user = this.#userIps(dv, off, framesOff + 8 * nk, nu, copyBytes, tgid, ts);
-    const resolved = this.#resolve(dv, framesOff, nk, user, tgid, ts, source !== StackSource.Cpu);
+    const user = this.#userIps(dv, off, framesOff + 8 * nk, nu, nPy, copyBytes, tgid, ts);
+    const native = this.#resolve(dv, framesOff, nk, user, tgid, ts, source !== StackSource.Cpu);
+    const resolved = py || pyStatus > PyStatus.Ok
+      ? { frames: this.#withPython(native.frames, py ?? [], pyStatus), key: undefined }
+      : native;
     if (source === StackSource.Cpu) {
       this.stats.cpuSamples++;
       const mode = flags & StackFlag.UserMode ? StackMode.User : StackMode.Kernel;
@@ -315,7 +444,7 @@ export class StackProfiler {
         frames: resolved.frames,
         weight: this.#cpuWeight,
       }, resolved.key);
-      return;
+      return true;
     }
     if (probe) {
       this.stats.probeSamples++;
@@ -328,10 +457,19 @@ export class StackProfiler {
         frames: resolved.frames,
         weight: 1,
       }, resolved.key);
-      return;
+      return true;
     }
-    if (!this.#writers.has(source)) return;
-    const pending: Pending = { ts, pid: tgid, tid: pid, cpu, source, bound: Infinity, ...resolved };
+    if (!this.#writers.has(source)) return true;
+    const pending: Pending = {
+      ts,
+      pid: tgid,
+      tid: pid,
+      cpu,
+      source,
+      bound: Infinity,
+      frames: resolved.frames,
+      key: resolved.key,
+    };
     const key = sleepKey(pid, ts);
     // Records of different CPUs arrive in ring order, not time order: the
     // end of this sleep may already be here.
@@ -339,7 +477,7 @@ export class StackProfiler {
     if (end !== undefined) {
       this.#earlyEnds.delete(key);
       this.#writeSleep(pending, end);
-      return;
+      return true;
     }
     // An older sleep of this task still waiting for its end ended before this one began.
     const older = this.#latestSleep.get(pid);
@@ -352,6 +490,26 @@ export class StackProfiler {
     }
     this.#latestSleep.set(pid, ts);
     this.#pending.set(key, pending);
+    return true;
+  }
+
+  /** NATIVE with the Python frames PY in place, marked when the walk did not reach the end. */
+  #withPython(native: FrameRef[], py: PyFrameRef[], status: number): FrameRef[] {
+    const p = this.stats.python;
+    p.stacks++;
+    p.frames += py.length;
+    let note: string | undefined;
+    if (status === PyStatus.NoThread) {
+      p.noThread++;
+      return native;
+    } else if (status === PyStatus.ReadFailed) {
+      p.readFailed++;
+      note = "[python stack cut: the interpreter's memory could not be read]";
+    } else if (status === PyStatus.Truncated) {
+      p.cut++;
+      note = "[python stack cut: deeper than recorded]";
+    }
+    return interleavePython(native, py, note);
   }
 
   #sleepEnd(tid: number, outTs: number, endTs: number): void {
@@ -395,6 +553,7 @@ export class StackProfiler {
     off: number,
     fpOff: number,
     nu: number,
+    nPy: number,
     copyBytes: number,
     tgid: number,
     ts: number,
@@ -431,7 +590,9 @@ export class StackProfiler {
       return { ips: fp, cut: fpCut };
     }
     const bp = Number(dv.getBigUint64(off + L.user_bp, true));
-    const stack = new Uint8Array(dv.buffer, dv.byteOffset + fpOff + 8 * nu, copyBytes);
+    // The stack copy follows the user ips and the Python frames.
+    const copyAt = fpOff + 8 * nu + Layout.py_frame.size * nPy;
+    const stack = new Uint8Array(dv.buffer, dv.byteOffset + copyAt, copyBytes);
     const t0 = performance.now();
     const r = this.#unwinder.unwind({
       regs: { ip, sp, bp },

@@ -77,6 +77,7 @@ const PT_NOTE = 4;
 const NT_GNU_BUILD_ID = 3;
 
 const STT_NOTYPE = 0;
+const STT_OBJECT = 1;
 const STT_FUNC = 2;
 const STT_GNU_IFUNC = 10;
 const STB_LOCAL = 0;
@@ -462,6 +463,46 @@ export class ElfFile {
       idx.names.set(s, name);
     }
     return { name, start: idx.symStart[s], size: idx.symSize[s] };
+  }
+
+  /** LENGTH bytes of the file at OFFSET, checked against its size and counted as work. */
+  bytesAt(offset: number, length: number): Uint8Array {
+    return this.#read(offset, length, "data");
+  }
+
+  /**
+   * A defined data or function symbol by its exact name, from the dynamic symbol table (what a
+   * library exports) or else the full one: one pass, bounded by the tables' capped sizes.
+   */
+  lookupSymbol(name: string): { value: number; size: number } | undefined {
+    const sh = this.#sh;
+    const want = new TextEncoder().encode(name);
+    for (const type of [SHT_DYNSYM, SHT_SYMTAB]) {
+      let t = -1;
+      for (let i = 0; i < sh.count && t < 0; i++) if (sh.type[i] === type) t = i;
+      if (t < 0 || sh.size[t] > MAX_SYMTAB) continue;
+      const link = sh.link[t];
+      if (!(link < sh.count) || sh.type[link] !== SHT_STRTAB || sh.size[link] > MAX_SYMTAB) {
+        continue;
+      }
+      const strtab = this.#read(sh.offset[link], sh.size[link], `string table of ${type}`);
+      const bytes = Math.floor(sh.size[t] / SYM_SIZE) * SYM_SIZE;
+      for (let chunkAt = 0; chunkAt < bytes; chunkAt += SYMTAB_CHUNK) {
+        const len = Math.min(SYMTAB_CHUNK, bytes - chunkAt);
+        const dv = view(this.#read(sh.offset[t] + chunkAt, len, `symbol table ${t}`));
+        for (let o = 0; o < len; o += SYM_SIZE) {
+          const kind = dv.getUint8(o + 4) & 0xf;
+          if (kind !== STT_OBJECT && kind !== STT_FUNC) continue;
+          if (dv.getUint16(o + 6, true) === SHN_UNDEF) continue;
+          const at = dv.getUint32(o, true);
+          if (at + want.length >= strtab.length || strtab[at + want.length] !== 0) continue;
+          let same = true;
+          for (let i = 0; i < want.length && same; i++) same = strtab[at + i] === want[i];
+          if (same) return { value: u64(dv, o + 8), size: u64(dv, o + 16) };
+        }
+      }
+    }
+    return undefined;
   }
 
   /** Every section header, decoded (for tests and tools; lookups use `section`). */

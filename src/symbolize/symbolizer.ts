@@ -239,6 +239,27 @@ export class Symbolizer {
    * What the DWARF unwinder needs for `ip` in process `tgid` at `ts`: the
    * module's unwind table (parsed once per file) and its load bias.
    */
+  /**
+   * The file mapped at ADDR in process TGID at TS, opened (the cache owns it: use it now), with
+   * its load bias and its identity.
+   */
+  mappedElf(
+    tgid: number,
+    addr: number,
+    ts: number,
+  ): { elf: ElfFile; bias: number; key: string } | undefined {
+    const m = this.#spaces.lookup(tgid, addr, ts);
+    if (!m || m.path === "[vdso]") return undefined;
+    const f = this.#open(m, tgid);
+    if (!f.elf) return undefined;
+    const vaddr = f.elf.fileOffsetToVaddr(m.pgoff);
+    return {
+      elf: f.elf,
+      bias: vaddr === undefined ? m.start - m.pgoff : m.start - vaddr,
+      key: f.key,
+    };
+  }
+
   unwindModule(tgid: number, ip: number, ts: number): UnwindModule | undefined {
     const m = this.#spaces.lookup(tgid, ip, ts);
     if (!m || !m.executable) return undefined;
