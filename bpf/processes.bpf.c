@@ -40,7 +40,7 @@ int BPF_PROG(on_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 
 	if (is_tracer(p))
 		return 0;
-	py_execed(p->tgid, ts);
+	py_execed(p, ts);
 	r = reserve(&rb, REC_SCHED_PROCESS_EXEC, sizeof(*r), ts);
 	if (!r)
 		return 0;

@@ -18,6 +18,15 @@ struct {
 	__type(value, struct py_proc);
 } py_procs SEC(".maps");
 
+/* Interpreter executables userspace has seen: their execs are Python processes at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 256);
+	__type(key, struct py_exe_key);
+	__type(value, struct py_exe);
+} py_exes SEC(".maps");
+
 /* When each process last exec'd: a py_proc seen before that describes the old image. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -390,11 +399,31 @@ static __always_inline void py_forked(__u32 parent_tgid, __u32 child_tgid)
 /*
  * Every exec, Python or not: the image an entry describes is gone, and userspace may be about
  * to add what it saw mapped before the exec; the time tells the walk that it no longer holds.
+ * An exec of an interpreter userspace already knows makes the entry at once.
  */
-static __always_inline void py_execed(__u32 tgid, __u64 ts)
+static __always_inline void py_execed(struct task_struct *p, __u64 ts)
 {
+	struct py_exe_key key = {};
+	__u32 tgid = p->tgid;
+	struct py_exe *exe;
+	struct py_proc proc;
+	struct file *f;
+
 	bpf_map_delete_elem(&py_procs, &tgid);
 	bpf_map_update_elem(&py_execs, &tgid, &ts, BPF_ANY);
+	f = BPF_CORE_READ(p, mm, exe_file);
+	if (!f)
+		return;
+	key.ino = BPF_CORE_READ(f, f_inode, i_ino);
+	key.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	exe = bpf_map_lookup_elem(&py_exes, &key);
+	if (!exe)
+		return;
+	/* A known interpreter: where its _PyRuntime landed in this process, seen from now on. */
+	__builtin_memcpy(&proc, &exe->proc, sizeof(proc));
+	proc.runtime += BPF_CORE_READ(p, mm, start_code) - exe->text_vaddr;
+	proc.since = ts;
+	bpf_map_update_elem(&py_procs, &tgid, &proc, BPF_ANY);
 }
 
 static __always_inline void py_exited(__u32 tgid)

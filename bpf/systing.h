@@ -325,6 +325,21 @@ struct py_proc {
 };
 
 /*
+ * An interpreter executable (map py_exes, by the file's device and inode): a process exec'ing
+ * it is a Python process from its first instruction. proc.runtime is _PyRuntime's link-time
+ * address; the process's is that plus mm->start_code - text_vaddr (its load bias).
+ */
+struct py_exe_key {
+	__u64 dev; /* the kernel's dev_t: major << 20 | minor */
+	__u64 ino;
+};
+
+struct py_exe {
+	struct py_proc proc;
+	__u64 text_vaddr; /* the lowest address of its executable segments */
+};
+
+/*
  * A code object seen for the first time in process tgid (or again, after the BPF side forgot
  * it): its names and location table, so that frames name it even once the process is gone.
  * Strings are the unicode object's raw bytes (state says their kind); data holds the qualified
@@ -601,6 +616,8 @@ _Static_assert(sizeof(struct rec_marker) == 160, "rec_marker");
 _Static_assert(sizeof(struct py_frame) == 24, "py_frame");
 _Static_assert(sizeof(struct py_offsets) == 48, "py_offsets");
 _Static_assert(sizeof(struct py_proc) == 72, "py_proc");
+_Static_assert(sizeof(struct py_exe) == 80, "py_exe");
+_Static_assert(sizeof(struct py_exe_key) == 16, "py_exe_key");
 _Static_assert(sizeof(struct rec_py_code) == 56 + SYSTING_PY_NAME_LEN + SYSTING_PY_FILE_LEN +
 					     SYSTING_PY_LINES_LEN, "rec_py_code");
 _Static_assert(SYSTING_MARKER_MAGIC == 0x53590000, "marker magic: 'SY' << 16");

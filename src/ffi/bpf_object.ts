@@ -353,6 +353,14 @@ export class BpfObject {
     );
   }
 
+  /** Writes VALUE at KEY (any bytes) of a hash map. */
+  updateHashBytes(mapName: string, key: Uint8Array, value: Uint8Array): void {
+    check(
+      loadLibbpf().bpf_map_update_elem(this.mapFd(mapName), key, value, 0n),
+      `writing ${mapName}`,
+    );
+  }
+
   /** Removes the u32 KEY of a hash map; false when it was not there. */
   deleteHash(mapName: string, key: number): boolean {
     return loadLibbpf().bpf_map_delete_elem(

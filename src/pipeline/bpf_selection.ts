@@ -18,6 +18,7 @@ export const CORE_MAPS = [
   // Kept by the process lifecycle programs, read by stack walks (bpf/python.bpf.h).
   "py_procs",
   "py_execs",
+  "py_exes",
 ] as const;
 
 /**

@@ -7,7 +7,8 @@
  * Each interpreter file is read once. A version this build cannot walk is reported once per
  * process, and its stacks keep their native frames.
  */
-import type { ElfFile } from "../symbolize/elf_file.ts";
+import { type ElfFile, PF_X } from "../symbolize/elf_file.ts";
+import { Layout } from "../records/records.ts";
 import { pyProcBytes, PYTHON_FILE, type PythonImage, pythonImage } from "./python_image.ts";
 
 /** A mapping of an interpreter file into a process, as /proc or the side-band tells it. */
@@ -35,10 +36,15 @@ export class PythonProcesses {
   readonly unsupported = new Map<number, string>();
   unsupportedCount = 0;
 
+  /** Interpreter executables told to BPF (py_exes), by file. */
+  #exes = new Set<string>();
+
   constructor(
     private readonly open: OpenMapped,
     /** Writes struct py_proc for a process (BPF map py_procs). */
     private readonly tell: (pid: number, value: Uint8Array) => void,
+    /** Writes struct py_exe for an interpreter executable (BPF map py_exes). */
+    private readonly tellExe: (key: Uint8Array, value: Uint8Array) => void = () => {},
   ) {}
 
   /** Whether PATH may be an interpreter (cheap: by its name). */
@@ -72,6 +78,24 @@ export class PythonProcesses {
       return;
     }
     this.tell(m.pid, pyProcBytes(image, image.runtime + opened.bias, since));
+    // An executable (not a library): its next execs need no userspace to become Python processes.
+    const id = opened.elf.identity;
+    if (id && !/libpython/.test(m.path) && !this.#exes.has(opened.key) && this.#exes.size < 256) {
+      this.#exes.add(opened.key);
+      const text = Math.min(
+        ...opened.elf.segments.filter((s) => (s.flags & PF_X) !== 0).map((s) => s.vaddr),
+      );
+      if (Number.isFinite(text)) {
+        const K = Layout.py_exe_key, E = Layout.py_exe;
+        const key = new Uint8Array(K.size), value = new Uint8Array(E.size);
+        const kv = new DataView(key.buffer);
+        kv.setBigUint64(K.dev, (BigInt(id.devMajor) << 20n) | BigInt(id.devMinor), true);
+        kv.setBigUint64(K.ino, BigInt(id.ino), true);
+        value.set(pyProcBytes(image, image.runtime, 0n), E.proc);
+        new DataView(value.buffer).setBigUint64(E.text_vaddr, BigInt(text), true);
+        this.tellExe(key, value);
+      }
+    }
     if (this.found.size < 1 << 16) this.found.set(m.pid, image.version);
   }
 }

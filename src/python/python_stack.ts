@@ -23,38 +23,54 @@ export function markerFrame(name: string): FrameRef {
   return { module: MARKERS, relPc: 0n, name };
 }
 
-/** NATIVE (root first) with PY (leaf first) put in place; NOTE, if any, marks the Python part. */
+/**
+ * NATIVE (root first) with PY (leaf first) put in place; NOTE, if any, marks the Python part.
+ * When the eval-loop frames and the runs do not pair up one to one (a sample taken as a run
+ * begins or ends, or a native walk cut short), they are paired from the end that is whole —
+ * the root, unless the native walk was cut there — and the runs left over go to the other end
+ * behind a marker frame: `exact` says whether that happened.
+ */
 export function interleavePython(
   native: readonly FrameRef[],
   py: readonly PyFrameRef[],
   note?: string,
-): FrameRef[] {
-  // The runs, innermost first, each root first.
+): { frames: FrameRef[]; exact: boolean } {
+  // The runs, outermost first, each root first.
   const runs: FrameRef[][] = [];
   let run: FrameRef[] = [];
   for (const p of py) {
     run.unshift(p.frame);
     if (p.entry) {
-      runs.push(run);
+      runs.unshift(run);
       run = [];
     }
   }
-  if (run.length) runs.push(run); // the walk ended (or was cut) inside a run
-  const out: FrameRef[] = [];
-  let next = 0;
-  for (let i = native.length - 1; i >= 0; i--) {
-    const f = native[i];
-    if (next < runs.length && EVAL_LOOP.test(f.name)) {
-      out.push(...runs[next++].slice().reverse());
-    } else {
-      out.push(f);
-    }
+  if (run.length) runs.unshift(run); // the walk ended (or was cut) inside a run
+  const evals: number[] = [];
+  native.forEach((f, i) => {
+    if (EVAL_LOOP.test(f.name)) evals.push(i);
+  });
+  const exact = evals.length === runs.length;
+  const cutAtRoot = native.length > 0 && native[0].module.key === "[truncated]";
+  // Which run replaces which eval-loop frame (by index into native).
+  const replace = new Map<number, FrameRef[]>();
+  const pairs = Math.min(evals.length, runs.length);
+  const fromLeaf = !exact && cutAtRoot;
+  for (let j = 0; j < pairs; j++) {
+    if (fromLeaf) replace.set(evals[evals.length - 1 - j], runs[runs.length - 1 - j]);
+    else replace.set(evals[j], runs[j]);
   }
-  out.reverse();
-  if (next < runs.length) {
-    const rest = runs.slice(next).reverse().flat();
-    return [markerFrame("[python frames whose C frames were not found]"), ...rest, ...out];
+  const out: FrameRef[] = [];
+  native.forEach((f, i) => {
+    const r = replace.get(i);
+    if (r) out.push(...r);
+    else out.push(f);
+  });
+  if (runs.length > pairs) {
+    const marker = markerFrame("[python frames whose C frames were not found]");
+    if (fromLeaf) out.unshift(marker, ...runs.slice(0, runs.length - pairs).flat());
+    else out.push(marker, ...runs.slice(pairs).flat());
   }
   if (note) out.unshift(markerFrame(note));
-  return out;
+  return { frames: out, exact };
 }

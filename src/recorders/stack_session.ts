@@ -111,6 +111,11 @@ export class StackSession implements RecorderSession {
             this.#pythonMapFull++; // 4096 Python processes at once: the rest keep C frames
           }
         },
+        (key, value) => {
+          try {
+            obj.updateHashBytes("py_exes", key, value);
+          } catch { /* 256 interpreters: the rest are found through their mappings */ }
+        },
       );
     }
     return [];
@@ -197,6 +202,10 @@ export class StackSession implements RecorderSession {
           [...versions].map(([v, n]) => `${v} ×${n}`).join(", ")
         }); ${p.stacks - p.noThread} stacks with ${p.frames} Python frames` +
           (p.readFailed + p.cut ? `, ${p.readFailed + p.cut} of them cut short (marked)` : "") +
+          (p.approximate
+            ? `, ${p.approximate} where the C loop's frames and the Python runs did not pair ` +
+              "up (marked)"
+            : "") +
           (s.pythonUnnamed ? `, ${s.pythonUnnamed} frames of code never told (labelled)` : "") +
           (this.#pythonMapFull ? `, ${this.#pythonMapFull} processes past the map's room` : ""),
       );

@@ -236,6 +236,8 @@ export const Layout = {
     owner_cstack: 46,
   },
   py_proc: { size: 72, runtime: 0, since: 8, version: 16, off: 24 },
+  py_exe_key: { size: 16, dev: 0, ino: 8 },
+  py_exe: { size: 80, proc: 0, text_vaddr: 72 },
   rec_py_code: {
     size: 56 + 128 + 256 + 2048,
     tgid: 16,

@@ -57,7 +57,15 @@ export interface StackStats {
   /** Stacks of probe events that asked for one ("stack": true). */
   probeSamples: number;
   /** Stacks with Python frames, and how their walks ended (enum py_status). */
-  python: { stacks: number; frames: number; noThread: number; readFailed: number; cut: number };
+  python: {
+    stacks: number;
+    frames: number;
+    noThread: number;
+    readFailed: number;
+    cut: number;
+    /** Stacks whose eval-loop frames and Python runs did not pair one to one (marked). */
+    approximate: number;
+  };
   /** Python frames whose code object was never told (its record lost): labelled. */
   pythonUnnamed: number;
   /** User stacks unwound with unwind tables from a stack copy, by how the walk ended. */
@@ -144,7 +152,7 @@ export class StackProfiler {
     cpuSamples: 0,
     sleepSamples: 0,
     probeSamples: 0,
-    python: { stacks: 0, frames: 0, noThread: 0, readFailed: 0, cut: 0 },
+    python: { stacks: 0, frames: 0, noThread: 0, readFailed: 0, cut: 0, approximate: 0 },
     pythonUnnamed: 0,
     unwound: { "complete": 0, "truncated": 0, "no-unwind-info": 0, "bad-frame": 0, "budget": 0 },
     framePointer: 0,
@@ -509,7 +517,9 @@ export class StackProfiler {
       p.cut++;
       note = "[python stack cut: deeper than recorded]";
     }
-    return interleavePython(native, py, note);
+    const { frames, exact } = interleavePython(native, py, note);
+    if (!exact) p.approximate++;
+    return frames;
   }
 
   #sleepEnd(tid: number, outTs: number, endTs: number): void {

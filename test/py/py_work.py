@@ -1,0 +1,93 @@
+# Python workloads for the Python-stack tests: each waits for a line on stdin (so a tracer can
+# attach), does its part for SECONDS, then prints one line of JSON. Function names end in _zq so
+# that no other Python code on the machine has them. Line numbers matter: the test reads them
+# from this file (the lines marked "# line: NAME").
+import json
+import os
+import sys
+import threading
+import time
+
+
+def inner_zq(n):
+    s = 0
+    for i in range(n):
+        s += i * i  # line: inner
+    return s
+
+
+def middle_zq(n):
+    return inner_zq(n) + 1  # line: middle
+
+
+def outer_zq(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        middle_zq(5000)  # line: outer
+
+
+def sleeper_zq(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.01)  # line: sleeper
+
+
+def key_zq(x):
+    s = 0
+    for i in range(50):
+        s += (x * i) % 7  # line: key
+    return s
+
+
+def caller_zq(seconds):
+    end = time.monotonic() + seconds
+    data = list(range(300))
+    while time.monotonic() < end:
+        sorted(data, key=key_zq)  # line: caller
+
+
+def child_zq(seconds):
+    outer_zq(seconds)  # line: child
+
+
+def execd_zq(seconds):
+    outer_zq(seconds)  # line: execd
+
+
+def main():
+    mode, seconds = sys.argv[1], float(sys.argv[2])
+    if mode != "execd":
+        sys.stdin.readline()
+    out = {"pid": os.getpid(), "main": threading.get_native_id()}
+    if mode == "threads":
+        tids = {}
+
+        def run(name, fn):
+            tids[name] = threading.get_native_id()
+            fn(seconds)
+
+        workers = [threading.Thread(target=run, args=("worker", outer_zq)),
+                   threading.Thread(target=run, args=("sleeper", sleeper_zq))]
+        for w in workers:
+            w.start()
+        outer_zq(seconds)
+        for w in workers:
+            w.join()
+        out.update(tids)
+    elif mode == "callback":
+        caller_zq(seconds)
+    elif mode == "fork":
+        child = os.fork()
+        if child == 0:
+            child_zq(seconds)
+            os._exit(0)
+        os.waitpid(child, 0)
+        out["child"] = child
+    elif mode == "exec":
+        os.execv(sys.executable, [sys.executable, __file__, "execd", str(seconds)])
+    elif mode == "execd":
+        execd_zq(seconds)
+    print(json.dumps(out), flush=True)
+
+
+main()
