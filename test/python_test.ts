@@ -47,7 +47,7 @@ function wholeChain(s: StackSampleView): boolean {
   const line = Number(/:(\d+)\)$/.exec(n[i])?.[1]);
   // inner_zq's body: from its `s = 0` to its return.
   return line >= LINE.inner - 2 && line <= LINE.inner + 1 &&
-    !n.slice(i + 1).some((x, k) => isPython(s.frames[i + 1 + k]));
+    !s.frames.slice(i + 1).some(isPython);
 }
 
 async function record(dir: string, work: GatedWorkload<Work>[], extra: string[] = []) {
