@@ -194,19 +194,21 @@ struct py_code_seen {
 };
 
 /* Tells userspace about C in process TGID; false if the record could not be sent. */
-static __noinline bool py_send_code(struct py_offsets *off, __u32 tgid, struct py_code_seen *c)
+/* Global (verified once, not at every call): the C loop of a stack walk calls it per new code. */
+__noinline int py_send_code(struct py_offsets *off, __u32 tgid, struct py_code_seen *c)
 {
-	__u32 slot = c->slot;
-	struct rec_py_code *r = bpf_map_lookup_elem(&py_code_scratch, &slot);
-	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 cpu = bpf_get_smp_processor_id(), slot;
 	__u64 table, size = 0, n;
+	struct rec_py_code *r;
 	void *rb;
 
-	if (!r || !off)
-		return false;
+	if (!c || !off)
+		return 0;
+	slot = c->slot;
+	r = bpf_map_lookup_elem(&py_code_scratch, &slot);
 	rb = bpf_map_lookup_elem(&rings, &cpu);
-	if (!rb)
-		return false;
+	if (!r || !rb)
+		return 0;
 	r->tgid = tgid;
 	r->firstlineno = c->firstlineno;
 	r->code = c->code;
@@ -231,10 +233,15 @@ static __noinline bool py_send_code(struct py_offsets *off, __u32 tgid, struct p
 	r->hdr.ts = bpf_ktime_get_boot_ns();
 	if (bpf_ringbuf_output(rb, r, sizeof(*r), 0) < 0) {
 		count_drop(REC_PY_CODE);
-		return false;
+		return 0;
 	}
-	return true;
+	return 1;
 }
+
+/* Room for a stack's Python frames: what py_walk may write. */
+struct py_frames {
+	struct py_frame f[SYSTING_PY_FRAMES];
+};
 
 struct py_walk {
 	struct py_proc *proc;
@@ -342,7 +349,7 @@ static long py_frame_step(__u64 i, struct py_walk *w)
  * The current thread's Python frames into OUT (room for SYSTING_PY_FRAMES), leaf first; returns
  * how many, and the walk's enum py_status in *status.
  */
-static __noinline __u32 py_walk(struct py_frame *out, __u32 slot, __u8 *status)
+__noinline int py_walk(struct py_frames *out, __u32 slot, __u8 *status)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid = task->tgid, tid = task->pid;
@@ -350,6 +357,8 @@ static __noinline __u32 py_walk(struct py_frame *out, __u32 slot, __u8 *status)
 	struct py_proc *proc;
 	__u64 *exec, tstate, cframe;
 
+	if (!status)
+		return 0;
 	*status = PY_NONE;
 	if (!out || !(cfg.stack_bits & CFG_PYTHON))
 		return 0;
@@ -371,7 +380,7 @@ static __noinline __u32 py_walk(struct py_frame *out, __u32 slot, __u8 *status)
 		w.frame = py_read_ptr(tstate + proc->off.current_frame);
 	}
 	w.proc = proc;
-	w.out = out;
+	w.out = out->f;
 	w.tgid = tgid;
 	w.slot = slot;
 	w.status = PY_OK;

@@ -113,7 +113,7 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 		s->r.user_sp = regs->sp;
 		s->r.user_bp = regs->bp;
 		/* The Python frames go right after the native ones, the stack copy after them. */
-		nf = py_walk((struct py_frame *)((__u8 *)s->frames + kb + ub), slot, &py_status);
+		nf = py_walk((struct py_frames *)((__u8 *)s->frames + kb + ub), slot, &py_status);
 		if (nf > SYSTING_PY_FRAMES)
 			nf = SYSTING_PY_FRAMES;
 		pb = nf * sizeof(struct py_frame);
