@@ -35,30 +35,54 @@ struct {
 } stack_scratch SEC(".maps");
 
 /*
- * Copies up to `want` bytes of the current task's user stack from sp, page
- * by page: bpf_probe_read_user is all-or-nothing, and the top of the stack
- * is often closer than `want`.
+ * Where each thread's stack ends for unwinding (just above its outermost frame), as userspace
+ * learnt it from a complete walk: copying past it is copying what no walk reads. Userspace
+ * removes an entry a walk shows to be wrong.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} stack_tops SEC(".maps");
+
+struct stack_copy {
+	__u8 *dst;
+	__u64 sp;
+	__u64 want;
+	__u64 copied;
+};
+
+/* One page (or the part of one up to `want`) of a stack copy; 1 stops the loop. */
+static long copy_step(__u64 i, struct stack_copy *c)
+{
+	__u64 addr = c->sp + c->copied, chunk = 4096 - (addr & 4095), off = c->copied;
+
+	if (off >= c->want || off > SYSTING_MAX_STACK_COPY - 4096)
+		return 1;
+	if (chunk > c->want - off)
+		chunk = c->want - off;
+	if (chunk > 4096)
+		return 1;
+	if (bpf_probe_read_user(c->dst + off, chunk, (void *)addr) < 0)
+		return 1;
+	c->copied = off + chunk;
+	return 0;
+}
+
+/*
+ * Copies up to `want` bytes of the current task's user stack from sp, page by page:
+ * bpf_probe_read_user is all-or-nothing, and the top of the stack is often closer than `want`.
+ * A loop callback, verified once whatever `want` is (it comes from a map).
  */
 static __always_inline __u32 copy_user_stack(__u8 *dst, __u64 sp, __u64 want)
 {
-	__u64 copied = 0, addr, chunk;
+	struct stack_copy c = { .dst = dst, .sp = sp, .want = want };
 
-	if (want > SYSTING_MAX_STACK_COPY)
-		want = SYSTING_MAX_STACK_COPY;
-	for (int i = 0; i < SYSTING_MAX_STACK_COPY / 4096 + 1; i++) {
-		if (copied >= want || copied > SYSTING_MAX_STACK_COPY - 4096)
-			break;
-		addr = sp + copied;
-		chunk = 4096 - (addr & 4095);
-		if (chunk > want - copied)
-			chunk = want - copied;
-		if (chunk > 4096)
-			break;
-		if (bpf_probe_read_user(dst + copied, chunk, (void *)addr) < 0)
-			break;
-		copied += chunk;
-	}
-	return copied;
+	if (c.want > SYSTING_MAX_STACK_COPY)
+		c.want = SYSTING_MAX_STACK_COPY;
+	bpf_loop(SYSTING_MAX_STACK_COPY / 4096 + 1, (void *)copy_step, &c, 0);
+	return c.copied;
 }
 
 /*
@@ -122,9 +146,14 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 		if (at > sizeof(s->frames) + sizeof(s->py))
 			at = sizeof(s->frames) + sizeof(s->py);
 		barrier_var(at);
-		if (copy && (cfg.stack_bits & CFG_USER_COPY))
-			cb = copy_user_stack((__u8 *)s->frames + at, s->r.user_sp,
-					     cfg.stack_copy_bytes);
+		if (copy && (cfg.stack_bits & CFG_USER_COPY)) {
+			__u32 tid = task->pid;
+			__u64 want = cfg.stack_copy_bytes, *top = bpf_map_lookup_elem(&stack_tops, &tid);
+
+			if (top && *top > s->r.user_sp && *top - s->r.user_sp < want)
+				want = (*top - s->r.user_sp + 7) & ~7ULL;
+			cb = copy_user_stack((__u8 *)s->frames + at, s->r.user_sp, want);
+		}
 	}
 	size = sizeof(struct rec_stack) + kb + ub + pb + cb;
 	s->r.hdr.kind = REC_STACK;

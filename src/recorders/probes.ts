@@ -24,7 +24,7 @@ import {
   RecordKind,
 } from "../records/records.ts";
 import type { DecoderScope, Recorder } from "./recorder.ts";
-import { PYTHON_MAPS, stackDecoders, stackSession } from "./stack_session.ts";
+import { STACK_MAPS, stackDecoders, stackSession } from "./stack_session.ts";
 
 /** One event to record, resolved. */
 export interface ProbeEvent {
@@ -316,8 +316,7 @@ export const probes: Recorder = {
       "__bpf_usdt_specs",
       "__bpf_usdt_ip_to_spec_id",
       // An event's "stack": true (bpf/stack_emit.bpf.h).
-      "stack_scratch",
-      ...PYTHON_MAPS,
+      ...STACK_MAPS,
     ],
   },
   kinds: [RecordKind.Probe, RecordKind.Range, RecordKind.Stack, RecordKind.PyCode],

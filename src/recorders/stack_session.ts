@@ -30,6 +30,9 @@ import type {
 /** The maps a stack's Python walk uses besides the core's (bpf/python.bpf.h). */
 export const PYTHON_MAPS = ["py_threads", "py_known", "py_code_scratch"] as const;
 
+/** The maps every recorder that takes stacks needs (bpf/stack_emit.bpf.h, python.bpf.h). */
+export const STACK_MAPS = ["stack_scratch", "stack_tops", ...PYTHON_MAPS] as const;
+
 /** How long an exited process's mappings are kept for samples still in flight. */
 const EXITED_MAPPINGS_KEPT_NS = 5e9;
 /** Sleep stacks with a stack copy, per CPU per second; the others walk frame pointers. */
@@ -99,6 +102,16 @@ export class StackSession implements RecorderSession {
       cpuSampleWeight: 1e9 / Math.max(1, ctx.options.sampleFreq),
       cpuCounterName: this.sampling?.source ?? "cpu-clock",
       probeStreams: this.#probeStreams.map((p) => ({ ...p, sequenceId: ctx.sequence() })),
+      stackTop: (tid, top) => {
+        try {
+          if (top === 0) obj.deleteHash("stack_tops", tid);
+          else {
+            const v = new Uint8Array(8);
+            new DataView(v.buffer).setBigUint64(0, BigInt(top), true);
+            obj.updateHashBytes("stack_tops", new Uint8Array(new Uint32Array([tid]).buffer), v);
+          }
+        } catch { /* only a hint: without it the copy is whole */ }
+      },
     });
     if (ctx.options.pythonStacks) {
       const sym = this.#symbolizer;
@@ -269,6 +282,7 @@ export class StackSession implements RecorderSession {
     for (const r of records) {
       switch (r.type) {
         case "mmap2":
+          this.#profiler?.mappingsChanged();
           spaces.map(r.pid, {
             start: r.addr,
             end: r.addr + r.len,

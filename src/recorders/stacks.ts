@@ -8,7 +8,7 @@
 import { openSamplingEvents, type PerfEventSet } from "../ffi/perf_event.ts";
 import { ConfigStackBit, Part, RecordKind } from "../records/records.ts";
 import type { Machine, Recorder } from "./recorder.ts";
-import { PYTHON_MAPS, stackDecoders, stackSession } from "./stack_session.ts";
+import { STACK_MAPS, stackDecoders, stackSession } from "./stack_session.ts";
 
 function switchTracepoint(m: Machine): string | undefined {
   return m.hasTracepoint("sched_switch") ? undefined : "this kernel has no sched_switch tracepoint";
@@ -22,7 +22,7 @@ export const cpuStacks: Recorder = {
     // Its part of the shared switch program (bpf/dispatch.bpf.c): who is switching in.
     programs: ["on_sched_switch"],
     ownPrograms: ["on_cpu_sample"],
-    maps: ["stack_scratch", "current_task", ...PYTHON_MAPS],
+    maps: [...STACK_MAPS, "current_task"],
   },
   kinds: [RecordKind.Stack, RecordKind.PyCode],
   unsupported: (m) =>
@@ -71,7 +71,7 @@ function sleepRecorder(name: string, description: string, bit: number): Recorder
     defaultOn: true,
     bpf: {
       programs: ["on_sched_switch", "on_sched_waking"],
-      maps: ["stack_scratch", "sleeping", "copy_budget", ...PYTHON_MAPS],
+      maps: [...STACK_MAPS, "sleeping", "copy_budget"],
     },
     kinds: [RecordKind.Stack, RecordKind.SleepEnd, RecordKind.PyCode],
     unsupported: switchTracepoint,

@@ -34,7 +34,12 @@ import {
 import { PythonCodes } from "../python/python_codes.ts";
 import { interleavePython, markerFrame, type PyFrameRef } from "../python/python_stack.ts";
 import type { Symbolizer } from "../symbolize/symbolizer.ts";
-import { DwarfUnwinder, type UnwindEnd } from "../unwind/dwarf_unwinder.ts";
+import {
+  DwarfUnwinder,
+  type UnwindEnd,
+  type UnwindModule,
+  type UnwindResult,
+} from "../unwind/dwarf_unwinder.ts";
 
 const MAX_CACHED_STACKS = 1 << 14;
 /** Functions nothing calls: a walk that reaches one is whole. */
@@ -125,7 +130,17 @@ export interface StackProfilerOptions {
   cpuCounterName: string;
   /** A stream of its own for each probe event whose stack is recorded, named after the event. */
   probeStreams?: readonly { event: number; name: string; sequenceId: number }[];
+  /**
+   * Tells BPF where a thread's stack ends for unwinding (0: forget it), so that its next
+   * copies stop there (bpf/stack_emit.bpf.h, stack_tops).
+   */
+  stackTop?: (tid: number, top: number) => void;
 }
+
+/** Bytes kept above a complete walk's reach in a thread's stack top. */
+const TOP_SLACK = 128;
+/** Times a thread's top may prove wrong before it is no longer told. */
+const TOP_STRIKES = 3;
 
 /** The writers' key of probe event E's stream (the others are keyed by their StackSource). */
 const PROBE_STREAM = 0x100;
@@ -178,7 +193,16 @@ export class StackProfiler {
     { ip: number; sp: number; image: number; ips: number[]; cut: boolean }
   >();
 
+  #stackTop?: (tid: number, top: number) => void;
+  /** The tops told, by thread, and the threads whose top kept proving wrong. */
+  #tops = new Map<number, number>();
+  #topStrikes = new Map<number, number>();
+  /** unwindModule results by process image and pc: the same return addresses come again. */
+  #modules = new Map<number, Map<number, UnwindModule>>();
+  #moduleCount = 0;
+
   constructor(o: StackProfilerOptions) {
+    this.#stackTop = o.stackTop;
     this.#sym = o.symbolizer;
     this.#spaces = o.spaces;
     this.#base = o.base;
@@ -604,13 +628,26 @@ export class StackProfiler {
     const copyAt = fpOff + 8 * nu + Layout.py_frame.size * nPy;
     const stack = new Uint8Array(dv.buffer, dv.byteOffset + copyAt, copyBytes);
     const t0 = performance.now();
+    const image = this.#spaces.imageId(tgid, ts);
+    let modules = this.#modules.get(image);
+    if (!modules) this.#modules.set(image, modules = new Map());
     const r = this.#unwinder.unwind({
       regs: { ip, sp, bp },
       stack,
       stackBase: sp,
-      moduleAt: (pc) => this.#sym.unwindModule(tgid, pc, ts),
+      moduleAt: (pc) => {
+        let m = modules.get(pc);
+        if (m) return m;
+        m = this.#sym.unwindModule(tgid, pc, ts);
+        if (m && image !== 0) {
+          if (++this.#moduleCount > 1 << 16) this.#forgetModules();
+          modules.set(pc, m);
+        }
+        return m;
+      },
     });
     this.stats.unwindNs += (performance.now() - t0) * 1e6;
+    if (this.#stackTop) this.#learnTop(tid, sp, copyBytes, r);
     if (r.end !== "complete" && !fpCut && fp.length > r.ips.length) {
       this.stats.framePointer++;
       return { ips: fp, cut: false };
@@ -627,6 +664,35 @@ export class StackProfiler {
     if (this.#lastUnwind.size >= 1 << 14) this.#lastUnwind.clear();
     this.#lastUnwind.set(tid, { ip, sp, image: this.#spaces.imageId(tgid, ts), ...result });
     return result;
+  }
+
+  /** What a walk says about its thread's stack top: learnt from a complete one, or wrong. */
+  #learnTop(tid: number, sp: number, copyBytes: number, r: UnwindResult): void {
+    const known = this.#tops.get(tid);
+    if (r.end === "complete") {
+      if ((this.#topStrikes.get(tid) ?? 0) >= TOP_STRIKES) return;
+      const top = Math.ceil(r.reach / 8) * 8 + TOP_SLACK;
+      if (known !== undefined && top <= known) return;
+      if (this.#tops.size >= 1 << 15) this.#tops.clear();
+      this.#tops.set(tid, top);
+      this.#stackTop!(tid, top);
+    } else if (r.end === "truncated" && known !== undefined && sp + copyBytes >= known - 8) {
+      // The copy stopped at the top and that was not enough: another stack, or coroutines.
+      this.#tops.delete(tid);
+      if (this.#topStrikes.size >= 1 << 15) this.#topStrikes.clear();
+      this.#topStrikes.set(tid, (this.#topStrikes.get(tid) ?? 0) + 1);
+      this.#stackTop!(tid, 0);
+    }
+  }
+
+  /** Mappings changed somewhere: pcs may now be in other modules. */
+  mappingsChanged(): void {
+    if (this.#moduleCount > 0) this.#forgetModules();
+  }
+
+  #forgetModules(): void {
+    this.#modules.clear();
+    this.#moduleCount = 0;
   }
 
   #resolve(

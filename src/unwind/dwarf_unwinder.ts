@@ -55,6 +55,11 @@ export interface UnwindResult {
   /** Leaf first; ips[0] is regs.ip, the rest are return addresses (or exact signal pcs). */
   readonly ips: number[];
   readonly end: UnwindEnd;
+  /**
+   * The highest stack address (exclusive) the walk read or reached as a frame's CFA: a complete
+   * walk needs no copy above it.
+   */
+  readonly reach: number;
 }
 
 export const DEFAULT_MAX_FRAMES = 128;
@@ -85,9 +90,14 @@ const BUDGET = new Stop("budget");
 
 export class DwarfUnwinder {
   readonly #arch: UnwindArch;
+  // Register files, reused by every walk: allocating typed arrays per walk costs more than the
+  // walk (their memory comes from malloc).
+  #files: [Float64Array, Uint8Array, Float64Array, Uint8Array];
 
   constructor(arch: UnwindArch = X86_64) {
     this.#arch = arch;
+    const n = arch.registerCount;
+    this.#files = [new Float64Array(n), new Uint8Array(n), new Float64Array(n), new Uint8Array(n)];
   }
 
   unwind(input: UnwindInput): UnwindResult {
@@ -106,10 +116,12 @@ export class DwarfUnwinder {
     const limit = base + stack.length;
 
     // Two register files, swapped each frame: `cur` is the frame being unwound, `next` its caller.
-    let cur = new Float64Array(n);
-    let curKnown = new Uint8Array(n);
-    let next = new Float64Array(n);
-    let nextKnown = new Uint8Array(n);
+    let [cur, curKnown, next, nextKnown] = this.#files;
+    cur.fill(0);
+    curKnown.fill(0);
+    next.fill(0);
+    nextKnown.fill(0);
+    let reach = base;
     cur[arch.raRegister] = input.regs.ip;
     cur[arch.spRegister] = input.regs.sp;
     cur[arch.fpRegister] = input.regs.bp;
@@ -120,6 +132,7 @@ export class DwarfUnwinder {
     const read = (address: number): number => {
       const off = address - base;
       if (!(off >= 0 && off + 8 <= stack.length)) throw classify(address);
+      if (address + 8 > reach) reach = address + 8;
       return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x1_0000_0000;
     };
     const exprCtx = {
@@ -127,6 +140,7 @@ export class DwarfUnwinder {
       read: (address: bigint, size: number): bigint | undefined => {
         const off = Number(address) - base;
         if (!(off >= 0 && off + size <= stack.length)) return undefined;
+        if (base + off + size > reach) reach = base + off + size;
         let v = 0n;
         for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(stack[off + i]);
         return v;
@@ -197,6 +211,7 @@ export class DwarfUnwinder {
         spend(FRAME_COST + (table ? (table.work - tableWork) * TABLE_WORK_COST : 0));
         if (row) {
           const cfa = cfaOf(row.cfa);
+          if (cfa > reach && cfa <= limit) reach = cfa;
           next.set(cur);
           nextKnown.set(curKnown);
           next[arch.spRegister] = cfa;
@@ -287,6 +302,6 @@ export class DwarfUnwinder {
       [cur, next] = [next, cur];
       [curKnown, nextKnown] = [nextKnown, curKnown];
     }
-    return { ips, end };
+    return { ips, end, reach };
   }
 }

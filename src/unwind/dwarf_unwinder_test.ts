@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
-import { DwarfUnwinder, type UnwindInput, type UnwindModule } from "./dwarf_unwinder.ts";
+import {
+  DwarfUnwinder,
+  type UnwindInput,
+  type UnwindModule,
+  type UnwindResult,
+} from "./dwarf_unwinder.ts";
 import { EhFrame } from "./eh_frame.ts";
 import { ElfFile } from "../symbolize/elf_file.ts";
 import { parseMaps } from "../stacks/proc_maps.ts";
 import { CODE, CODE_AT, craftElf, expressionBomb } from "../../test/crafted_elf.ts";
+
+/** A walk's frames and end, without its reach (checked on its own). */
+const walk = (r: UnwindResult) => ({ ips: r.ips, end: r.end });
 
 // Real stacks: C programs built here capture their own registers and the top of their stack at a
 // known point, plus glibc's backtrace() there. backtrace() walks with libgcc's unwinder, an
@@ -360,6 +368,17 @@ Deno.test("qsort stack cut to 512 bytes: a correct prefix, then 'truncated'", ()
   assert.deepEqual(cut.ips, [c.ip]);
 });
 
+Deno.test("a complete walk's reach is all the copy it needs: cut there, the same walk", () => {
+  const c = capture("qsort", QSORT);
+  const whole = unwinder.unwind(input(c));
+  assert.equal(whole.end, "complete");
+  assert.ok(whole.reach > c.sp && whole.reach <= c.sp + c.stack.length, `${whole.reach}`);
+  const cut = unwinder.unwind(input(c, whole.reach - c.sp));
+  assert.deepEqual(walk(cut), walk(whole));
+  // A quarter of it, and the walk runs off the copy.
+  assert.equal(unwinder.unwind(input(c, (whole.reach - c.sp) >> 2)).end, "truncated");
+});
+
 Deno.test("maxFrames caps the walk", () => {
   const c = capture("qsort", QSORT);
   const r = unwinder.unwind({ ...input(c), maxFrames: 5 });
@@ -396,7 +415,7 @@ Deno.test("a module without CFI is crossed through the rbp chain", () => {
   assert.equal(c.backtrace.length, 3, "libgcc stops at fp_inner: [dump, callback, fp_inner]");
   // Without rbp the CFI-less frame cannot be unwound.
   const noBp = unwinder.unwind({ ...input(c), regs: { ip: c.ip, sp: c.sp, bp: 0 } });
-  assert.deepEqual(noBp, { ips: [c.ip, r.ips[1]], end: "no-unwind-info" });
+  assert.deepEqual(walk(noBp), { ips: [c.ip, r.ips[1]], end: "no-unwind-info" });
 });
 
 Deno.test("signal frame: through __restore_rt back into the function that raised", () => {
@@ -432,7 +451,7 @@ Deno.test("garbage is 'bad-frame', not a crash", () => {
   const base = input(c);
   // An ip outside every module, without a usable rbp: nothing to go on.
   assert.deepEqual(
-    unwinder.unwind({ ...base, regs: { ip: 0x1234, sp: c.sp, bp: 0 } }),
+    walk(unwinder.unwind({ ...base, regs: { ip: 0x1234, sp: c.sp, bp: 0 } })),
     { ips: [0x1234], end: "no-unwind-info" },
   );
   // A stack of random bytes under the real ip: the return address read is garbage.
@@ -442,15 +461,18 @@ Deno.test("garbage is 'bad-frame', not a crash", () => {
     x = (x * 1103515245 + 12345) >>> 0;
     noise[i] = x >>> 24;
   }
-  assert.deepEqual(unwinder.unwind({ ...base, stack: noise }), { ips: [c.ip], end: "bad-frame" });
+  assert.deepEqual(walk(unwinder.unwind({ ...base, stack: noise })), {
+    ips: [c.ip],
+    end: "bad-frame",
+  });
   // An sp 4 KiB below the copy: the frame's reads fall below the copy, which is garbage too.
   assert.deepEqual(
-    unwinder.unwind({ ...base, regs: { ip: c.ip, sp: c.sp - 4096, bp: 0 } }),
+    walk(unwinder.unwind({ ...base, regs: { ip: c.ip, sp: c.sp - 4096, bp: 0 } })),
     { ips: [c.ip], end: "bad-frame" },
   );
   // Zeros: the comparator's return address reads as 0, which ends the walk.
   const zeros = unwinder.unwind({ ...base, stack: new Uint8Array(c.stack.length) });
-  assert.deepEqual(zeros, { ips: [c.ip], end: "complete" });
+  assert.deepEqual(walk(zeros), { ips: [c.ip], end: "complete" });
 });
 
 Deno.test("hostile CFI: 800-operation expressions in every frame stop at the work budget", () => {
