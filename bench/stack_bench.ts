@@ -3,8 +3,10 @@
  *
  *   deno run -A bench/stack_bench.ts [--rounds R] [--iterations N] [--soak SECS]
  *
- * 1. Overhead: a fixed CPU-bound job on every CPU, untraced and under systing
- *    with 1000 Hz CPU samples (and sleep stacks), interleaved R rounds.
+ * 1. Overhead: a fixed CPU-bound job on every CPU (a C one, then a Python one), untraced,
+ *    under systing (1000 Hz CPU samples, sleep stacks, Python frames) and under
+ *    `perf record -F 1000 -a --call-graph dwarf`, interleaved R rounds; each tracer's cost is
+ *    (job CPU + the tracer's own CPU) / untraced job CPU − 1.
  * 2. Finish time: a 10 s whole-machine recording with stacks under a CPU and
  *    fork load; time from SIGINT to the finished file.
  * 3. Memory (--soak): SECS seconds of recording under a fork-heavy load,
@@ -100,36 +102,106 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-console.log(`stack benchmark, ${navigator.hardwareConcurrency} CPUs, ${ROUNDS} rounds`);
-await job(); // warm-up
-const plain: { wall: number; cpu: number }[] = [], traced: { wall: number; cpu: number }[] = [];
-const tracerCpu: number[] = [];
-let last = "";
-for (let r = 0; r < ROUNDS; r++) {
-  plain.push(await job());
-  const s = await Systing.start(["-o", `${tmp}/overhead.pb`]);
-  const c0 = procCpuSec(s.child.pid);
-  traced.push(await job());
-  tracerCpu.push(procCpuSec(s.child.pid) - c0);
-  await s.stop();
-  last = s.stderr;
+/** A CPU-bound Python job on every CPU: each process loops ITERATIONS / 40 times (Debian's 3.11). */
+const PY_JOB = `
+import sys, time
+def inner(n):
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+def outer(k):
+    for _ in range(k):
+        inner(1000)
+w, c = time.monotonic(), time.process_time()
+outer(int(sys.argv[1]))
+print(time.monotonic() - w, time.process_time() - c)
+`;
+
+async function pythonJob(): Promise<{ wall: number; cpu: number }> {
+  const loops = String(Math.round(Number(values.iterations) / 40_000));
+  const runs = await Promise.all(
+    Array.from(
+      { length: navigator.hardwareConcurrency },
+      () => new Deno.Command("/usr/bin/python3.11", { args: ["-c", PY_JOB, loops] }).output(),
+    ),
+  );
+  const each = runs.map((r) => new TextDecoder().decode(r.stdout).trim().split(" ").map(Number));
+  return { wall: Math.max(...each.map((e) => e[0])), cpu: each.reduce((t, e) => t + e[1], 0) };
 }
-const med = (xs: { wall: number; cpu: number }[], k: "wall" | "cpu") => median(xs.map((x) => x[k]));
-const pct = (a: number, b: number) => `${((a / b - 1) * 100).toFixed(2)} %`;
-console.log(`CPU-bound job on every CPU, median of ${ROUNDS}:`);
-console.log(
-  `  wall ${med(plain, "wall").toFixed(3)} s untraced, ${med(traced, "wall").toFixed(3)} s with ` +
-    `1000 Hz stacks (${pct(med(traced, "wall"), med(plain, "wall"))}; the VM's steal included)`,
-);
-console.log(
-  `  the job's CPU time ${med(plain, "cpu").toFixed(3)} s → ${med(traced, "cpu").toFixed(3)} s ` +
-    `(${pct(med(traced, "cpu"), med(plain, "cpu"))}: sampling runs in its context)`,
-);
-console.log(
-  `  systing's own CPU during the job ${median(tracerCpu).toFixed(2)} s ` +
-    `(${((100 * median(tracerCpu)) / med(traced, "cpu")).toFixed(2)} % of the job's CPU time)`,
-);
-console.log(`  ${/stacks: .*/.exec(last)?.[0] ?? "(no stack line)"}`);
+
+/** perf record of the whole machine with DWARF call graphs at 1000 Hz: the baseline. */
+async function perfStart(out: string): Promise<Deno.ChildProcess> {
+  const p = new Deno.Command("perf", {
+    args: ["record", "-F", "1000", "-a", "--call-graph", "dwarf", "-o", out],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await new Promise((r) => setTimeout(r, 1500)); // it has no "ready" line
+  return p;
+}
+
+interface Round {
+  plain: { wall: number; cpu: number };
+  systing: { wall: number; cpu: number; tracer: number; details: string };
+  perf: { wall: number; cpu: number; tracer: number };
+}
+
+/** JOB untraced, under systing and under perf, interleaved for ROUNDS rounds. */
+async function overhead(job: () => Promise<{ wall: number; cpu: number }>): Promise<Round[]> {
+  await job(); // warm-up
+  const rounds: Round[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const plain = await job();
+    const s = await Systing.start(["-o", `${tmp}/overhead.pb`]);
+    const c0 = procCpuSec(s.child.pid);
+    const sj = await job();
+    const sTracer = procCpuSec(s.child.pid) - c0;
+    await s.stop();
+    const p = await perfStart(`${tmp}/perf.data`);
+    const p0 = procCpuSec(p.pid);
+    const pj = await job();
+    const pTracer = procCpuSec(p.pid) - p0;
+    p.kill("SIGINT");
+    await p.status;
+    rounds.push({
+      plain,
+      systing: { ...sj, tracer: sTracer, details: s.stderr },
+      perf: { ...pj, tracer: pTracer },
+    });
+  }
+  return rounds;
+}
+
+function report(name: string, rounds: Round[]): void {
+  const m = (f: (r: Round) => number) => median(rounds.map(f));
+  const plain = m((r) => r.plain.cpu);
+  const cost = (job: number, tracer: number) => ((job + tracer) / plain - 1) * 100;
+  const s = rounds[rounds.length - 1].systing.details;
+  const stacks = Number(/stacks: (\d+) CPU samples/.exec(s)?.[1] ?? 0) +
+    Number(/(\d+) sleep stacks/.exec(s)?.[1] ?? 0);
+  console.log(`${name}, median of ${rounds.length} (job CPU ${plain.toFixed(2)} s untraced):`);
+  for (const t of ["systing", "perf"] as const) {
+    const job = m((r) => r[t].cpu), tracer = m((r) => r[t].tracer);
+    console.log(
+      `  ${t.padEnd(7)} job CPU +${((job / plain - 1) * 100).toFixed(2)} %, its own CPU ` +
+        `${tracer.toFixed(2)} s: (job + tracer) / untraced − 1 = ${cost(job, tracer).toFixed(2)} %`,
+    );
+  }
+  console.log(
+    `  systing's CPU per stack ${
+      ((m((r) => r.systing.tracer) / Math.max(1, stacks)) * 1e6).toFixed(1)
+    } µs` +
+      ` (${stacks} stacks, startup included); ${/all stack processing [^\n]*/.exec(s)?.[0] ?? ""}`,
+  );
+  console.log(`  ${/stacks: [^\n]*/.exec(s)?.[0] ?? ""}`);
+  const py = /python: [^\n]*/.exec(s)?.[0];
+  if (py) console.log(`  ${py}`);
+}
+
+console.log(`stack benchmark, ${navigator.hardwareConcurrency} CPUs, ${ROUNDS} rounds`);
+report("CPU-bound C job on every CPU", await overhead(job));
+report("CPU-bound Python job on every CPU", await overhead(pythonJob));
 
 // 10 s whole machine, CPU + fork load, then the time to finish.
 {

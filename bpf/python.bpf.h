@@ -260,6 +260,7 @@ static long py_frame_step(__u64 i, struct py_walk *w)
 	struct py_code_key key = {};
 	struct py_code_seen seen = {};
 	__u8 head[96], codebuf[96];
+	__u64 qtext[8];
 	__u64 code, previous, instr, fp, qualname, filename, *known;
 	__u32 firstlineno, lo, hi, n = w->n;
 	__u8 owner = 0, entry = 0;
@@ -322,7 +323,17 @@ static long py_frame_step(__u64 i, struct py_walk *w)
 	if (hi > 88)
 		return 1;
 	filename = *(__u64 *)(codebuf + (hi & ~7));
+	/*
+	 * The pointers alone do not tell a reused address apart: a code object freed and another
+	 * made in its place may get its name string's old address too. So the name's length, hash,
+	 * state and first characters go in as well (one read, from its length on).
+	 */
 	fp = qualname ^ (filename << 1) ^ firstlineno;
+	if (qualname && bpf_probe_read_user(qtext, sizeof(qtext),
+					    (void *)(qualname + off->unicode_length)) == 0) {
+		for (int j = 0; j < 8; j++)
+			fp = (fp ^ qtext[j]) * 0x100000001b3ULL;
+	}
 	key.tgid = w->tgid;
 	key.code = code;
 	known = bpf_map_lookup_elem(&py_known, &key);

@@ -37,14 +37,40 @@ struct {
 /*
  * Where each thread's stack ends for unwinding (just above its outermost frame), as userspace
  * learnt it from a complete walk: copying past it is copying what no walk reads. Userspace
- * removes an entry a walk shows to be wrong.
+ * removes an entry a walk shows to be wrong. The first copy that uses an entry stamps it with
+ * its thread's start time, so that a later thread with the same id does not use it.
  */
+struct stack_top {
+	__u64 top;
+	__u64 started; /* task->start_time of the thread that used it first (0: not yet) */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct stack_top);
 } stack_tops SEC(".maps");
+
+/* How many bytes of the stack above sp the copy needs, at most WANT. */
+static __always_inline __u64 stack_copy_want(struct task_struct *task, __u64 sp, __u64 want)
+{
+	__u32 tid = task->pid;
+	struct stack_top *t = bpf_map_lookup_elem(&stack_tops, &tid);
+	__u64 started = task->start_time;
+
+	if (!t)
+		return want;
+	if (!t->started)
+		t->started = started;
+	else if (t->started != started) {
+		bpf_map_delete_elem(&stack_tops, &tid); /* another thread's, with the same id */
+		return want;
+	}
+	if (t->top > sp && t->top - sp < want)
+		return (t->top - sp + 7) & ~7ULL;
+	return want;
+}
 
 struct stack_copy {
 	__u8 *dst;
@@ -146,14 +172,9 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 		if (at > sizeof(s->frames) + sizeof(s->py))
 			at = sizeof(s->frames) + sizeof(s->py);
 		barrier_var(at);
-		if (copy && (cfg.stack_bits & CFG_USER_COPY)) {
-			__u32 tid = task->pid;
-			__u64 want = cfg.stack_copy_bytes, *top = bpf_map_lookup_elem(&stack_tops, &tid);
-
-			if (top && *top > s->r.user_sp && *top - s->r.user_sp < want)
-				want = (*top - s->r.user_sp + 7) & ~7ULL;
-			cb = copy_user_stack((__u8 *)s->frames + at, s->r.user_sp, want);
-		}
+		if (copy && (cfg.stack_bits & CFG_USER_COPY))
+			cb = copy_user_stack((__u8 *)s->frames + at, s->r.user_sp,
+					     stack_copy_want(task, s->r.user_sp, cfg.stack_copy_bytes));
 	}
 	size = sizeof(struct rec_stack) + kb + ub + pb + cb;
 	s->r.hdr.kind = REC_STACK;

@@ -272,8 +272,9 @@ enum py_frame_flags {
 
 /*
  * One Python frame: its code object, checked against reuse by a fingerprint of the object's
- * name, file and first line pointers (the same code object at the same address has the same),
- * and where in the bytecode it is (bytes from the code object's start).
+ * name, file and first line, and its name's length and first characters (another code object
+ * at a reused address differs in one of them), and where in the bytecode it is (bytes from the
+ * code object's start).
  */
 struct py_frame {
 	__u64 code;

@@ -19,6 +19,9 @@ export interface PyFrameRef {
 
 const MARKERS: ModuleRef = { key: "[python]", path: "[python]" };
 
+/** Marks a stack whose Python frames may stand a frame or so off (see interleavePython). */
+export const APPROXIMATE = "[python frames placed approximately]";
+
 export function markerFrame(name: string): FrameRef {
   return { module: MARKERS, relPc: 0n, name };
 }
@@ -71,6 +74,7 @@ export function interleavePython(
     if (fromLeaf) out.unshift(marker, ...runs.slice(0, runs.length - pairs).flat());
     else out.push(marker, ...runs.slice(pairs).flat());
   }
+  if (!exact) out.unshift(markerFrame(APPROXIMATE));
   if (note) out.unshift(markerFrame(note));
   return { frames: out, exact };
 }

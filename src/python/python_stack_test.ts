@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { FrameRef } from "../perfetto/profile_writer.ts";
 import { decodePyString } from "./python_codes.ts";
-import { interleavePython, type PyFrameRef } from "./python_stack.ts";
+import { APPROXIMATE, interleavePython, type PyFrameRef } from "./python_stack.ts";
 
 const C = (name: string): FrameRef => ({ module: { key: "c", path: "/c" }, relPc: 0n, name });
 const P = (name: string, entry = false): PyFrameRef => ({
@@ -29,6 +29,7 @@ Deno.test("python stack: runs that do not pair up are placed from the whole end,
   ]);
   assert.equal(r.exact, false);
   assert.deepEqual(names(r.frames), [
+    APPROXIMATE,
     "main",
     "mod",
     "caller",
@@ -45,6 +46,7 @@ Deno.test("python stack: runs that do not pair up are placed from the whole end,
   };
   const t = interleavePython([cut, C(EVAL), C("leafC")], [P("inner", true), P("outer", true)]);
   assert.deepEqual(names(t.frames), [
+    APPROXIMATE,
     "[python frames whose C frames were not found]",
     "outer",
     "[truncated stack]",

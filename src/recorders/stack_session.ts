@@ -106,7 +106,7 @@ export class StackSession implements RecorderSession {
         try {
           if (top === 0) obj.deleteHash("stack_tops", tid);
           else {
-            const v = new Uint8Array(8);
+            const v = new Uint8Array(16); // struct stack_top: the top, not yet stamped
             new DataView(v.buffer).setBigUint64(0, BigInt(top), true);
             obj.updateHashBytes("stack_tops", new Uint8Array(new Uint32Array([tid]).buffer), v);
           }

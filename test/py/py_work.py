@@ -2,11 +2,13 @@
 # attach), does its part for SECONDS, then prints one line of JSON. Function names end in _zq so
 # that no other Python code on the machine has them. Line numbers matter: the test reads them
 # from this file (the lines marked "# line: NAME").
+import asyncio
 import json
 import os
 import sys
 import threading
 import time
+import types
 
 
 def inner_zq(n):
@@ -54,6 +56,46 @@ def execd_zq(seconds):
     outer_zq(seconds)  # line: execd
 
 
+async def leaf_async_zq(n):
+    s = 0
+    for i in range(n):
+        s += i * i  # line: leaf_async
+    return s
+
+
+async def task_async_zq(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await leaf_async_zq(5000)  # line: task_async
+        await asyncio.sleep(0)
+
+
+def reuse_zq(seconds):
+    # Code objects made and freed one after another: their memory is reused, by the next one
+    # often at the same address. Each runs a known span of BOOTTIME, which the test checks
+    # every sample of it against.
+    # code.replace() makes an object of the same size, which lands where the freed one was.
+    spans, addresses = [], set()
+    end = time.monotonic() + seconds
+    k = 0
+    while time.monotonic() < end:
+        name = f"fresh_{k}_zq"
+        code = spin_template.__code__.replace(co_name=name, co_qualname=name)
+        addresses.add(id(code))
+        fn = types.FunctionType(code, globals())
+        t0 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        fn(time.monotonic() + 0.05)
+        spans.append([k, t0, time.clock_gettime_ns(time.CLOCK_BOOTTIME)])
+        del fn, code
+        k += 1
+    return spans, len(addresses)
+
+
+def spin_template(t):
+    while time.monotonic() < t:
+        pass
+
+
 def main():
     mode, seconds = sys.argv[1], float(sys.argv[2])
     if mode != "execd":
@@ -87,6 +129,12 @@ def main():
         os.execv(sys.executable, [sys.executable, __file__, "execd", str(seconds)])
     elif mode == "execd":
         execd_zq(seconds)
+    elif mode == "asyncio":
+        async def both():
+            await asyncio.gather(task_async_zq(seconds), task_async_zq(seconds))
+        asyncio.run(both())
+    elif mode == "reuse":
+        out["spans"], out["addresses"] = reuse_zq(seconds)
     print(json.dumps(out), flush=True)
 
 
