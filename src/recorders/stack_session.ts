@@ -24,7 +24,6 @@ import type {
   PacketSink,
   RecorderContext,
   RecorderSession,
-  StartInfo,
 } from "./recorder.ts";
 
 /** The maps a stack's Python walk uses besides the core's (bpf/python.bpf.h). */
@@ -83,16 +82,15 @@ export class StackSession implements RecorderSession {
 
   attach(obj: BpfObject): string[] {
     const ctx = this.#ctx;
-    // Loaded on the first kernel frame: reading 100k+ symbols should not delay attaching.
-    this.#symbolizer = new Symbolizer(() => {
-      const kallsyms = Kallsyms.load();
-      if (kallsyms.restricted) {
-        ctx.log(
-          "warning: /proc/kallsyms hides kernel addresses (kptr_restrict); kernel frames are labelled, not named",
-        );
-      }
-      return kallsyms;
-    }, this.#spaces);
+    // Read now, before recording starts (a fifth of a second for 100k+ symbols), rather than on
+    // the first kernel frame: then it would compete with what is being recorded.
+    const kallsyms = Kallsyms.load();
+    if (kallsyms.restricted) {
+      ctx.log(
+        "warning: /proc/kallsyms hides kernel addresses (kptr_restrict); kernel frames are labelled, not named",
+      );
+    }
+    this.#symbolizer = new Symbolizer(kallsyms, this.#spaces);
     this.#profiler = new StackProfiler({
       base: new TimestampBase(ctx.base),
       symbolizer: this.#symbolizer,
@@ -131,16 +129,15 @@ export class StackSession implements RecorderSession {
         },
       );
     }
-    return [];
-  }
-
-  started(_out: PacketSink, at: StartInfo): void {
+    // The mappings of every process now, also before recording starts: the side-band, open
+    // since configure(), has whatever is mapped from here on.
     const python = this.#python;
-    seedMappings(this.#spaces, at.processes().map((p) => p.pid), (pid, m) => {
+    seedMappings(this.#spaces, processIds(), (pid, m) => {
       if (python && PythonProcesses.candidate(m.path)) {
         python.mapped({ pid, addr: m.start, path: m.path }, 0n);
       }
     });
+    return [];
   }
 
   records(batch: Uint8Array, out: PacketSink): void {
@@ -313,6 +310,17 @@ export class StackSession implements RecorderSession {
       }
     }
   }
+}
+
+/** The processes alive now, by /proc (bounded by what /proc lists). */
+function processIds(): number[] {
+  const pids: number[] = [];
+  try {
+    for (const e of Deno.readDirSync("/proc")) {
+      if (/^\d+$/.test(e.name)) pids.push(Number(e.name));
+    }
+  } catch { /* no /proc: no seed, samples are labelled */ }
+  return pids;
 }
 
 /** Executable mappings of the processes alive at start; later ones come from the side-band. */

@@ -408,6 +408,90 @@ export class StackProfiler {
     return out;
   }
 
+  /** Python frame lists already named, by a hash of their raw words (process, codes, places). */
+  #pyRuns = new Map<
+    number,
+    { tgid: number; words: Uint32Array; frames: PyFrameRef[]; id: number }[]
+  >();
+  #pyRunCount = 0;
+  #pyRunIds = 0;
+  /** Stacks with Python frames put in place, by native stack and Python frame list. */
+  #mergedStacks = new Map<number, { frames: FrameRef[]; key: number; approximate: number }>();
+
+  /**
+   * The Python frames of a stack, named (a list seen before is not named again), with an id for
+   * the list; undefined when it waits for code objects (see #pythonFrames).
+   */
+  #pythonRun(
+    dv: DataView,
+    at: number,
+    n: number,
+    tgid: number,
+    force: boolean,
+  ): { frames: PyFrameRef[]; id: number } | undefined {
+    const nWords = n * 6;
+    let h = Math.imul(tgid ^ 0x9e3779b9, 0x85ebca6b) ^ n;
+    for (let i = 0; i < nWords; i++) {
+      h = Math.imul(h ^ dv.getUint32(at + 4 * i, true), 0x01000193);
+      h ^= h >>> 15;
+    }
+    const bucket = this.#pyRuns.get(h);
+    if (bucket) {
+      for (const e of bucket) {
+        if (e.tgid !== tgid || e.words.length !== nWords) continue;
+        let same = true;
+        for (let i = 0; i < nWords && same; i++) {
+          same = e.words[i] === dv.getUint32(at + 4 * i, true);
+        }
+        if (same) return e;
+      }
+    }
+    const frames = this.#pythonFrames(dv, at, n, tgid, force);
+    if (!frames) return undefined;
+    const words = new Uint32Array(nWords);
+    for (let i = 0; i < nWords; i++) words[i] = dv.getUint32(at + 4 * i, true);
+    // Bounded: a new list per new place in the code, and places repeat.
+    if (++this.#pyRunCount > MAX_CACHED_STACKS) {
+      this.#pyRuns.clear();
+      this.#mergedStacks.clear();
+      this.#pyRunCount = 1;
+    }
+    const entry = { tgid, words, frames, id: ++this.#pyRunIds };
+    if (bucket) bucket.push(entry);
+    else this.#pyRuns.set(h, [entry]);
+    return entry;
+  }
+
+  /** NATIVE with the Python run PY in place (the same pair comes out the same, once built). */
+  #merged(
+    native: { frames: FrameRef[]; key: number },
+    py: { frames: PyFrameRef[]; id: number } | undefined,
+    status: number,
+  ): { frames: FrameRef[]; key: number | undefined } {
+    if (!py || status > PyStatus.Ok) {
+      return { frames: this.#withPython(native.frames, py?.frames ?? [], status), key: undefined };
+    }
+    const k = native.key * 4194304 + (py.id % 4194304);
+    const cached = this.#mergedStacks.get(k);
+    const p = this.stats.python;
+    if (cached) {
+      p.stacks++;
+      p.frames += py.frames.length;
+      p.approximate += cached.approximate;
+      return cached;
+    }
+    const before = p.approximate;
+    const merged = {
+      frames: this.#withPython(native.frames, py.frames, status),
+      key: ++this.stats.distinctStacks,
+      approximate: 0,
+    };
+    merged.approximate = p.approximate - before;
+    if (this.#mergedStacks.size >= MAX_CACHED_STACKS) this.#mergedStacks.clear();
+    this.#mergedStacks.set(k, merged);
+    return merged;
+  }
+
   #pyModules = new Map<string, FrameRef["module"]>();
   #pyFrameRefs = new Map<string, FrameRef>();
 
@@ -440,7 +524,7 @@ export class StackProfiler {
     const nPy = dv.getUint16(off + L.py_frames, true);
     const pyStatus = dv.getUint8(off + L.py_status);
     const py = nPy > 0
-      ? this.#pythonFrames(dv, framesOff + 8 * (nk + nu), nPy, tgid, force)
+      ? this.#pythonRun(dv, framesOff + 8 * (nk + nu), nPy, tgid, force)
       : undefined;
     if (nPy > 0 && !py) {
       // Its code objects are on their way: wait (a copy: the batch's memory is reused).
@@ -461,9 +545,7 @@ export class StackProfiler {
     }
     const user = this.#userIps(dv, off, framesOff + 8 * nk, nu, nPy, copyBytes, tgid, ts);
     const native = this.#resolve(dv, framesOff, nk, user, tgid, ts, source !== StackSource.Cpu);
-    const resolved = py || pyStatus > PyStatus.Ok
-      ? { frames: this.#withPython(native.frames, py ?? [], pyStatus), key: undefined }
-      : native;
+    const resolved = py || pyStatus > PyStatus.Ok ? this.#merged(native, py, pyStatus) : native;
     if (source === StackSource.Cpu) {
       this.stats.cpuSamples++;
       const mode = flags & StackFlag.UserMode ? StackMode.User : StackMode.Kernel;
