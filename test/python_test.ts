@@ -256,3 +256,31 @@ Deno.test("python: asyncio tasks show their coroutine chain", () =>
       await w.close();
     }
   }));
+
+Deno.test("python: a probe's stack has the Python frames too (python3's own gc__start USDT probe)", () =>
+  withDir(async (dir) => {
+    const w = new GatedWorkload<Work>(PY, [SCRIPT, "gc", "30"]);
+    const config = {
+      events: [{ name: "gc", event: `usdt:${PY}:python:gc__start`, stack: true }],
+    };
+    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+    try {
+      const { view, results } = await record(dir, [w], [
+        "-n",
+        "--trace-event-config",
+        `${dir}/c.json`,
+      ]);
+      const stacks = view.stackSamples.filter((s) =>
+        s.source === "probe.gc" && s.pid === results[0].pid
+      );
+      // 30 collections asked for; the interpreter may add its own at exit.
+      const ours = stacks.filter((s) => names(s).includes(at("collector_zq", "collector")));
+      assert.equal(ours.length, 30, names(stacks[0]).join(" > "));
+      for (const s of ours) {
+        const n = names(s);
+        assert.ok(n.indexOf(at("main", "gc_main")) < n.indexOf(at("collector_zq", "collector")));
+      }
+    } finally {
+      await w.close();
+    }
+  }));

@@ -96,6 +96,12 @@ def spin_template(t):
         pass
 
 
+def collector_zq(n):
+    import gc
+    for _ in range(n):
+        gc.collect()  # line: collector
+
+
 def main():
     mode, seconds = sys.argv[1], float(sys.argv[2])
     if mode != "execd":
@@ -133,6 +139,8 @@ def main():
         async def both():
             await asyncio.gather(task_async_zq(seconds), task_async_zq(seconds))
         asyncio.run(both())
+    elif mode == "gc":
+        collector_zq(int(seconds))  # line: gc_main
     elif mode == "reuse":
         out["spans"], out["addresses"] = reuse_zq(seconds)
     print(json.dumps(out), flush=True)
