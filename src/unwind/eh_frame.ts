@@ -318,6 +318,12 @@ interface CieState {
   rules: Map<number, RegisterRule>;
 }
 
+/**
+ * Addresses whose row a table remembers: a map entry each (the rows are shared), so at most a
+ * few hundred KiB per open file.
+ */
+const MAX_ROWS_BY_PC = 4096;
+
 /** The per-file unwind table. */
 export class EhFrame {
   readonly #src: ByteSource;
@@ -334,6 +340,8 @@ export class EhFrame {
   readonly #cieStates = new Map<Cie, CieState>();
   /** Parsed FDEs (and rows) by offset, least recently used first. */
   readonly #fdeCache = new Map<number, CachedFde>();
+  /** Rows by address already looked up (null: none covers it). */
+  readonly #rowByPc = new Map<number, UnwindRow | null>();
 
   // The .eh_frame_hdr search table, when usable.
   readonly #hdr: Reader | undefined;
@@ -451,11 +459,18 @@ export class EhFrame {
 
   /** The unwind row for a link-time address, or undefined when no FDE covers it. */
   rowAt(vaddr: number): UnwindRow | undefined {
+    // The same return addresses come back sample after sample: answer those from memory.
+    const known = this.#rowByPc.get(vaddr);
+    if (known !== undefined) return known ?? undefined;
     const offset = this.#hdr ? this.#candidateInHdr(vaddr) : this.#candidateInScan(vaddr);
-    if (offset === undefined) return undefined;
-    const c = this.#cached(offset);
-    if (!(vaddr >= c.fde.pcBegin && vaddr < c.fde.pcEnd)) return undefined;
-    return rowIn(this.#rowsOf(c), vaddr);
+    let row: UnwindRow | undefined;
+    if (offset !== undefined) {
+      const c = this.#cached(offset);
+      if (vaddr >= c.fde.pcBegin && vaddr < c.fde.pcEnd) row = rowIn(this.#rowsOf(c), vaddr);
+    }
+    if (this.#rowByPc.size >= MAX_ROWS_BY_PC) this.#rowByPc.clear();
+    this.#rowByPc.set(vaddr, row ?? null);
+    return row;
   }
 
   /** Every row of an FDE, in address order, covering [pcBegin, pcEnd) without gaps. */
