@@ -88,6 +88,9 @@ static __always_inline __u64 py_read_ptr(__u64 addr)
 	return v;
 }
 
+/* Thread states one thread may have: one per interpreter it has run (sub-interpreters). */
+#define PY_TSTATES 4
+
 struct py_search {
 	struct py_offsets *off;
 	__u64 interp;
@@ -95,7 +98,8 @@ struct py_search {
 	__u32 tid;
 	__u32 in_interp; /* threads looked at in this interpreter */
 	__u32 interps;
-	__u64 found;
+	__u32 nfound;
+	__u64 found[PY_TSTATES]; /* newest interpreter first: the innermost run first */
 };
 
 /* One step of the search for TID's state: the next thread, or the next interpreter's first. */
@@ -118,16 +122,20 @@ static long py_search_step(__u64 i, struct py_search *w)
 	}
 	if (bpf_probe_read_user(&tid, sizeof(tid), (void *)(w->tstate + off->tstate_native_tid)) == 0 &&
 	    tid == w->tid) {
-		w->found = w->tstate;
-		return 1;
+		w->found[w->nfound & (PY_TSTATES - 1)] = w->tstate;
+		if (++w->nfound >= PY_TSTATES)
+			return 1;
+		w->tstate = 0; /* at most one per interpreter: on to the next */
+		return 0;
 	}
 	w->in_interp++;
 	w->tstate = py_read_ptr(w->tstate + off->tstate_next);
 	return 0;
 }
 
-/* The state of the current thread TID in process PROC, or 0. */
-static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __u64 ts)
+/* The state of the current thread TID in process PROC, or 0, remembered per thread (for a
+ * process with one interpreter, whose list starts at HEAD). */
+static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __u64 ts, __u64 head)
 {
 	struct py_thread *t = bpf_map_lookup_elem(&py_threads, &tid), fresh = {};
 	struct py_search w = { .off = &proc->off, .tid = tid };
@@ -142,17 +150,44 @@ static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __
 		if (!t->tstate && ts - t->looked_ts < PY_RELOOK_NS)
 			return 0;
 	}
-	w.interp = py_read_ptr(proc->runtime + proc->off.runtime_interpreters);
+	w.interp = head;
 	if (w.interp) {
 		w.tstate = py_read_ptr(w.interp + proc->off.interp_threads);
 		w.interps = 1;
 		bpf_loop(SYSTING_PY_INTERPRETERS * (SYSTING_PY_THREADS + 1), (void *)py_search_step, &w,
 			 0);
 	}
-	fresh.tstate = w.found;
+	fresh.tstate = w.nfound ? w.found[0] : 0;
 	fresh.looked_ts = ts;
 	bpf_map_update_elem(&py_threads, &tid, &fresh, BPF_ANY);
-	return w.found;
+	return fresh.tstate;
+}
+
+/*
+ * The states of the current thread TID in process PROC into W->found (W->nfound of them). With
+ * one interpreter, the one state is remembered per thread; with sub-interpreters, the thread
+ * may have one in each (the newest interpreter's first: the innermost run), looked for every
+ * time.
+ */
+static __always_inline void py_thread_states(struct py_proc *proc, __u32 tid, __u64 ts,
+					     struct py_search *w)
+{
+	__u64 head = py_read_ptr(proc->runtime + proc->off.runtime_interpreters);
+
+	w->off = &proc->off;
+	w->tid = tid;
+	w->nfound = 0;
+	if (head && py_read_ptr(head + proc->off.interp_next)) {
+		w->interp = head;
+		w->tstate = py_read_ptr(head + proc->off.interp_threads);
+		w->interps = 1;
+		w->in_interp = 0;
+		bpf_loop(SYSTING_PY_INTERPRETERS * (SYSTING_PY_THREADS + 1), (void *)py_search_step, w,
+			 0);
+		return;
+	}
+	w->found[0] = py_thread_state(proc, tid, ts, head);
+	w->nfound = w->found[0] ? 1 : 0;
 }
 
 /* The bytes of a unicode object's text (its raw form: userspace decodes by state) into DST. */
@@ -364,6 +399,7 @@ __noinline int py_walk(struct py_frames *out, __u32 slot, __u8 *status)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid = task->tgid, tid = task->pid;
+	struct py_search states = {};
 	struct py_walk w = {};
 	struct py_proc *proc;
 	__u64 *exec, tstate, cframe;
@@ -379,25 +415,34 @@ __noinline int py_walk(struct py_frames *out, __u32 slot, __u8 *status)
 	exec = bpf_map_lookup_elem(&py_execs, &tgid);
 	if (exec && *exec > proc->since + PY_EXEC_GRACE_NS)
 		return 0; /* the image it describes was replaced */
-	tstate = py_thread_state(proc, tid, bpf_ktime_get_boot_ns());
-	if (!tstate) {
+	py_thread_states(proc, tid, bpf_ktime_get_boot_ns(), &states);
+	if (!states.nfound) {
 		*status = PY_NO_THREAD;
 		return 0;
-	}
-	if (proc->off.tstate_cframe != PY_OFF_NONE) {
-		cframe = py_read_ptr(tstate + proc->off.tstate_cframe);
-		w.frame = cframe ? py_read_ptr(cframe + proc->off.current_frame) : 0;
-	} else {
-		w.frame = py_read_ptr(tstate + proc->off.current_frame);
 	}
 	w.proc = proc;
 	w.out = out->f;
 	w.tgid = tgid;
 	w.slot = slot;
 	w.status = PY_OK;
-	bpf_loop(SYSTING_PY_FRAMES + 8, (void *)py_frame_step, &w, 0);
-	if (w.status == PY_OK && w.frame && w.n >= SYSTING_PY_FRAMES)
-		w.status = PY_TRUNCATED;
+	/* Each state's frames in turn, innermost interpreter first. */
+	for (int k = 0; k < PY_TSTATES; k++) {
+		if (k >= states.nfound || w.status != PY_OK)
+			break;
+		tstate = states.found[k & (PY_TSTATES - 1)];
+		if (proc->off.tstate_cframe != PY_OFF_NONE) {
+			cframe = py_read_ptr(tstate + proc->off.tstate_cframe);
+			w.frame = cframe ? py_read_ptr(cframe + proc->off.current_frame) : 0;
+		} else {
+			w.frame = py_read_ptr(tstate + proc->off.current_frame);
+		}
+		bpf_loop(SYSTING_PY_FRAMES + 8, (void *)py_frame_step, &w, 0);
+		if (w.status == PY_OK && w.frame && w.n >= SYSTING_PY_FRAMES)
+			w.status = PY_TRUNCATED;
+		/* A state's outermost frame was entered from C (the interpreter's own entry). */
+		if (w.n > 0 && w.n <= SYSTING_PY_FRAMES)
+			w.out[(w.n - 1) & (SYSTING_PY_FRAMES - 1)].flags |= PY_FRAME_ENTRY;
+	}
 	*status = w.status;
 	return w.n;
 }

@@ -284,3 +284,22 @@ Deno.test("python: a probe's stack has the Python frames too (python3's own gc__
       await w.close();
     }
   }));
+
+Deno.test("python: a sub-interpreter's frames sit under the frames of the interpreter that ran it", () =>
+  withDir(async (dir) => {
+    const w = new GatedWorkload<Work>(PY, [SCRIPT, "subinterpreter", SECONDS]);
+    try {
+      const { view, results } = await record(dir, [w]);
+      const cpu = samplesOf(view, "on_cpu", results[0].main);
+      const sub = cpu.filter((s) => names(s).some((n) => n.startsWith("sub_zq (<string>:")));
+      assert.ok(sub.length > 0.5 * cpu.length, `${sub.length} of ${cpu.length}`);
+      const nested = sub.filter((s) => {
+        const n = names(s);
+        const outer = n.indexOf(at("main", "run"));
+        return outer >= 0 && outer < n.findIndex((x) => x.startsWith("sub_zq ("));
+      });
+      assert.ok(nested.length >= 0.9 * sub.length, `${nested.length} of ${sub.length}`);
+    } finally {
+      await w.close();
+    }
+  }));

@@ -102,6 +102,15 @@ def collector_zq(n):
         gc.collect()  # line: collector
 
 
+SUB_SOURCE = '''import time
+def sub_zq(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(i * i for i in range(100))
+sub_zq(SECONDS)
+'''
+
+
 def main():
     mode, seconds = sys.argv[1], float(sys.argv[2])
     if mode != "execd":
@@ -139,6 +148,11 @@ def main():
         async def both():
             await asyncio.gather(task_async_zq(seconds), task_async_zq(seconds))
         asyncio.run(both())
+    elif mode == "subinterpreter":
+        # A second interpreter in this thread (3.11's _xxsubinterpreters): its own thread state.
+        import _xxsubinterpreters as interpreters
+        interp = interpreters.create()
+        interpreters.run_string(interp, SUB_SOURCE.replace("SECONDS", str(seconds)))  # line: run
     elif mode == "gc":
         collector_zq(int(seconds))  # line: gc_main
     elif mode == "reuse":
