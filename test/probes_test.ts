@@ -12,6 +12,7 @@ import {
   compileC,
   GatedWorkload,
   Recorder,
+  recordWhile,
   runRecorder,
   withTempDir,
 } from "./workload.ts";
@@ -62,24 +63,16 @@ function fired(view: TraceView, name: string, tid: number): InstantView[] {
 }
 
 /** Records with ARGS while TARGETS fire (released once attached), returns the trace and them. */
-async function recordFiring(
+function recordFiring(
   dir: string,
   args: string[],
   targets: Target[],
   started: () => Promise<Target[]> = () => Promise.resolve([]),
 ) {
-  const trace = `${dir}/t.pb`;
-  const rec = await Recorder.start(["-n", "--no-irq", "-o", trace, ...args]);
-  try {
+  return recordWhile(`${dir}/t.pb`, ["-n", "--no-irq", ...args], async () => {
     const later = await started();
-    const results = await Promise.all([...targets, ...later].map((t) => t.go()));
-    const exit = await rec.stop();
-    assert.equal(exit.code, 0, exit.stderr);
-    await assertTraceChecks(trace);
-    return { view: await readTrace(trace), results, stderr: exit.stderr };
-  } finally {
-    await rec.close();
-  }
+    return await Promise.all([...targets, ...later].map((t) => t.go()));
+  });
 }
 
 Deno.test("probes: uprobe, uretprobe, USDT (guarded too) and a tracepoint, each exactly as often as fired", () =>

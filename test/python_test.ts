@@ -9,7 +9,14 @@ import assert from "node:assert/strict";
 import { APPROXIMATE } from "../src/python/python_stack.ts";
 import { ElfFile } from "../src/symbolize/elf_file.ts";
 import { readTrace, type StackSampleView, type TraceView } from "./trace_reader.ts";
-import { assertTraceChecks, GatedWorkload, Recorder, REPO, withTempDir } from "./workload.ts";
+import {
+  assertTraceChecks,
+  GatedWorkload,
+  Recorder,
+  recordWhile,
+  REPO,
+  withTempDir,
+} from "./workload.ts";
 
 /** Debian's interpreter: the one with the headers this build took its offsets from. */
 const PY = "/usr/bin/python3.11";
@@ -51,18 +58,12 @@ function wholeChain(s: StackSampleView): boolean {
     !s.frames.slice(i + 1).some(isPython);
 }
 
-async function record<T>(dir: string, work: GatedWorkload<T>[], extra: string[] = []) {
-  const trace = `${dir}/t.pb`;
-  const rec = await Recorder.start(["--no-irq", "-o", trace, ...extra]);
-  try {
-    const results = await Promise.all(work.map((w) => w.go()));
-    const exit = await rec.stop();
-    assert.equal(exit.code, 0, exit.stderr);
-    await assertTraceChecks(trace);
-    return { view: await readTrace(trace), results, stderr: exit.stderr };
-  } finally {
-    await rec.close();
-  }
+function record<T>(dir: string, work: GatedWorkload<T>[], extra: string[] = []) {
+  return recordWhile(
+    `${dir}/t.pb`,
+    ["--no-irq", ...extra],
+    () => Promise.all(work.map((w) => w.go())),
+  );
 }
 
 const samplesOf = (view: TraceView, source: string, tid: number) =>

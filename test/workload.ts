@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { checkTrace } from "../src/inspect/trace_check.ts";
+import { readTrace } from "./trace_reader.ts";
 
 export const REPO = fileURLToPath(new URL("../", import.meta.url));
 const C_DIR = `${REPO}test/c/`;
@@ -310,6 +311,23 @@ export interface Recording<T> {
  * Runs `systing check`'s validator on a finished trace: whatever a test looks at, every trace
  * it records must also keep the promises every trace makes. Fails listing the violations.
  */
+/**
+ * Records into TRACE with ARGS while RUN lets its workloads go (once recording), then stops:
+ * the trace checked and read, what RUN returned and the recorder's stderr.
+ */
+export async function recordWhile<T>(trace: string, args: string[], run: () => Promise<T>) {
+  const rec = await Recorder.start(["-o", trace, ...args]);
+  try {
+    const results = await run();
+    const exit = await rec.stop();
+    assert.equal(exit.code, 0, exit.stderr);
+    await assertTraceChecks(trace);
+    return { view: await readTrace(trace), results, stderr: exit.stderr };
+  } finally {
+    await rec.close();
+  }
+}
+
 export async function assertTraceChecks(path: string): Promise<void> {
   const r = await checkTrace(path);
   const total = Object.values(r.counts).reduce((a, b) => a + b, 0);

@@ -40,6 +40,11 @@ export interface RingHandle {
   size: number;
 }
 
+/** A u32 map key's bytes. */
+function u32Key(key: number): Uint8Array {
+  return new Uint8Array(new Uint32Array([key]).buffer);
+}
+
 export class BpfObject {
   #obj: Deno.PointerObject | null;
   #links: Deno.PointerObject[] = [];
@@ -329,44 +334,25 @@ export class BpfObject {
 
   /** Writes VALUE at the u32 KEY of an array map. */
   updateArray(mapName: string, key: number, value: Uint8Array): void {
-    check(
-      loadLibbpf().bpf_map_update_elem(
-        this.mapFd(mapName),
-        new Uint8Array(new Uint32Array([key]).buffer),
-        value,
-        0n,
-      ),
-      `writing ${mapName}[${key}]`,
-    );
+    this.updateHashBytes(mapName, u32Key(key), value, `[${key}]`);
   }
 
   /** Writes VALUE at the u32 KEY of a hash map (a map full of other keys throws). */
   updateHash(mapName: string, key: number, value: Uint8Array): void {
-    check(
-      loadLibbpf().bpf_map_update_elem(
-        this.mapFd(mapName),
-        new Uint8Array(new Uint32Array([key]).buffer),
-        value,
-        0n,
-      ),
-      `writing ${mapName}[${key}]`,
-    );
+    this.updateHashBytes(mapName, u32Key(key), value, `[${key}]`);
   }
 
-  /** Writes VALUE at KEY (any bytes) of a hash map. */
-  updateHashBytes(mapName: string, key: Uint8Array, value: Uint8Array): void {
+  /** Writes VALUE at KEY (any bytes) of a map; WHICH names the key in an error. */
+  updateHashBytes(mapName: string, key: Uint8Array, value: Uint8Array, which = ""): void {
     check(
       loadLibbpf().bpf_map_update_elem(this.mapFd(mapName), key, value, 0n),
-      `writing ${mapName}`,
+      `writing ${mapName}${which}`,
     );
   }
 
   /** Removes the u32 KEY of a hash map; false when it was not there. */
   deleteHash(mapName: string, key: number): boolean {
-    return loadLibbpf().bpf_map_delete_elem(
-      this.mapFd(mapName),
-      new Uint8Array(new Uint32Array([key]).buffer),
-    ) === 0;
+    return loadLibbpf().bpf_map_delete_elem(this.mapFd(mapName), u32Key(key)) === 0;
   }
 
   attachPerfEvent(progName: string, fd: number): void {
