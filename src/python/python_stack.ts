@@ -37,6 +37,8 @@ export function interleavePython(
   native: readonly FrameRef[],
   py: readonly PyFrameRef[],
   note?: string,
+  /** How many of NATIVE's leaf-end frames are the kernel's: Python frames go above them. */
+  kernelFrames = 0,
 ): { frames: FrameRef[]; exact: boolean } {
   // The runs, outermost first, each root first.
   const runs: FrameRef[][] = [];
@@ -69,12 +71,18 @@ export function interleavePython(
     if (r) out.push(...r);
     else out.push(f);
   });
+  // Markers and left-over runs go at the root (after a truncation marker, which stays first)
+  // or at the leaf end of the user frames (before the kernel's).
+  const root = cutAtRoot ? 1 : 0;
   if (runs.length > pairs) {
     const marker = markerFrame("[python frames whose C frames were not found]");
-    if (fromLeaf) out.unshift(marker, ...runs.slice(0, runs.length - pairs).flat());
-    else out.push(marker, ...runs.slice(pairs).flat());
+    if (fromLeaf) out.splice(root, 0, marker, ...runs.slice(0, runs.length - pairs).flat());
+    else {
+      const userEnd = Math.max(root, out.length - Math.min(kernelFrames, native.length));
+      out.splice(userEnd, 0, marker, ...runs.slice(pairs).flat());
+    }
   }
-  if (!exact) out.unshift(markerFrame(APPROXIMATE));
-  if (note) out.unshift(markerFrame(note));
+  if (!exact) out.splice(root, 0, markerFrame(APPROXIMATE));
+  if (note) out.splice(root, 0, markerFrame(note));
   return { frames: out, exact };
 }

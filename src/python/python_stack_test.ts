@@ -46,12 +46,28 @@ Deno.test("python stack: runs that do not pair up are placed from the whole end,
   };
   const t = interleavePython([cut, C(EVAL), C("leafC")], [P("inner", true), P("outer", true)]);
   assert.deepEqual(names(t.frames), [
+    "[truncated stack]",
     APPROXIMATE,
     "[python frames whose C frames were not found]",
     "outer",
-    "[truncated stack]",
     "inner",
     "leafC",
+  ]);
+  // Root-aligned left-overs go above the kernel's frames, not below them.
+  const k = interleavePython(
+    [C("main"), C(EVAL), C("vectorcall"), C("kfunc")],
+    [P("key", true), P("mod", true)],
+    undefined,
+    1,
+  );
+  assert.deepEqual(names(k.frames), [
+    APPROXIMATE,
+    "main",
+    "mod",
+    "vectorcall",
+    "[python frames whose C frames were not found]",
+    "key",
+    "kfunc",
   ]);
   // A note (the walk was cut) marks the root; no Python frames leaves the C ones.
   assert.deepEqual(names(interleavePython([C("a")], [], "[cut]").frames), ["[cut]", "a"]);

@@ -100,6 +100,8 @@ interface CachedStack {
   image: number;
   tgid: number;
   nk: number;
+  /** Kernel frames at the leaf end of frames (after the tracing machinery was trimmed). */
+  kernelFrames: number;
   words: Uint32Array;
 }
 
@@ -200,6 +202,25 @@ export class StackProfiler {
   /** unwindModule results by process image and pc: the same return addresses come again. */
   #modules = new Map<number, Map<number, UnwindModule>>();
   #moduleCount = 0;
+  /** The walk under way: whose modules moduleAt looks up. */
+  #walk = { tgid: 0, ts: 0, image: 0, modules: new Map<number, UnwindModule>() };
+  #moduleAt = (pc: number): UnwindModule | undefined => {
+    const w = this.#walk;
+    let m = w.modules.get(pc);
+    if (m) return m;
+    m = this.#sym.unwindModule(w.tgid, pc, w.ts);
+    if (m && w.image !== 0) {
+      if (++this.#moduleCount > 1 << 16) this.#forgetModules();
+      w.modules.set(pc, m);
+    }
+    return m;
+  };
+  #unwindInput = {
+    regs: { ip: 0, sp: 0, bp: 0 },
+    stack: new Uint8Array(0) as Uint8Array,
+    stackBase: 0,
+    moduleAt: this.#moduleAt,
+  };
 
   constructor(o: StackProfilerOptions) {
     this.#stackTop = o.stackTop;
@@ -464,12 +485,15 @@ export class StackProfiler {
 
   /** NATIVE with the Python run PY in place (the same pair comes out the same, once built). */
   #merged(
-    native: { frames: FrameRef[]; key: number },
+    native: { frames: FrameRef[]; key: number; kernelFrames: number },
     py: { frames: PyFrameRef[]; id: number } | undefined,
     status: number,
   ): { frames: FrameRef[]; key: number | undefined } {
     if (!py || status > PyStatus.Ok) {
-      return { frames: this.#withPython(native.frames, py?.frames ?? [], status), key: undefined };
+      return {
+        frames: this.#withPython(native.frames, native.kernelFrames, py?.frames ?? [], status),
+        key: undefined,
+      };
     }
     const k = native.key * 4194304 + (py.id % 4194304);
     const cached = this.#mergedStacks.get(k);
@@ -482,7 +506,7 @@ export class StackProfiler {
     }
     const before = p.approximate;
     const merged = {
-      frames: this.#withPython(native.frames, py.frames, status),
+      frames: this.#withPython(native.frames, native.kernelFrames, py.frames, status),
       key: ++this.stats.distinctStacks,
       approximate: 0,
     };
@@ -608,7 +632,12 @@ export class StackProfiler {
   }
 
   /** NATIVE with the Python frames PY in place, marked when the walk did not reach the end. */
-  #withPython(native: FrameRef[], py: PyFrameRef[], status: number): FrameRef[] {
+  #withPython(
+    native: FrameRef[],
+    kernelFrames: number,
+    py: PyFrameRef[],
+    status: number,
+  ): FrameRef[] {
     const p = this.stats.python;
     p.stacks++;
     p.frames += py.length;
@@ -623,7 +652,7 @@ export class StackProfiler {
       p.cut++;
       note = "[python stack cut: deeper than recorded]";
     }
-    const { frames, exact } = interleavePython(native, py, note);
+    const { frames, exact } = interleavePython(native, py, note, kernelFrames);
     if (!exact) p.approximate++;
     return frames;
   }
@@ -710,24 +739,21 @@ export class StackProfiler {
     const copyAt = fpOff + 8 * nu + Layout.py_frame.size * nPy;
     const stack = new Uint8Array(dv.buffer, dv.byteOffset + copyAt, copyBytes);
     const t0 = performance.now();
-    const image = this.#spaces.imageId(tgid, ts);
-    let modules = this.#modules.get(image);
-    if (!modules) this.#modules.set(image, modules = new Map());
-    const r = this.#unwinder.unwind({
-      regs: { ip, sp, bp },
-      stack,
-      stackBase: sp,
-      moduleAt: (pc) => {
-        let m = modules.get(pc);
-        if (m) return m;
-        m = this.#sym.unwindModule(tgid, pc, ts);
-        if (m && image !== 0) {
-          if (++this.#moduleCount > 1 << 16) this.#forgetModules();
-          modules.set(pc, m);
-        }
-        return m;
-      },
-    });
+    // One input object and one module lookup for every walk: no allocation per stack.
+    const w = this.#walk;
+    w.tgid = tgid;
+    w.ts = ts;
+    w.image = this.#spaces.imageId(tgid, ts);
+    let modules = this.#modules.get(w.image);
+    if (!modules) this.#modules.set(w.image, modules = new Map());
+    w.modules = modules;
+    const input = this.#unwindInput;
+    input.regs.ip = ip;
+    input.regs.sp = sp;
+    input.regs.bp = bp;
+    input.stack = stack;
+    input.stackBase = sp;
+    const r = this.#unwinder.unwind(input);
     this.stats.unwindNs += (performance.now() - t0) * 1e6;
     if (this.#stackTop) this.#learnTop(tid, sp, copyBytes, r);
     if (r.end !== "complete" && !fpCut && fp.length > r.ips.length) {
@@ -785,7 +811,7 @@ export class StackProfiler {
     tgid: number,
     ts: number,
     trimTracing: boolean,
-  ): { frames: FrameRef[]; key: number } {
+  ): { frames: FrameRef[]; key: number; kernelFrames: number } {
     // The cache key: the kernel words, the user ips and the process image the
     // user part belongs to, hashed without building strings (this runs per sample).
     const nu = user.ips.length;
@@ -827,6 +853,7 @@ export class StackProfiler {
       skipping = false;
       leafFirst.push(f);
     }
+    const kernelFrames = leafFirst.length;
     let truncated = cutUser;
     for (let i = 0; i < nu; i++) {
       const ip = user.ips[i];
@@ -846,6 +873,7 @@ export class StackProfiler {
       leafFirst.push({ module: TRUNCATED, relPc: 0n, name: "[no stack]" });
     }
     const entry: CachedStack = {
+      kernelFrames,
       frames: leafFirst.reverse(),
       key: ++this.stats.distinctStacks,
       truncated,
