@@ -33,7 +33,7 @@ const spec = `uprobe:${bin}:uprobe_loop_hit`;
  * Runs the loops once TRACER (if any) has printed READY; returns their median ns/call, the hits
  * per second of all of them together, and the tracer's output.
  */
-async function run(tracer?: { cmd: string; args: string[]; ready: RegExp }) {
+async function run(tracer?: { cmd: string; args: string[]; ready: RegExp; settleMs?: number }) {
   const loops = Array.from(
     { length: PROCS },
     () => new Deno.Command(bin, { args: [String(CALLS)], stdin: "piped", stdout: "piped" }).spawn(),
@@ -56,6 +56,8 @@ async function run(tracer?: { cmd: string; args: string[]; ready: RegExp }) {
       if (Date.now() > deadline) throw new Error(`${tracer.cmd} not ready:\n${err}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    // bpftrace says "Attaching" before it has: give it time, or the loops run untraced.
+    await new Promise((r) => setTimeout(r, tracer.settleMs ?? 0));
   }
   for (const loop of loops) {
     const w = loop.stdin.getWriter();
@@ -113,6 +115,7 @@ const bpftrace = {
   // Line-buffered: its "Attaching" line says it is ready.
   args: ["-B", "line", "-e", `uprobe:${bin}:uprobe_loop_hit { @ = count(); }`],
   ready: /Attaching 1 probe/,
+  settleMs: 2000,
 };
 
 console.log(`uprobe benchmark: ${PROCS} loops at once × ${CALLS} calls × ${ROUNDS} rounds`);
