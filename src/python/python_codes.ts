@@ -9,8 +9,10 @@ import { Layout, PY_FILE_LEN, PY_NAME_LEN } from "../records/records.ts";
 import { lineOf } from "./location_table.ts";
 
 const MAX_CODES = 1 << 16;
-/** Distinct lines named per code object before its frames share one name per line anyway. */
-const MAX_LINES_PER_CODE = 4096;
+/** And the bytes they may hold (names and location tables), whichever bound comes first. */
+const MAX_CODE_BYTES = 32 << 20;
+/** Frame names kept (by code object and place): past it they are named again when needed. */
+const MAX_FRAME_NAMES = 1 << 17;
 
 export interface PyCode {
   tgid: number;
@@ -25,6 +27,11 @@ export interface PyCode {
   tableCut: boolean;
   /** Where the bytecode starts in the code object (instr - bytecode = byte offset). */
   bytecode: number;
+}
+
+/** What an entry keeps in memory, roughly. */
+function entryBytes(e: PyCode): number {
+  return 200 + 2 * (e.name.length + e.file.length) + e.table.length;
 }
 
 const latin1 = new TextDecoder("latin1");
@@ -53,6 +60,8 @@ export class PythonCodes {
   #order: PyCode[] = [];
   #head = 0;
   #frames = new Map<PyCode, Map<number, string>>();
+  #frameNames = 0;
+  #bytes = 0;
   evicted = 0;
 
   get size(): number {
@@ -95,7 +104,8 @@ export class PythonCodes {
       this.#byAddress.set(code, [entry]);
     }
     this.#order.push(entry);
-    if (this.size > MAX_CODES) this.#evictOldest();
+    this.#bytes += entryBytes(entry);
+    while (this.size > MAX_CODES || this.#bytes > MAX_CODE_BYTES) this.#evictOldest();
   }
 
   get(tgid: number, code: number, fpLo: number, fpHi: number): PyCode | undefined {
@@ -120,13 +130,19 @@ export class PythonCodes {
       ? `${code.file}:${line}`
       : `${code.file}:${code.firstLine}${code.tableCut ? " (line past its cut table)" : "+?"}`;
     name = `${code.name} (${where})`;
-    if (lines.size < MAX_LINES_PER_CODE) lines.set(instr, name);
+    if (++this.#frameNames > MAX_FRAME_NAMES) {
+      this.#frames.clear();
+      this.#frameNames = 1;
+      this.#frames.set(code, lines = new Map());
+    }
+    lines.set(instr, name);
     return name;
   }
 
   #evictOldest(): void {
     const e = this.#order[this.#head++];
     this.evicted++;
+    this.#bytes -= entryBytes(e);
     const list = this.#byAddress.get(e.code);
     if (list) {
       const rest = list.filter((x) => x !== e);

@@ -46,9 +46,9 @@ const MAX_CACHED_STACKS = 1 << 14;
 const OUTERMOST = new Set(["_start", "__clone", "__clone3", "clone", "clone3", "start_thread"]);
 /** How long after a task's next sleep its previous sleep's end may still arrive. */
 const LATE_END_NS = 2e9;
-/** Batches a stack waits for the code objects its Python frames name, and how many may wait. */
+/** Batches a stack waits for the code objects its Python frames name, and the bytes that may. */
 const MAX_WAIT_BATCHES = 8;
-const MAX_WAITING = 4096;
+const MAX_WAITING_BYTES = 16 << 20;
 
 const TRUNCATED: ModuleRef = { key: "[truncated]", path: "[truncated]" };
 
@@ -189,6 +189,7 @@ export class StackProfiler {
    * telling. Retried after each batch, and written with what is known after a few.
    */
   #waiting: { bytes: Uint8Array; batches: number }[] = [];
+  #waitingBytes = 0;
   /** Each task's last unwound user stack, by the registers it was taken with. */
   #lastUnwind = new Map<
     number,
@@ -384,14 +385,18 @@ export class StackProfiler {
   /** Stacks that waited for their code objects: those now told, or waited long enough. */
   #retryWaiting(all: boolean): void {
     if (this.#waiting.length === 0) return;
-    const still: { bytes: Uint8Array; batches: number }[] = [];
-    for (const w of this.#waiting) {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    this.#waitingBytes = 0;
+    for (const w of waiting) {
       const dv = new DataView(w.bytes.buffer);
       const ts = this.#base.relative(dv.getUint32(8, true), dv.getUint32(12, true));
       const force = all || ++w.batches >= MAX_WAIT_BATCHES;
-      if (!this.#tryStack(dv, 0, ts, force)) still.push(w);
+      // Still waiting: #stack queued it again (with its batch count carried over below).
+      if (!this.#tryStack(dv, 0, ts, force)) {
+        this.#waiting[this.#waiting.length - 1].batches = w.batches;
+      }
     }
-    this.#waiting = still;
   }
 
   /**
@@ -553,13 +558,12 @@ export class StackProfiler {
     if (nPy > 0 && !py) {
       // Its code objects are on their way: wait (a copy: the batch's memory is reused).
       const size = dv.getUint16(off + 2, true);
+      if (this.#waitingBytes + size > MAX_WAITING_BYTES) return this.#stack(dv, off, ts, true);
       const bytes = new Uint8Array(size);
       bytes.set(new Uint8Array(dv.buffer, dv.byteOffset + off, size));
-      if (this.#waiting.length < MAX_WAITING) {
-        this.#waiting.push({ bytes, batches: 0 });
-        return false;
-      }
-      return this.#stack(dv, off, ts, true);
+      this.#waiting.push({ bytes, batches: 0 });
+      this.#waitingBytes += size;
+      return false;
     }
     const probe = source === StackSource.Probe
       ? this.#writers.get(PROBE_STREAM + dv.getUint16(off + L.probe_event, true))
