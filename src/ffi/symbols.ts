@@ -122,6 +122,8 @@ export const libcSymbols = {
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   // int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout);
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  // int eventfd(unsigned int initval, int flags);
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
   // int clock_gettime(clockid_t clockid, struct timespec *tp);
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   // int *__errno_location(void);

@@ -4,7 +4,7 @@ import type { ProcessEvent } from "../records/records.ts";
 
 /** Int32 slots of the shared control array. */
 export const STOP = 0;
-/** KiB posted by workers and not yet written by the main thread. */
+/** KiB posted by workers and not yet written by the main thread (notified when it falls). */
 export const PENDING_KIB = 1;
 export const CONTROL_SLOTS = 2;
 
@@ -18,9 +18,11 @@ export interface DrainSettings {
   /** The recorders that are on, by name, and what their sessions gave their decoders. */
   recorders: string[];
   recorderConfigs: Record<string, unknown>;
-  /** Longest wait for data when no wake-up arrives. */
-  pollMs: number;
-  /** How often bundles are written. */
+  /**
+   * How often bundles are written. A worker sleeps until BPF wakes it (a ring an eighth full)
+   * or the next flush is due, never polling: on these machines every wake-up of a thread costs
+   * tens of µs of CPU.
+   */
   flushMs: number;
   /** A bundle is written early when a CPU has this many events pending. */
   maxBundleEvents: number;
@@ -31,7 +33,14 @@ export interface DrainSettings {
 }
 
 export type ToWorker =
-  & { type: "start"; rings: RingHandle[]; control: SharedArrayBuffer; index: number }
+  & {
+    type: "start";
+    rings: RingHandle[];
+    control: SharedArrayBuffer;
+    index: number;
+    /** An eventfd (src/ffi/wake_fd.ts) that ends the worker's wait when STOP is set. */
+    wakeFd: number;
+  }
   & DrainSettings;
 
 export interface DrainStats {

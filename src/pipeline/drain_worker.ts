@@ -47,8 +47,9 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
   const { decoder, comms } = scope;
   const rings = init.rings.map((r) => new RingBuffer(r.fd, r.size));
   const builders = init.rings.map((r) => new FtraceBundleBuilder(r.cpu, comms, base));
-  const epoll = new Epoll(rings.length);
+  const epoll = new Epoll(rings.length + 1);
   init.rings.forEach((r, i) => epoll.add(r.fd, i));
+  epoll.add(init.wakeFd, rings.length);
   const out = new ProtoWriter(1 << 20);
   const maxPendingKiB = init.maxPendingBytes / 1024;
   let lastFlush = performance.now();
@@ -88,10 +89,15 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
   try {
     for (;;) {
       const stopping = Atomics.load(control, STOP) === 1;
-      if (!stopping) epoll.wait(init.pollMs);
-      if (!stopping && Atomics.load(control, PENDING_KIB) > maxPendingKiB) {
-        // Back-pressure: leave the data in the rings; BPF counts what overflows.
+      if (!stopping) {
+        epoll.wait(Math.max(1, Math.ceil(lastFlush + init.flushMs - performance.now())));
+      }
+      const pending = Atomics.load(control, PENDING_KIB);
+      if (!stopping && pending > maxPendingKiB) {
+        // Back-pressure: leave the data in the rings (BPF counts what overflows) and sleep
+        // until the main thread has written some (the rings stay readable: epoll would spin).
         stalls++;
+        Atomics.wait(control, PENDING_KIB, pending, init.flushMs);
         continue;
       }
       drainAll();

@@ -15,6 +15,7 @@ import {
   type ToWorker,
 } from "./drain_protocol.ts";
 import type { ProcessEvent } from "../records/records.ts";
+import { WakeFd } from "../ffi/wake_fd.ts";
 
 export class DrainError extends Error {
   override name = "DrainError";
@@ -36,6 +37,8 @@ export class Drainer {
   #latest: (DrainStats | undefined)[] = [];
   #done: Promise<void>[] = [];
   #failed: Error | undefined;
+  /** Wakes the workers out of their wait when they are to stop. */
+  #wake = new WakeFd();
 
   #fail(error: Error, sink: DrainSink): void {
     if (this.#failed) return;
@@ -90,6 +93,7 @@ export class Drainer {
                     PENDING_KIB,
                     Math.ceil((m.bytes.length + m.forwarded.length) / 1024),
                   );
+                  Atomics.notify(d.#ctl, PENDING_KIB); // a worker held back may go on
                 }
                 break;
               case "progress":
@@ -122,11 +126,18 @@ export class Drainer {
         rings: group,
         control: d.#control,
         index: i,
+        wakeFd: d.#wake.fd,
         ...settings,
       };
       worker.postMessage(msg);
     });
-    await Promise.all(ready);
+    try {
+      await Promise.all(ready);
+    } catch (e) {
+      for (const w of d.#workers) w.terminate();
+      d.#wake.close();
+      throw e;
+    }
     return d;
   }
 
@@ -164,9 +175,12 @@ export class Drainer {
    */
   async stop(): Promise<DrainStats> {
     Atomics.store(this.#ctl, STOP, 1);
+    this.#wake.wake();
+    Atomics.notify(this.#ctl, PENDING_KIB);
     await Promise.all(this.#done);
     for (const w of this.#workers) w.terminate();
     this.#workers = [];
+    this.#wake.close();
     if (this.#failed instanceof DrainError) throw this.#failed;
     return this.stats();
   }

@@ -244,7 +244,7 @@ function configureAndLoad(rec: Recording): RingHandle[] {
   const ringBytes = opts.ringbufSizeMib * 1024 * 1024;
   const config = new ConfigWriter();
   config.set("tracer_tgid", Deno.pid);
-  // One forced wake-up per eighth of a ring; the 10 ms poll covers the rest.
+  // One forced wake-up per eighth of a ring; the workers' flush deadline covers the rest.
   config.set("wakeup_bytes", ringBytes / 8);
   opts.filter?.configure(config);
   for (const s of rec.sessions.all) s.configure?.({ obj, config });
@@ -279,8 +279,7 @@ async function startDrain(rec: Recording, rings: RingHandle[]): Promise<void> {
     recorderConfigs: Object.fromEntries(
       rec.recorders.map((r, i) => [r.name, rec.sessions.own[i].workerConfig?.()]),
     ),
-    pollMs: 10,
-    flushMs: 100,
+    flushMs: 250,
     maxBundleEvents: 32768,
     holdbackNs: 5_000_000,
     maxPendingBytes: 64 * 1024 * 1024,
