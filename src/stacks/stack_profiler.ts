@@ -204,7 +204,10 @@ export class StackProfiler {
   #modules = new Map<number, Map<number, UnwindModule>>();
   #moduleCount = 0;
   /** The walk under way: whose modules moduleAt looks up. */
-  #walk = { tgid: 0, ts: 0, image: 0, modules: new Map<number, UnwindModule>() };
+  // Fields that will hold addresses and times start as NaN, not 0: a field that starts as a small
+  // integer changes shape when it first holds a double, and the code compiled for it is thrown
+  // away and compiled again.
+  #walk = { tgid: 0, ts: NaN, image: 0, modules: new Map<number, UnwindModule>() };
   #moduleAt = (pc: number): UnwindModule | undefined => {
     const w = this.#walk;
     let m = w.modules.get(pc);
@@ -217,9 +220,9 @@ export class StackProfiler {
     return m;
   };
   #unwindInput = {
-    regs: { ip: 0, sp: 0, bp: 0 },
+    regs: { ip: NaN, sp: NaN, bp: NaN },
     stack: new Uint8Array(0) as Uint8Array,
-    stackBase: 0,
+    stackBase: NaN,
     moduleAt: this.#moduleAt,
   };
 

@@ -10,7 +10,13 @@
  * write, so the walk never throws on bad data: it stops and says why (`UnwindResult.end`).
  */
 
-import { type CfaRule, EhFrameError, type RegisterRule, type UnwindRow } from "./eh_frame.ts";
+import {
+  type CfaRule,
+  EhFrameError,
+  type RegisterRule,
+  type RowPlan,
+  type UnwindRow,
+} from "./eh_frame.ts";
 import type { EhFrame } from "./eh_frame.ts";
 import { DwarfExprError, evaluateDwarfExpr } from "./dwarf_expr.ts";
 import { type UnwindArch, X86_64 } from "./unwind_arch.ts";
@@ -90,110 +96,71 @@ const BUDGET = new Stop("budget");
 
 export class DwarfUnwinder {
   readonly #arch: UnwindArch;
+  readonly #n: number;
   // Register files, reused by every walk: allocating typed arrays per walk costs more than the
-  // walk (their memory comes from malloc).
-  #files: [Float64Array, Uint8Array, Float64Array, Uint8Array];
+  // walk (their memory comes from malloc). `cur` is the frame being unwound, `next` its caller.
+  #cur: Float64Array;
+  #curKnown: Uint8Array;
+  #next: Float64Array;
+  #nextKnown: Uint8Array;
+  // The walk under way, in fields rather than closures: a walk allocates only its result.
+  #stack: Uint8Array = new Uint8Array(0);
+  #dv: DataView = new DataView(new ArrayBuffer(0));
+  #base = 0;
+  #limit = 0;
+  #reach = 0;
+  #budget = 0;
+  readonly #counter = { steps: 0 };
+  readonly #exprCtx = {
+    reg: (r: number) => r < this.#n && this.#curKnown[r] ? BigInt(this.#cur[r]) : undefined,
+    read: (address: bigint, size: number): bigint | undefined => {
+      const off = Number(address) - this.#base;
+      if (!(off >= 0 && off + size <= this.#stack.length)) return undefined;
+      if (this.#base + off + size > this.#reach) this.#reach = this.#base + off + size;
+      let v = 0n;
+      for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(this.#stack[off + i]);
+      return v;
+    },
+  };
 
   constructor(arch: UnwindArch = X86_64) {
     this.#arch = arch;
-    const n = arch.registerCount;
-    this.#files = [new Float64Array(n), new Uint8Array(n), new Float64Array(n), new Uint8Array(n)];
+    const n = this.#n = arch.registerCount;
+    this.#cur = new Float64Array(n);
+    this.#curKnown = new Uint8Array(n);
+    this.#next = new Float64Array(n);
+    this.#nextKnown = new Uint8Array(n);
   }
 
   unwind(input: UnwindInput): UnwindResult {
     const arch = this.#arch;
-    const n = arch.registerCount;
     const maxFrames = input.maxFrames ?? DEFAULT_MAX_FRAMES;
-    const budget = input.budget ?? DEFAULT_UNWIND_BUDGET;
-    const counter = { steps: 0 };
-    const spend = (units: number) => {
-      counter.steps += units;
-      if (counter.steps > budget) throw BUDGET;
-    };
+    this.#budget = input.budget ?? DEFAULT_UNWIND_BUDGET;
+    this.#counter.steps = 0;
     const stack = input.stack;
-    const dv = new DataView(stack.buffer, stack.byteOffset, stack.byteLength);
-    const base = input.stackBase;
-    const limit = base + stack.length;
-
-    // Two register files, swapped each frame: `cur` is the frame being unwound, `next` its caller.
-    let [cur, curKnown, next, nextKnown] = this.#files;
-    cur.fill(0);
-    curKnown.fill(0);
-    next.fill(0);
-    nextKnown.fill(0);
-    let reach = base;
-    cur[arch.raRegister] = input.regs.ip;
-    cur[arch.spRegister] = input.regs.sp;
-    cur[arch.fpRegister] = input.regs.bp;
-    curKnown[arch.raRegister] = curKnown[arch.spRegister] = curKnown[arch.fpRegister] = 1;
-
-    const classify = (address: number): Stop =>
-      address >= limit && address < limit + MAX_STACK_REACH ? TRUNCATED : BAD;
-    const read = (address: number): number => {
-      const off = address - base;
-      if (!(off >= 0 && off + 8 <= stack.length)) throw classify(address);
-      if (address + 8 > reach) reach = address + 8;
-      return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x1_0000_0000;
-    };
-    const exprCtx = {
-      reg: (r: number) => r < n && curKnown[r] ? BigInt(cur[r]) : undefined,
-      read: (address: bigint, size: number): bigint | undefined => {
-        const off = Number(address) - base;
-        if (!(off >= 0 && off + size <= stack.length)) return undefined;
-        if (base + off + size > reach) reach = base + off + size;
-        let v = 0n;
-        for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(stack[off + i]);
-        return v;
-      },
-    };
-    const evaluate = (expr: Uint8Array, initial: number | undefined): number => {
-      try {
-        const v = evaluateDwarfExpr(expr, exprCtx, {
-          initial: initial === undefined ? undefined : [BigInt(initial)],
-          budget: Math.max(0, budget - counter.steps),
-          counter,
-        });
-        return Number(v);
-      } catch (e) {
-        if (e instanceof DwarfExprError) {
-          if (e.reason === "budget") throw BUDGET;
-          throw e.reason === "memory" ? classify(Number(e.address)) : BAD;
-        }
-        throw e;
-      }
-    };
-    const cfaOf = (rule: CfaRule): number => {
-      if (rule.kind === "expression") return evaluate(rule.expr, undefined);
-      if (!(rule.register < n && curKnown[rule.register])) throw BAD;
-      return cur[rule.register] + rule.offset;
-    };
-    // The caller's value of one register; undefined when the rule makes it unknown.
-    const recover = (rule: RegisterRule, cfa: number): number | undefined => {
-      switch (rule.kind) {
-        case "undefined":
-          return undefined;
-        case "same":
-          return undefined; // handled by the copy; never reaches here
-        case "offset":
-          return read(cfa + rule.offset);
-        case "val_offset":
-          return cfa + rule.offset;
-        case "register":
-          return rule.register < n && curKnown[rule.register] ? cur[rule.register] : undefined;
-        case "expression":
-          return read(evaluate(rule.expr, cfa));
-        case "val_expression":
-          return evaluate(rule.expr, cfa);
-      }
-    };
+    this.#stack = stack;
+    this.#dv = new DataView(stack.buffer, stack.byteOffset, stack.byteLength);
+    const base = this.#base = input.stackBase;
+    this.#limit = base + stack.length;
+    this.#reach = base;
+    this.#cur.fill(0);
+    this.#curKnown.fill(0);
+    this.#next.fill(0);
+    this.#nextKnown.fill(0);
+    this.#cur[arch.raRegister] = input.regs.ip;
+    this.#cur[arch.spRegister] = input.regs.sp;
+    this.#cur[arch.fpRegister] = input.regs.bp;
+    this.#curKnown[arch.raRegister] = 1;
+    this.#curKnown[arch.spRegister] = 1;
+    this.#curKnown[arch.fpRegister] = 1;
 
     const ips: number[] = [input.regs.ip];
     let nextModule: UnwindModule | undefined;
     let exactPc = true; // the leaf's ip, and a pc interrupted by a signal, are not return addresses
     let end: UnwindEnd;
     for (;;) {
-      const ip: number = cur[arch.raRegister];
-      const sp: number = cur[arch.spRegister];
+      const ip: number = this.#cur[arch.raRegister];
+      const sp: number = this.#cur[arch.spRegister];
       const pc: number = exactPc ? ip : ip - 1;
       const mod = nextModule ?? input.moduleAt(pc);
       let row: UnwindRow | undefined;
@@ -208,74 +175,29 @@ export class DwarfUnwinder {
       }
       let signal = false;
       try {
-        spend(FRAME_COST + (table ? (table.work - tableWork) * TABLE_WORK_COST : 0));
+        this.#spend(FRAME_COST + (table ? (table.work - tableWork) * TABLE_WORK_COST : 0));
         if (row) {
-          const cfa = cfaOf(row.cfa);
-          if (cfa > reach && cfa <= limit) reach = cfa;
-          next.set(cur);
-          nextKnown.set(curKnown);
-          next[arch.spRegister] = cfa;
-          nextKnown[arch.spRegister] = 1;
-          const raRule = row.rules.get(row.raRegister);
-          if (!raRule || raRule.kind === "undefined") {
-            end = raRule ? "complete" : "bad-frame";
+          let plan = row.plan;
+          if (plan === undefined) plan = row.plan = planOf(row, this.#n);
+          const stop = plan !== null ? this.#planStep(plan) : this.#ruleStep(row);
+          if (stop !== undefined) {
+            end = stop;
             break;
           }
-          for (const [r, rule] of row.rules) {
-            if (r >= n || rule.kind === "same") continue;
-            if (r === row.raRegister) continue;
-            spend(RULE_COST);
-            let v: number | undefined;
-            try {
-              v = recover(rule, cfa);
-            } catch (e) {
-              // A callee-saved register we cannot read only matters if a later rule needs it.
-              if (e === BUDGET || !(e instanceof Stop)) throw e;
-              v = undefined;
-            }
-            if (v === undefined) nextKnown[r] = 0;
-            else {
-              next[r] = v;
-              nextKnown[r] = 1;
-            }
-          }
-          const ra = recover(raRule, cfa);
-          if (ra === undefined) {
-            end = "bad-frame";
-            break;
-          }
-          next[arch.raRegister] = ra;
-          nextKnown[arch.raRegister] = 1;
           signal = row.signalFrame;
         } else {
-          const bp = cur[arch.fpRegister];
-          // A process's first instructions: the dynamic loader's _start has no
-          // unwind entry and clears rbp, which the x86-64 ABI uses to mark the
-          // outermost frame. Only at the sampled pc itself: deeper in a walk a
-          // zero rbp is as likely a register in other use.
-          if (mod && curKnown[arch.fpRegister] && bp === 0 && ips.length === 1) {
-            end = "complete";
+          const stop = this.#framePointerStep(mod !== undefined, ips.length === 1, sp);
+          if (stop !== undefined) {
+            end = stop;
             break;
           }
-          if (
-            !curKnown[arch.fpRegister] || !(bp >= sp && bp >= base) ||
-            bp + arch.fpCallerSpOffset > limit
-          ) {
-            end = "no-unwind-info";
-            break;
-          }
-          next.fill(0);
-          nextKnown.fill(0);
-          next[arch.fpRegister] = read(bp + arch.fpSavedFpOffset);
-          next[arch.raRegister] = read(bp + arch.fpReturnAddressOffset);
-          next[arch.spRegister] = bp + arch.fpCallerSpOffset;
-          nextKnown[arch.fpRegister] = nextKnown[arch.raRegister] = nextKnown[arch.spRegister] = 1;
         }
       } catch (e) {
         if (!(e instanceof Stop)) throw e;
         end = e.end;
         break;
       }
+      const next = this.#next;
       const ra = next[arch.raRegister];
       if (ra === 0) {
         end = "complete";
@@ -283,7 +205,7 @@ export class DwarfUnwinder {
       }
       // The stack grows down, so each caller's sp is higher. A signal frame may switch stacks
       // (sigaltstack), which is the one legitimate exception.
-      if (!nextKnown[arch.spRegister] || (!signal && !(next[arch.spRegister] > sp))) {
+      if (!this.#nextKnown[arch.spRegister] || (!signal && !(next[arch.spRegister] > sp))) {
         end = "bad-frame";
         break;
       }
@@ -299,9 +221,201 @@ export class DwarfUnwinder {
       }
       ips.push(ra);
       exactPc = signal;
-      [cur, next] = [next, cur];
-      [curKnown, nextKnown] = [nextKnown, curKnown];
+      this.#next = this.#cur;
+      this.#cur = next;
+      const known = this.#nextKnown;
+      this.#nextKnown = this.#curKnown;
+      this.#curKnown = known;
     }
-    return { ips, end, reach };
+    return { ips, end, reach: this.#reach };
   }
+
+  #spend(units: number): void {
+    this.#counter.steps += units;
+    if (this.#counter.steps > this.#budget) throw BUDGET;
+  }
+
+  #classify(address: number): Stop {
+    return address >= this.#limit && address < this.#limit + MAX_STACK_REACH ? TRUNCATED : BAD;
+  }
+
+  /** The 8 bytes at ADDRESS in the copy; throws a Stop when the copy does not hold them. */
+  #read(address: number): number {
+    const off = address - this.#base;
+    if (!(off >= 0 && off + 8 <= this.#stack.length)) throw this.#classify(address);
+    if (address + 8 > this.#reach) this.#reach = address + 8;
+    return this.#dv.getUint32(off, true) + this.#dv.getUint32(off + 4, true) * 0x1_0000_0000;
+  }
+
+  /** The caller's registers by a row's flat form: the common case, without rule objects. */
+  #planStep(p: RowPlan): UnwindEnd | undefined {
+    const cur = this.#cur;
+    const next = this.#next;
+    const nextKnown = this.#nextKnown;
+    if (!this.#curKnown[p.cfaRegister]) throw BAD;
+    const cfa = cur[p.cfaRegister] + p.cfaOffset;
+    if (cfa > this.#reach && cfa <= this.#limit) this.#reach = cfa;
+    next.set(cur);
+    nextKnown.set(this.#curKnown);
+    const arch = this.#arch;
+    next[arch.spRegister] = cfa;
+    nextKnown[arch.spRegister] = 1;
+    const saved = p.saved;
+    const lost = p.lost;
+    this.#spend(RULE_COST * (saved.length + lost.length));
+    const base = this.#base;
+    const size = this.#stack.length;
+    const dv = this.#dv;
+    for (let i = 0; i < saved.length; i++) {
+      const r = saved[i];
+      const address = cfa + p.offsets[i];
+      const off = address - base;
+      // A callee-saved register the copy does not hold only matters if a later rule needs it.
+      if (off >= 0 && off + 8 <= size) {
+        if (address + 8 > this.#reach) this.#reach = address + 8;
+        next[r] = dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x1_0000_0000;
+        nextKnown[r] = 1;
+      } else nextKnown[r] = 0;
+    }
+    for (let i = 0; i < lost.length; i++) nextKnown[lost[i]] = 0;
+    next[arch.raRegister] = this.#read(cfa + p.raOffset);
+    nextKnown[arch.raRegister] = 1;
+    return undefined;
+  }
+
+  /** The caller's registers by a row's rules, whatever they are (expressions included). */
+  #ruleStep(row: UnwindRow): UnwindEnd | undefined {
+    const n = this.#n;
+    const next = this.#next;
+    const nextKnown = this.#nextKnown;
+    const cfa = this.#cfaOf(row.cfa);
+    if (cfa > this.#reach && cfa <= this.#limit) this.#reach = cfa;
+    next.set(this.#cur);
+    nextKnown.set(this.#curKnown);
+    next[this.#arch.spRegister] = cfa;
+    nextKnown[this.#arch.spRegister] = 1;
+    const raRule = row.rules.get(row.raRegister);
+    if (!raRule || raRule.kind === "undefined") return raRule ? "complete" : "bad-frame";
+    for (const [r, rule] of row.rules) {
+      if (r >= n || rule.kind === "same") continue;
+      if (r === row.raRegister) continue;
+      this.#spend(RULE_COST);
+      let v: number | undefined;
+      try {
+        v = this.#recover(rule, cfa);
+      } catch (e) {
+        // A callee-saved register we cannot read only matters if a later rule needs it.
+        if (e === BUDGET || !(e instanceof Stop)) throw e;
+        v = undefined;
+      }
+      if (v === undefined) nextKnown[r] = 0;
+      else {
+        next[r] = v;
+        nextKnown[r] = 1;
+      }
+    }
+    const ra = this.#recover(raRule, cfa);
+    if (ra === undefined) return "bad-frame";
+    next[row.raRegister] = ra;
+    nextKnown[row.raRegister] = 1;
+    return undefined;
+  }
+
+  /** The caller's registers by the rbp chain, for code without unwind information. */
+  #framePointerStep(inModule: boolean, leaf: boolean, sp: number): UnwindEnd | undefined {
+    const arch = this.#arch;
+    const bp = this.#cur[arch.fpRegister];
+    const bpKnown = this.#curKnown[arch.fpRegister] === 1;
+    // A process's first instructions: the dynamic loader's _start has no unwind entry and
+    // clears rbp, which the x86-64 ABI uses to mark the outermost frame. Only at the sampled pc
+    // itself: deeper in a walk a zero rbp is as likely a register in other use.
+    if (inModule && bpKnown && bp === 0 && leaf) return "complete";
+    if (!bpKnown || !(bp >= sp && bp >= this.#base) || bp + arch.fpCallerSpOffset > this.#limit) {
+      return "no-unwind-info";
+    }
+    const next = this.#next;
+    const nextKnown = this.#nextKnown;
+    next.fill(0);
+    nextKnown.fill(0);
+    next[arch.fpRegister] = this.#read(bp + arch.fpSavedFpOffset);
+    next[arch.raRegister] = this.#read(bp + arch.fpReturnAddressOffset);
+    next[arch.spRegister] = bp + arch.fpCallerSpOffset;
+    nextKnown[arch.fpRegister] = nextKnown[arch.raRegister] = nextKnown[arch.spRegister] = 1;
+    return undefined;
+  }
+
+  #evaluate(expr: Uint8Array, initial: number | undefined): number {
+    try {
+      const v = evaluateDwarfExpr(expr, this.#exprCtx, {
+        initial: initial === undefined ? undefined : [BigInt(initial)],
+        budget: Math.max(0, this.#budget - this.#counter.steps),
+        counter: this.#counter,
+      });
+      return Number(v);
+    } catch (e) {
+      if (e instanceof DwarfExprError) {
+        if (e.reason === "budget") throw BUDGET;
+        throw e.reason === "memory" ? this.#classify(Number(e.address)) : BAD;
+      }
+      throw e;
+    }
+  }
+
+  #cfaOf(rule: CfaRule): number {
+    if (rule.kind === "expression") return this.#evaluate(rule.expr, undefined);
+    if (!(rule.register < this.#n && this.#curKnown[rule.register])) throw BAD;
+    return this.#cur[rule.register] + rule.offset;
+  }
+
+  /** The caller's value of one register; undefined when the rule makes it unknown. */
+  #recover(rule: RegisterRule, cfa: number): number | undefined {
+    switch (rule.kind) {
+      case "undefined":
+        return undefined;
+      case "same":
+        return undefined; // handled by the copy; never reaches here
+      case "offset":
+        return this.#read(cfa + rule.offset);
+      case "val_offset":
+        return cfa + rule.offset;
+      case "register":
+        return rule.register < this.#n && this.#curKnown[rule.register]
+          ? this.#cur[rule.register]
+          : undefined;
+      case "expression":
+        return this.#read(this.#evaluate(rule.expr, cfa));
+      case "val_expression":
+        return this.#evaluate(rule.expr, cfa);
+    }
+  }
+}
+
+/**
+ * ROW in flat form, or null when a rule needs the general path: a CFA by expression, a return
+ * address not saved at CFA + offset, or a register recovered any other way.
+ */
+function planOf(row: UnwindRow, n: number): RowPlan | null {
+  const cfa = row.cfa;
+  if (cfa.kind !== "register" || !(cfa.register < n)) return null;
+  const ra = row.rules.get(row.raRegister);
+  if (!ra || ra.kind !== "offset" || !(row.raRegister < n)) return null;
+  const saved: number[] = [];
+  const offsets: number[] = [];
+  const lost: number[] = [];
+  for (const [r, rule] of row.rules) {
+    if (r >= n || rule.kind === "same" || r === row.raRegister) continue;
+    if (rule.kind === "offset") {
+      saved.push(r);
+      offsets.push(rule.offset);
+    } else if (rule.kind === "undefined") lost.push(r);
+    else return null;
+  }
+  return {
+    cfaRegister: cfa.register,
+    cfaOffset: cfa.offset,
+    raOffset: ra.offset,
+    saved: Int32Array.from(saved),
+    offsets: Float64Array.from(offsets),
+    lost: Int32Array.from(lost),
+  };
 }

@@ -78,6 +78,27 @@ export interface UnwindRow {
   readonly rules: ReadonlyMap<number, RegisterRule>;
   readonly raRegister: number;
   readonly signalFrame: boolean;
+  /**
+   * The row in flat form for the unwinder's fast path, made on its first use there (null: its
+   * rules need the general path). Declared at creation so that every row has one shape.
+   */
+  plan: RowPlan | null | undefined;
+}
+
+/**
+ * A row whose CFA is a register plus an offset and whose every rule saves a register at
+ * CFA + offset (or makes it unknown): nearly every row of compiled code.
+ */
+export interface RowPlan {
+  readonly cfaRegister: number;
+  readonly cfaOffset: number;
+  /** The return address is saved at CFA + raOffset. */
+  readonly raOffset: number;
+  /** Other registers saved at CFA + offsets[i]. */
+  readonly saved: Int32Array;
+  readonly offsets: Float64Array;
+  /** Registers the caller does not have (rule "undefined"). */
+  readonly lost: Int32Array;
 }
 
 /** The raw sections; `fromElf` fills it from a file, tests may build one by hand. */
@@ -874,6 +895,7 @@ export class EhFrame {
       rules: st.rules,
       raRegister: cie.raRegister,
       signalFrame: cie.signalFrame,
+      plan: undefined,
     });
 
     while (r.pos < r.end) {
