@@ -161,9 +161,7 @@ console.log(
 );
 console.log(
   `  systing with stacks, last round: ${/stacks: [^;]*/.exec(lastStack)?.[0]}; ` +
-    `${/dropped: .*/.exec(lastStack)?.[0]}; ${
-      /all stack processing .*/.exec(lastStack)?.[0] ?? ""
-    }`,
+    `${/dropped: .*/.exec(lastStack)?.[0]}; ${/stack processing .*/.exec(lastStack)?.[0] ?? ""}`,
 );
 console.log(
   `  bpftrace, last round: ${/@: \d+/.exec(lastBpftrace)?.[0] ?? lastBpftrace.slice(-200)}`,

@@ -102,7 +102,8 @@ console.log(`unwind benchmark: ${CPUS} CPUs, qsort workload ${SECONDS}s per CPU`
   );
   const toMain = mine.filter((s) => s.frames.some((f) => f.name === "main")).length;
   const toStart = mine.filter((s) => s.frames[0]?.name === "_start").length;
-  const m = /unwinding ([\d.]+) ms CPU in all \(([\d.]+) µs\/stack\)/.exec(stderr);
+  const m = /main thread ([\d.]+) µs CPU\/stack[^;]*; ([\d.]+) mean\), unwinding ([\d.]+) µs/
+    .exec(stderr);
   const bytes = /stacks: (\d+) B\/stack from BPF/.exec(stderr);
   console.log("systing (auto: stack copy + .eh_frame, 16 KiB copies):");
   console.log(`  ${/wrote .*/.exec(stderr)?.[0]}`);
@@ -114,11 +115,9 @@ console.log(`unwind benchmark: ${CPUS} CPUs, qsort workload ${SECONDS}s per CPU`
       `${((100 * toStart) / mine.length).toFixed(1)} % reach _start`,
   );
   if (m) {
-    const unwindMs = Number(m[1]);
     console.log(
-      `  unwinding: ${m[2]} µs/stack, ${
-        ((100 * unwindMs) / (SECONDS * 1000)).toFixed(2)
-      } % of one core ` +
+      `  main-thread CPU per stack ${m[1]} µs (median of batches; ${m[2]} µs mean), unwinding ` +
+        `${m[3]} µs of wall time per stack ` +
         `(whole systing process ${((100 * cpuMs) / (SECONDS * 1000)).toFixed(1)} % of one core)`,
     );
   }

@@ -83,8 +83,9 @@ export interface StackStats {
   truncated: number;
   /** Distinct raw stacks resolved. */
   distinctStacks: number;
-  /** Time spent unwinding stack copies, and the stack records' bytes. */
+  /** Wall time spent unwinding stack copies; the stack records consumed, and their bytes. */
   unwindNs: number;
+  records: number;
   recordBytes: number;
   /** Sleeps that ended without a wake-up seen (weighed 0). */
   unwoken: number;
@@ -177,6 +178,7 @@ export class StackProfiler {
     truncated: 0,
     distinctStacks: 0,
     unwindNs: 0,
+    records: 0,
     recordBytes: 0,
     unwoken: 0,
     failed: 0,
@@ -295,6 +297,7 @@ export class StackProfiler {
       const ts = this.#base.relative(dv.getUint32(off + 8, true), dv.getUint32(off + 12, true));
       if (ts > this.#newest) this.#newest = ts;
       if (kind === RecordKind.Stack) {
+        this.stats.records++;
         this.stats.recordBytes += size;
         this.#tryStack(dv, off, ts, false);
       } else if (kind === RecordKind.SleepEnd) {
@@ -741,6 +744,26 @@ export class StackProfiler {
       if (nu > 0) this.stats.framePointer++;
       return { ips: fp, cut: fpCut };
     }
+    return this.#unwindCopy(dv, off, fpOff, nu, nPy, copyBytes, tgid, ts, fp, fpCut);
+  }
+
+  /** The user stack unwound from the stack copy, or the frame-pointer walk FP where it did better. */
+  #unwindCopy(
+    dv: DataView,
+    off: number,
+    fpOff: number,
+    nu: number,
+    nPy: number,
+    copyBytes: number,
+    tgid: number,
+    ts: number,
+    fp: number[],
+    fpCut: boolean,
+  ): { ips: number[]; cut: boolean } {
+    const L = Layout.rec_stack;
+    const ip = Number(dv.getBigUint64(off + L.user_ip, true));
+    const sp = Number(dv.getBigUint64(off + L.user_sp, true));
+    const tid = dv.getUint32(off + L.pid, true);
     const bp = Number(dv.getBigUint64(off + L.user_bp, true));
     // The stack copy follows the user ips and the Python frames.
     const copyAt = fpOff + 8 * nu + Layout.py_frame.size * nPy;
@@ -851,6 +874,27 @@ export class StackProfiler {
         }
       }
     }
+    return this.#resolveNew(dv, framesOff, nk, user, tgid, ts, trimTracing, h, image, words);
+  }
+
+  /**
+   * A raw stack not seen before: named frame by frame and cached under hash H. Apart from the
+   * lookup above so that the compiler need not compile it into every lookup.
+   */
+  #resolveNew(
+    dv: DataView,
+    framesOff: number,
+    nk: number,
+    user: { ips: number[]; cut: boolean },
+    tgid: number,
+    ts: number,
+    trimTracing: boolean,
+    h: number,
+    image: number,
+    words: Uint32Array,
+  ): CachedStack {
+    const nu = user.ips.length;
+    const nWords = (nk + nu) * 2;
     const leafFirst: FrameRef[] = [];
     let skipping = trimTracing;
     for (let i = 0; i < nk; i++) {
@@ -861,7 +905,7 @@ export class StackProfiler {
       leafFirst.push(f);
     }
     const kernelFrames = leafFirst.length;
-    let truncated = cutUser;
+    let truncated = user.cut;
     for (let i = 0; i < nu; i++) {
       const ip = user.ips[i];
       const r = this.#sym.userFrame(tgid, ip, ts, i > 0);
