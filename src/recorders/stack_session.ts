@@ -36,6 +36,8 @@ export const STACK_MAPS = ["stack_scratch", "stack_tops", ...PYTHON_MAPS] as con
 const EXITED_MAPPINGS_KEPT_NS = 5e9;
 /** Sleep stacks with a stack copy, per CPU per second; the others walk frame pointers. */
 const SLEEP_COPIES_PER_SEC = 1000;
+/** The libraries whose symbols are read before recording starts (Symbolizer.preload). */
+const COMMON_LIBRARY = /\/(libc\.so\.6|ld-linux-x86-64\.so\.2)$/;
 /** Batches whose CPU per stack the summary's median is taken over (the latest). */
 const BATCHES_KEPT = 4096;
 /** Executable mappings kept per process from the /proc scan; real ones have at most hundreds. */
@@ -137,11 +139,16 @@ export class StackSession implements RecorderSession {
     // The mappings of every process now, also before recording starts: the side-band, open
     // since configure(), has whatever is mapped from here on.
     const python = this.#python;
+    const common: number[] = [];
     seedMappings(this.#spaces, processIds(), (pid, m) => {
       if (python && PythonProcesses.candidate(m.path)) {
         python.mapped({ pid, addr: m.start, path: m.path }, 0n);
       }
+      if (pid === Deno.pid && COMMON_LIBRARY.test(m.path)) common.push(m.start);
     });
+    // The C library and the dynamic loader (ours are the host's) are in nearly every stack.
+    const now = Number(clockNs(ClockId.BOOTTIME) - ctx.base);
+    for (const addr of common) this.#symbolizer.preload(Deno.pid, addr, now);
     return [];
   }
 

@@ -260,6 +260,23 @@ export class Symbolizer {
     };
   }
 
+  /**
+   * Reads, ahead of need, the symbols and unwind table of the file mapped at ADDR in process
+   * TGID: for the libraries in nearly every stack, before recording starts rather than in its
+   * first second, where the work competes with the workload. Counts no frame.
+   */
+  preload(tgid: number, addr: number, ts: number): void {
+    const m = this.#spaces.lookup(tgid, addr, ts);
+    if (!m || !m.executable || m.path === "[vdso]") return;
+    const elf = this.#open(m, tgid).elf;
+    if (!elf) return;
+    try {
+      const vaddr = elf.fileOffsetToVaddr(m.pgoff);
+      if (vaddr !== undefined) elf.symbolize(vaddr); // builds the symbol index
+    } catch { /* the file's own problem, met again (and marked) on its first frame */ }
+    this.unwindModule(tgid, addr, ts);
+  }
+
   unwindModule(tgid: number, ip: number, ts: number): UnwindModule | undefined {
     const m = this.#spaces.lookup(tgid, ip, ts);
     if (!m || !m.executable) return undefined;

@@ -379,6 +379,31 @@ Deno.test("a complete walk's reach is all the copy it needs: cut there, the same
   assert.equal(unwinder.unwind(input(c, (whole.reach - c.sp) >> 2)).end, "truncated");
 });
 
+Deno.test("the flat fast path and the general rules walk alike", () => {
+  const c = capture("qsort", QSORT);
+  const rowsOf = (ips: number[]) =>
+    ips.map((ip, i) => {
+      const pc = i === 0 ? ip : ip - 1;
+      const m = modulesOf(c).find((x) => pc >= x.start && pc < x.end)!;
+      return m.table?.rowAt(pc - m.bias);
+    }).filter((r) => r !== undefined);
+  const sizes = [c.stack.length, 512, 200];
+  const fast = sizes.map((n) => unwinder.unwind(input(c, n)));
+  const rows = rowsOf(fast[0].ips);
+  // Most of these rows are register+offset ones: the fast path walked them.
+  const planned = rows.filter((r) => r.plan).length;
+  assert.ok(planned >= rows.length - 2, `${planned} of ${rows.length} rows in flat form`);
+  try {
+    for (const r of rows) r.plan = null;
+    sizes.forEach((n, i) => {
+      const general = unwinder.unwind(input(c, n));
+      assert.deepEqual(general, fast[i], `copy of ${n} bytes`);
+    });
+  } finally {
+    for (const r of rows) r.plan = undefined;
+  }
+});
+
 Deno.test("maxFrames caps the walk", () => {
   const c = capture("qsort", QSORT);
   const r = unwinder.unwind({ ...input(c), maxFrames: 5 });
