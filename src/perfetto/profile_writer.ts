@@ -86,6 +86,8 @@ export class ProfileWriter {
   #names = new Map<string, number>();
   #modules = new Map<string, number>();
   #frames = new Map<string, number>();
+  /** The same frames by object: the symbolizer hands out one object per frame it named. */
+  #frameByRef = new WeakMap<FrameRef, number>();
   #callstacks = new Map<string, number>();
   #byKey = new Map<number, number>();
   #nextIid = { name: 1, module: 1, path: 1, build: 1, frame: 1, callstack: 1 };
@@ -176,6 +178,7 @@ export class ProfileWriter {
     this.#names.clear();
     this.#modules.clear();
     this.#frames.clear();
+    this.#frameByRef = new WeakMap();
     this.#callstacks.clear();
     this.#byKey.clear();
     this.#nextIid = { name: 1, module: 1, path: 1, build: 1, frame: 1, callstack: 1 };
@@ -233,13 +236,19 @@ export class ProfileWriter {
   }
 
   #frameIid(f: FrameRef): number {
-    const key = `${f.module.key}\u0000${f.relPc}\u0000${f.name}`;
-    let iid = this.#frames.get(key);
+    let iid = this.#frameByRef.get(f);
     if (iid !== undefined) return iid;
+    const key = `${f.module.key}\u0000${f.relPc}\u0000${f.name}`;
+    iid = this.#frames.get(key);
+    if (iid !== undefined) {
+      this.#frameByRef.set(f, iid);
+      return iid;
+    }
     const nameIid = this.#nameIid(f.name);
     const mappingIid = this.#moduleIid(f.module);
     iid = this.#nextIid.frame++;
     this.#frames.set(key, iid);
+    this.#frameByRef.set(f, iid);
     const frameIid = iid;
     this.#intern(I.frames, (w) => {
       w.fieldVarint(1, frameIid);

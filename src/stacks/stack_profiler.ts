@@ -447,6 +447,17 @@ export class StackProfiler {
   >();
   #pyRunCount = 0;
   #pyRunIds = 0;
+  /** Run ids by the frames a run names (see #pythonRun). */
+  #pyRunByFrames = new Map<string, number>();
+  /** A number for each Python frame object handed out (they are one per name). */
+  #pyFrameIds = new WeakMap<FrameRef, number>();
+  #pyFrameIdNext = 0;
+
+  #pyFrameId(f: FrameRef): number {
+    let id = this.#pyFrameIds.get(f);
+    if (id === undefined) this.#pyFrameIds.set(f, id = ++this.#pyFrameIdNext);
+    return id;
+  }
   /** Stacks with Python frames put in place, by native stack and Python frame list. */
   #mergedStacks = new Map<number, { frames: FrameRef[]; key: number; approximate: number }>();
 
@@ -488,7 +499,15 @@ export class StackProfiler {
       this.#mergedStacks.clear();
       this.#pyRunCount = 1;
     }
-    const entry = { tgid, words, frames, id: ++this.#pyRunIds };
+    // Runs that differ only in places within the same lines are the same frames: one id, so
+    // that their stacks are merged, and written, as one.
+    const named = frames.map((f) => `${this.#pyFrameId(f.frame)}${f.entry ? "e" : ""}`).join();
+    let id = this.#pyRunByFrames.get(named);
+    if (id === undefined) {
+      if (this.#pyRunByFrames.size >= MAX_CACHED_STACKS) this.#pyRunByFrames.clear();
+      this.#pyRunByFrames.set(named, id = ++this.#pyRunIds);
+    }
+    const entry = { tgid, words, frames, id };
     if (bucket) bucket.push(entry);
     else this.#pyRuns.set(h, [entry]);
     return entry;
