@@ -268,11 +268,16 @@ export class Symbolizer {
   preload(tgid: number, addr: number, ts: number): void {
     const m = this.#spaces.lookup(tgid, addr, ts);
     if (!m || !m.executable || m.path === "[vdso]") return;
-    const elf = this.#open(m, tgid).elf;
+    const f = this.#open(m, tgid);
+    const elf = f.elf;
     if (!elf) return;
     try {
       const vaddr = elf.fileOffsetToVaddr(m.pgoff);
-      if (vaddr !== undefined) elf.symbolize(vaddr); // builds the symbol index
+      if (vaddr !== undefined) {
+        // Builds the symbol indexes: the file's, and its debug file's (local functions).
+        elf.symbolize(vaddr);
+        this.#debugFile(f)?.symbolize(vaddr);
+      }
     } catch { /* the file's own problem, met again (and marked) on its first frame */ }
     this.unwindModule(tgid, addr, ts);
   }
