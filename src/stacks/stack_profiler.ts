@@ -763,30 +763,26 @@ export class StackProfiler {
       if (nu > 0) this.stats.framePointer++;
       return { ips: fp, cut: fpCut };
     }
-    return this.#unwindCopy(dv, off, fpOff, nu, nPy, copyBytes, tgid, ts, fp, fpCut);
+    const bp = Number(dv.getBigUint64(off + L.user_bp, true));
+    // The stack copy follows the user ips and the Python frames.
+    const copyAt = fpOff + 8 * nu + Layout.py_frame.size * nPy;
+    const stack = new Uint8Array(dv.buffer, dv.byteOffset + copyAt, copyBytes);
+    return this.#unwindCopy(stack, ip, sp, bp, tid, tgid, ts, fp, fpCut);
   }
 
   /** The user stack unwound from the stack copy, or the frame-pointer walk FP where it did better. */
   #unwindCopy(
-    dv: DataView,
-    off: number,
-    fpOff: number,
-    nu: number,
-    nPy: number,
-    copyBytes: number,
+    stack: Uint8Array,
+    ip: number,
+    sp: number,
+    bp: number,
+    tid: number,
     tgid: number,
     ts: number,
     fp: number[],
     fpCut: boolean,
   ): { ips: number[]; cut: boolean } {
-    const L = Layout.rec_stack;
-    const ip = Number(dv.getBigUint64(off + L.user_ip, true));
-    const sp = Number(dv.getBigUint64(off + L.user_sp, true));
-    const tid = dv.getUint32(off + L.pid, true);
-    const bp = Number(dv.getBigUint64(off + L.user_bp, true));
-    // The stack copy follows the user ips and the Python frames.
-    const copyAt = fpOff + 8 * nu + Layout.py_frame.size * nPy;
-    const stack = new Uint8Array(dv.buffer, dv.byteOffset + copyAt, copyBytes);
+    const copyBytes = stack.length;
     const t0 = performance.now();
     // One input object and one module lookup for every walk: no allocation per stack.
     const w = this.#walk;
