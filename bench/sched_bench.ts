@@ -1,10 +1,19 @@
 /**
- * Scheduler-tracing benchmark: a context-switch-heavy workload (`perf bench
- * sched pipe`) untraced, traced by systing, and traced by `perf record` of
- * the same two tracepoints, interleaved in one run so that the machine's
- * drift hits all three alike. Prints figures; asserts nothing.
+ * Scheduler-tracing benchmark: a context-switch-heavy workload (`perf bench sched pipe`, both
+ * ends on CPU 0) untraced and under each tracer of the same two events (sched_switch,
+ * sched_waking), interleaved round by round in one run so that the machine's drift hits all
+ * alike:
+ *   - systing -n (scheduler only) and systing with its defaults (sleep stacks too);
+ *   - a tracefs instance with those events and a 64 MiB buffer per CPU that nobody reads: the
+ *     kernel's own recording cost, the floor of every ftrace-based tool;
+ *   - `perf record` of the two tracepoints;
+ *   - Perfetto's tracebox (ftrace data source, compact_sched, 256 MiB buffer), where one is
+ *     found (--tracebox PATH, or `tracebox` on PATH).
+ * Then one more pass of each systing variant with the kernel's BPF statistics on, for each
+ * program's ns/run (the statistics cost a clock read per run, so they are off for the ratios).
+ * Prints figures; asserts nothing.
  *
- *   deno run -A bench/sched_bench.ts [--loops N] [--rounds R] [--soak SECS]
+ *   deno run -A bench/sched_bench.ts [--loops N] [--rounds R] [--soak SECS] [--tracebox PATH]
  *
  * --soak SECS additionally records SECS seconds under continuous load and
  * prints systing's RSS every few seconds (it should stay flat).
@@ -13,6 +22,8 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { parseArgs } from "node:util";
 import { inflateSync } from "node:zlib";
 import { type Trace, TraceSchema } from "../src/gen/perfetto_trace_pb.ts";
+import { costs, programs, withBpfStats } from "./bpf_stats.ts";
+import { type FtraceRun, withFtraceInstance } from "./ftrace_instance.ts";
 import {
   DENO,
   killTree,
@@ -27,27 +38,32 @@ import {
 const { values } = parseArgs({
   args: Deno.args,
   options: {
-    loops: { type: "string", default: "400000" },
-    rounds: { type: "string", default: "3" },
+    loops: { type: "string", default: "200000" },
+    rounds: { type: "string", default: "5" },
     soak: { type: "string", default: "0" },
+    tracebox: { type: "string", default: "tracebox" },
   },
 });
 const LOOPS = Number(values.loops);
 const ROUNDS = Number(values.rounds);
 const SOAK = Number(values.soak);
+const EVENTS = ["sched/sched_switch", "sched/sched_waking"];
 
 const tmp = await Deno.makeTempDir({ prefix: "systing-bench-" });
 const pipeBench = () => pipeLoops(LOOPS);
 
-function systing(extra: string[] = []): Promise<Traced> {
-  const out = `${tmp}/systing.pb`;
+function systing(
+  extra: string[] = [],
+  during: (pid: number) => Promise<number> = () => pipeBench(),
+): Promise<Traced> {
+  // Each run its own file: figures below are read from the -n runs' files.
+  const out = `${tmp}/systing${extra.join("")}.pb`;
   return traced(
     DENO,
-    // -n: scheduler events only, the same content as the perf record baseline.
-    ["run", "-A", `${REPO}main.ts`, "-v", "-n", "-o", out, ...extra],
+    ["run", "-A", `${REPO}main.ts`, "-v", "-o", out, ...extra],
     /systing: recording/,
     out,
-    () => pipeBench(),
+    during,
   );
 }
 
@@ -59,9 +75,51 @@ function perfRecord(): Promise<Traced> {
     // perf prints nothing when ready; give it the time it needs to open its buffers.
     /^/,
     out,
-    async (pid) => {
+    async () => {
       await new Promise((r) => setTimeout(r, 1000));
-      void pid;
+      return pipeBench();
+    },
+  );
+}
+
+/** The path of a runnable tracebox, or undefined. */
+function findTracebox(name: string): string | undefined {
+  const dirs = name.includes("/") ? [""] : (Deno.env.get("PATH") ?? "").split(":");
+  for (const d of dirs) {
+    const path = d ? `${d}/${name}` : name;
+    try {
+      if (Deno.statSync(path).isFile) return path;
+    } catch { /* not here */ }
+  }
+  return undefined;
+}
+
+const TRACEBOX_CONFIG = `
+buffers { size_kb: 262144 fill_policy: RING_BUFFER }
+data_sources {
+  config {
+    name: "linux.ftrace"
+    ftrace_config {
+      ftrace_events: "sched/sched_switch"
+      ftrace_events: "sched/sched_waking"
+      compact_sched { enabled: true }
+    }
+  }
+}
+duration_ms: 600000
+`;
+
+function tracebox(path: string): Promise<Traced> {
+  const out = `${tmp}/tracebox.pb`;
+  Deno.writeTextFileSync(`${tmp}/tracebox.cfg`, TRACEBOX_CONFIG);
+  return traced(
+    path,
+    ["-o", out, "--txt", "-c", `${tmp}/tracebox.cfg`],
+    // Like perf, it says nothing once its buffers are set up.
+    /^/,
+    out,
+    async () => {
+      await new Promise((r) => setTimeout(r, 2000));
       return pipeBench();
     },
   );
@@ -116,44 +174,70 @@ function summaryNumber(stderr: string, re: RegExp): number {
   return m ? Number(m[1]) : NaN;
 }
 
+const traceboxPath = findTracebox(values.tracebox);
 console.log(
   `sched pipe benchmark: ${LOOPS} loops × ${ROUNDS} rounds, ${navigator.hardwareConcurrency} CPUs`,
 );
-const untraced: number[] = [], bySysting: Traced[] = [], byPerf: Traced[] = [];
+const untraced: number[] = [], bySysting: Traced[] = [], byDefault: Traced[] = [];
+const byFtrace: FtraceRun[] = [], byPerf: Traced[] = [], byTracebox: Traced[] = [];
 await pipeBench(); // warm-up
 for (let r = 0; r < ROUNDS; r++) {
   untraced.push(await pipeBench());
-  bySysting.push(await systing());
+  bySysting.push(await systing(["-n"]));
+  byDefault.push(await systing());
+  byFtrace.push(await withFtraceInstance(EVENTS, 64 << 10, pipeBench));
   byPerf.push(await perfRecord());
+  if (traceboxPath) byTracebox.push(await tracebox(traceboxPath));
 }
 
 const base = median(untraced);
 const s = bySysting[bySysting.length - 1];
-const sOps = median(bySysting.map((x) => x.measured));
-const pOps = median(byPerf.map((x) => x.measured));
+const ops = (runs: { measured: number }[]) => median(runs.map((x) => x.measured));
+const sOps = ops(bySysting), dOps = ops(byDefault), fOps = ops(byFtrace), pOps = ops(byPerf);
 const events = summaryNumber(s.stderr, /, (\d+) events, /);
 const drops = summaryNumber(s.stderr, /events, (\d+) dropped/);
 const drainNs = summaryNumber(s.stderr, /drain worker CPU (\d+) ns\/event/);
+const ringBytes = (t: Traced) => summaryNumber(t.stderr, /rings ([\d.]+) B\/record/);
 const trace = readTrace(s.output);
 const sw = switchBytes(trace);
 const fileBytes = Deno.statSync(s.output).size;
 const perfBytes = Deno.statSync(byPerf[byPerf.length - 1].output).size;
 
-const compressed = await systing(["--compress"]);
+const compressed = await systing(["-n", "--compress"]);
 const cFile = Deno.statSync(compressed.output).size;
 const cTrace = readTrace(compressed.output);
 const cSw = switchBytes(cTrace);
 
 const f = (x: number, d = 2) => x.toFixed(d);
-console.log(`throughput (ops/s, median of ${ROUNDS}):`);
-console.log(`  untraced            ${base}`);
-console.log(`  systing             ${sOps}   (${f(sOps / base)} of untraced)`);
-console.log(`  perf record         ${pOps}   (${f(pOps / base)} of untraced)`);
-console.log(`  systing / perf      ${f(sOps / pOps)}`);
-console.log(`systing, last round:`);
+const row = (name: string, v: number) =>
+  console.log(`  ${name.padEnd(34)} ${String(v).padStart(7)}   ${f(v / base, 3)}`);
+console.log(`throughput (ops/s, median of ${ROUNDS}; traced/untraced):`);
+console.log(`  ${"untraced".padEnd(34)} ${String(base).padStart(7)}`);
+row("systing -n", sOps);
+row("systing (defaults: sleep stacks)", dOps);
+row("ftrace instance, no reader, 64 MiB", fOps);
+row("perf record", pOps);
+if (traceboxPath) row("tracebox (compact_sched, 256 MiB)", ops(byTracebox));
+else console.log(`  tracebox: not found (${values.tracebox}); pass --tracebox PATH`);
+const lastFtrace = byFtrace[byFtrace.length - 1];
+console.log(
+  `  ftrace, last round: ${lastFtrace.entries} entries, ${lastFtrace.overrun} overwritten ` +
+    `(no reader), ${lastFtrace.dropped} dropped`,
+);
+console.log(
+  `  default − -n: ${f((sOps - dOps) / base * 100, 1)} points; -n − ftrace: ${
+    f((sOps - fOps) / base * 100, 1)
+  } points`,
+);
+console.log(`systing -n, last round:`);
 console.log(`  events ${events}, dropped ${drops}`);
 console.log(
   `  drain worker CPU ${drainNs} ns/event, whole process CPU ${f(s.cpuNs / events, 0)} ns/event`,
+);
+console.log(
+  `  on the rings: ${ringBytes(s)} B/record (-n), ${
+    ringBytes(byDefault[byDefault.length - 1])
+  } B/record (defaults)`,
 );
 console.log(
   `  sched_switch columns ${f(sw.columnBytes / sw.switches)} B/switch; whole file ${
@@ -179,6 +263,30 @@ console.log(
     f(median(byPerf.map((x) => x.finishMs)), 0)
   } ms`,
 );
+
+// Per program, with the statistics on: the same load, one more recording of each variant.
+console.log(
+  `BPF programs (kernel.bpf_stats_enabled, one more round each; ns/run incl. one clock read):`,
+);
+await withBpfStats(async () => {
+  for (const [label, extra] of [["-n", ["-n"]], ["defaults", []]] as const) {
+    const existing = await programs();
+    let before = existing, after = existing;
+    await systing([...extra], async () => {
+      before = await programs();
+      const measured = await pipeBench();
+      after = await programs();
+      return measured;
+    });
+    for (const c of costs(existing, before, after)) {
+      console.log(
+        `  ${label.padEnd(9)} ${c.name.padEnd(26)} ${String(c.runs).padStart(9)} runs ${
+          f(c.nsPerRun, 0).padStart(6)
+        } ns/run`,
+      );
+    }
+  }
+});
 
 if (SOAK > 0) {
   console.log(

@@ -52,6 +52,9 @@ export interface DrainStats {
   reordered: number;
   /** CPU time of the worker thread (draining, decoding, encoding, waiting excluded). */
   cpuNs: number;
+  /** What was read from the rings: records, and their bytes with the ring's headers and padding. */
+  ringRecords: number;
+  ringBytes: number;
   stalls: number;
   comms: number;
   /** Records decoded but not fully usable, by what went wrong (DecoderScope.problem). */

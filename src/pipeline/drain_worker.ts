@@ -55,10 +55,11 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
   let lastFlush = performance.now();
   const cpuStart = clockNs(ClockId.THREAD_CPUTIME);
   let stalls = 0;
+  const read = { records: 0, bytes: 0 };
   post({ type: "ready" });
 
   const drainAll = (): void => {
-    for (let i = 0; i < rings.length; i++) drainRing(rings[i], builders[i], decoder);
+    for (let i = 0; i < rings.length; i++) drainRing(rings[i], builders[i], decoder, read);
   };
 
   const flush = (final: boolean): void => {
@@ -128,6 +129,8 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
       malformed: decoder.malformed,
       reordered: builders.reduce((n, b) => n + b.reordered, 0),
       cpuNs: Number(clockNs(ClockId.THREAD_CPUTIME) - cpuStart),
+      ringRecords: read.records,
+      ringBytes: read.bytes,
       stalls,
       comms: comms.size,
       problems: Object.fromEntries(scope.problems),
@@ -135,10 +138,16 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
   }
 }
 
-function drainRing(ring: RingBuffer, builder: FtraceBundleBuilder, decoder: RecordDecoder): void {
+function drainRing(
+  ring: RingBuffer,
+  builder: FtraceBundleBuilder,
+  decoder: RecordDecoder,
+  read: { records: number; bytes: number },
+): void {
   const size = ring.size;
   const u32 = ring.u32;
-  let cons = ring.consumerPos();
+  const start = ring.consumerPos();
+  let cons = start;
   const prod = ring.producerPos();
   let n = 0;
   while (cons < prod) {
@@ -156,6 +165,8 @@ function drainRing(ring: RingBuffer, builder: FtraceBundleBuilder, decoder: Reco
     if ((++n & 1023) === 0) ring.publish(cons);
   }
   ring.publish(cons);
+  read.records += n;
+  read.bytes += cons - start;
 }
 
 function post(msg: FromWorker, transfer: Transferable[] = []): void {

@@ -149,6 +149,8 @@ export class Drainer {
       malformed: 0,
       reordered: 0,
       cpuNs: 0,
+      ringRecords: 0,
+      ringBytes: 0,
       stalls: 0,
       comms: 0,
       problems: {},
@@ -160,6 +162,8 @@ export class Drainer {
       sum.malformed += s.malformed;
       sum.reordered += s.reordered;
       sum.cpuNs += s.cpuNs;
+      sum.ringRecords += s.ringRecords;
+      sum.ringBytes += s.ringBytes;
       sum.stalls += s.stalls;
       sum.comms = Math.max(sum.comms, s.comms);
       for (const [what, n] of Object.entries(s.problems)) {
