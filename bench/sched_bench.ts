@@ -197,7 +197,7 @@ const sOps = ops(bySysting), dOps = ops(byDefault), fOps = ops(byFtrace), pOps =
 const events = summaryNumber(s.stderr, /, (\d+) events, /);
 const drops = summaryNumber(s.stderr, /events, (\d+) dropped/);
 const drainNs = summaryNumber(s.stderr, /drain worker CPU (\d+) ns\/event/);
-const ringBytes = (t: Traced) => summaryNumber(t.stderr, /rings ([\d.]+) B\/record/);
+const ringBytes = (t: Traced) => summaryNumber(t.stderr, /rings ([\d.]+) B\/event/);
 const trace = readTrace(s.output);
 const sw = switchBytes(trace);
 const fileBytes = Deno.statSync(s.output).size;
@@ -235,9 +235,9 @@ console.log(
   `  drain worker CPU ${drainNs} ns/event, whole process CPU ${f(s.cpuNs / events, 0)} ns/event`,
 );
 console.log(
-  `  on the rings: ${ringBytes(s)} B/record (-n), ${
+  `  on the rings: ${ringBytes(s)} B/event (-n), ${
     ringBytes(byDefault[byDefault.length - 1])
-  } B/record (defaults)`,
+  } B/event (defaults)`,
 );
 console.log(
   `  sched_switch columns ${f(sw.columnBytes / sw.switches)} B/switch; whole file ${

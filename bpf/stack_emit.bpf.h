@@ -118,7 +118,7 @@ static __always_inline __u32 copy_user_stack(__u8 *dst, __u64 sp, __u64 want)
  */
 static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgid, __u8 source,
 				       __u8 flags, bool user, bool copy, enum stack_slot slot,
-				       __u16 probe_event)
+				       __u16 probe_event, __u8 weight_shift)
 {
 	__u32 zero = 0, cpu = bpf_get_smp_processor_id(), key = cpu * STACK_SLOTS + slot;
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -191,7 +191,7 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	s->r.copy_bytes = cb;
 	s->r.py_frames = nf;
 	s->r.py_status = py_status;
-	s->r.__pad1 = 0;
+	s->r.weight_shift = weight_shift;
 	pending = bpf_map_lookup_elem(&unreported, &zero);
 	if (pending && *pending)
 		lost = __sync_lock_test_and_set(pending, 0);

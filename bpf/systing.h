@@ -81,6 +81,11 @@ enum rec_kind {
 	REC_RANGE = 21,
 	REC_MARKER = 22,
 	REC_PY_CODE = 23,
+	/*
+	 * Records a CPU staged before writing them to its ring in one go (bpf/common.bpf.h): the
+	 * header, then whole records, each 8-aligned, as they would have been written one by one.
+	 */
+	REC_BATCH = 24,
 	REC_KIND_COUNT, /* keep last: sizes the drop counters */
 };
 
@@ -249,7 +254,9 @@ struct rec_stack {
 	__u32 copy_bytes;
 	__u16 py_frames; /* struct py_frame entries after the stack copy */
 	__u8 py_status;  /* enum py_status */
-	__u8 __pad1;
+	/* A sleep stack taken with odds 1 in 2^weight_shift (struct sleep_sampling): it stands
+	 * for that many sleeps, its weight is multiplied by as much. 0 for every other stack. */
+	__u8 weight_shift;
 	__u64 user_ip;
 	__u64 user_sp;
 	__u64 user_bp;
@@ -371,7 +378,9 @@ struct rec_py_code {
 struct rec_sleep_end {
 	struct rec_hdr hdr;
 	__u32 pid;
-	__u32 __pad0;
+	/* How long taking the stack held the switch out up: part of neither the sleep nor the
+	 * run, so not of the weight (it delays the wake-up a ping-pong partner sends back). */
+	__u32 stack_ns;
 	__u64 out_ts;
 	__u64 woke_ts;
 };
@@ -593,7 +602,25 @@ struct systing_config {
 	__u32 filter_bits;    /* enum config_filter_bits; 0: every task is traced */
 	__u32 cgroup_count;   /* cgroups[0..cgroup_count) are set */
 	__u32 parts;          /* enum config_parts: what dispatch.bpf.c's programs run */
+	/* S-sleep stacks taken per CPU per second before sleeps are sampled (0: every one). */
+	__u32 sleep_stacks_per_sec;
+	__u32 __pad0;
 	struct filter_cgroup cgroups[SYSTING_MAX_FILTER_CGROUPS];
+};
+
+/*
+ * Per CPU: how interruptible sleeps are sampled for stacks (bpf/recorders/stacks.bpf.c). A
+ * storm of short sleeps (a pipe ping-pong switches 100k+ times a second) would otherwise cost
+ * a stack walk each; past cfg.sleep_stacks_per_sec a sleep gets its stack with odds 1 in
+ * 2^shift, drawn at random, and that stack weighs for 2^shift sleeps: the weights still add
+ * up to the time blocked, in expectation, per stack. Uninterruptible sleeps always get one.
+ */
+struct sleep_sampling {
+	__u64 window_start; /* the current tenth of a second began */
+	__u32 taken;        /* stacks taken in it, at the current odds */
+	__u32 shift;        /* odds 1 in 2^shift */
+	__u64 seen;         /* interruptible sleeps of traced tasks, since the start */
+	__u64 sampled;      /* of which got a stack */
 };
 
 _Static_assert(sizeof(struct rec_hdr) == 16, "rec_hdr");
@@ -629,7 +656,8 @@ _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "r
 _Static_assert(sizeof(struct rec_cpu_frequency) == 24, "rec_cpu_frequency");
 _Static_assert(sizeof(struct filter_cgroup) == 16, "filter_cgroup");
 _Static_assert(sizeof(struct cpu_switch) == 32, "cpu_switch");
-_Static_assert(sizeof(struct systing_config) == 40 + 16 * SYSTING_MAX_FILTER_CGROUPS,
+_Static_assert(sizeof(struct sleep_sampling) == 32, "sleep_sampling");
+_Static_assert(sizeof(struct systing_config) == 48 + 16 * SYSTING_MAX_FILTER_CGROUPS,
 	       "systing_config");
 _Static_assert(sizeof(struct systing_state) == 16, "systing_state");
 _Static_assert(__builtin_offsetof(struct rec_sched_switch, next_comm) == 40, "switch comm");

@@ -67,7 +67,10 @@ const recordings = new RecordingCache(binaries);
 const recording = <T>(extra: string[], workload: () => Promise<T>) =>
   recordings.get(extra, workload);
 
-const main = () => recording(["-s", "--sample-freq", String(FREQ)], runWorkloads);
+// A stack for every sleep: these tests hold each sleep's weight to its own wake-up, which a
+// sampled stack (a sleeper past the default budget) stands in for others' (trace_edges_test).
+const main = () =>
+  recording(["-s", "--sample-freq", String(FREQ), "--sleep-stacks-per-sec", "0"], runWorkloads);
 
 function test(name: string, fn: () => Promise<void>) {
   // No skip for non-root: these tests exist to load real BPF.
@@ -261,7 +264,7 @@ test("C++: frames are demangled (ns::Worker<int>::crunch(int)), no _Z names", as
   assert.deepEqual([...new Set(mangled)], []);
 });
 
-test("short-lived children: ≥ 95 % of their CPU samples are in child_spin", async () => {
+test("short-lived children: ≥ 95 % of their CPU samples are in child_spin or their own start and end", async () => {
   const { view, rec } = await main();
   const children = rec.result.children;
   assert.equal(children.length, CHILDREN);
@@ -271,7 +274,12 @@ test("short-lived children: ≥ 95 % of their CPU samples are in child_spin", as
   assert.ok(samples.length >= 0.7 * CHILDREN * 0.02 * FREQ, `${samples.length} samples`);
   const sampled = new Set(samples.map((s) => s.pid));
   assert.equal(sampled.size, CHILDREN, "every child was sampled");
-  const spin = (s: StackSampleView) => names(s).includes("child_spin");
+  // Or in the child's own way in and out: returning from fork, its first writes to memory it
+  // shares with its parent, its exit. A hypervisor that makes those slow (page-table updates,
+  // interrupts re-enabled through a hypercall) puts several per cent of the samples there.
+  const own = /^(ret_from_fork|do_wp_page|do_exit|do_group_exit|exit_mmap)$/;
+  const spin = (s: StackSampleView) =>
+    names(s).includes("child_spin") || names(s).some((n) => own.test(n));
   const good = fraction(samples, spin);
   assert.ok(
     good >= 0.95,

@@ -272,7 +272,7 @@ static __noinline int probe_stack(void *ctx, __u64 ts, struct task_struct *task,
 		return 0;
 	return emit_stack(ctx, ts, task->pid, task->tgid, STACK_PROBE,
 			  user_mode ? STACK_FLAG_USER_MODE : 0, task->mm != NULL, true, SLOT_PROBE,
-			  event);
+			  event, 0);
 }
 
 static __always_inline int probe_hit(void *ctx, enum probe_source from, __u32 event)

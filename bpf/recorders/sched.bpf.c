@@ -42,15 +42,15 @@ static __always_inline void tell_running(struct cpu_switch *c, __u16 kind, struc
 					 __u64 ts)
 {
 	struct rec_sched_running *r;
-	void *rb;
+	struct staged s;
 
-	r = reserve(&rb, kind, sizeof(*r), ts);
+	r = reserve_staged(&s, kind, sizeof(*r), ts);
 	if (!r)
 		return;
 	r->pid = t->pid;
 	r->prio = t->prio;
-	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &t->comm);
-	submit(rb, r, sizeof(*r));
+	copy_comm(r->comm, t);
+	commit(&s, r, kind, sizeof(*r));
 	if (c)
 		c->told = t->pid + 1;
 }
@@ -101,7 +101,7 @@ static __always_inline void sched_switch_part(struct cpu_switch *c, __u64 ts, __
 {
 	__u32 flags = 0;
 	struct rec_sched_switch *r;
-	void *rb;
+	struct staged s;
 
 	running_since(c, prev);
 	/*
@@ -115,7 +115,7 @@ static __always_inline void sched_switch_part(struct cpu_switch *c, __u64 ts, __
 	/* Neither traced: the first switch of an untraced stretch (dispatch.bpf.c skips the rest). */
 	if (!(v & (VERDICT_PREV | VERDICT_NEXT)))
 		flags = SWITCH_UNTRACED;
-	r = reserve(&rb, REC_SCHED_SWITCH, sizeof(*r), ts);
+	r = reserve_staged(&s, REC_SCHED_SWITCH, sizeof(*r), ts);
 	if (!r) {
 		/* The trace no longer knows what runs here: the next record tells prev first. */
 		c->untraced = 0;
@@ -127,8 +127,8 @@ static __always_inline void sched_switch_part(struct cpu_switch *c, __u64 ts, __
 	r->prev_state = ftrace_prev_state(preempt, prev_state, prev);
 	r->next_prio = next->prio;
 	r->flags = flags;
-	bpf_probe_read_kernel(r->next_comm, sizeof(r->next_comm), &next->comm);
-	submit(rb, r, sizeof(*r));
+	copy_comm(r->next_comm, next);
+	commit(&s, r, REC_SCHED_SWITCH, sizeof(*r));
 	c->untraced = flags != 0;
 	c->told = flags ? 0 : next->pid + 1;
 }
@@ -194,19 +194,19 @@ static __always_inline __u32 irq_context_flags(void)
 static __always_inline int record_waking(__u16 kind, struct task_struct *p, __u64 ts)
 {
 	struct rec_sched_waking *r;
-	void *rb;
+	struct staged s;
 
 	if (is_tracer(p))
 		return 0;
-	r = reserve(&rb, kind, sizeof(*r), ts);
+	r = reserve_staged(&s, kind, sizeof(*r), ts);
 	if (!r)
 		return 0;
 	r->pid = p->pid;
 	r->target_cpu = p->thread_info.cpu; /* task_cpu(p), as ftrace reports it */
 	r->prio = p->prio;
 	r->common_flags = irq_context_flags();
-	bpf_probe_read_kernel(r->comm, sizeof(r->comm), &p->comm);
-	submit(rb, r, sizeof(*r));
+	copy_comm(r->comm, p);
+	commit(&s, r, kind, sizeof(*r));
 	return 0;
 }
 

@@ -48,6 +48,7 @@ struct {
 struct sleep_mark {
 	__u64 out_ts;
 	__u64 woke_ts;
+	__u64 stack_ns; /* rec_sleep_end.stack_ns */
 };
 
 struct {
@@ -56,6 +57,53 @@ struct {
 	__type(key, int);
 	__type(value, struct sleep_mark);
 } sleeping SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sleep_sampling);
+} sleep_sampling SEC(".maps");
+
+#define SAMPLING_WINDOW_NS 100000000ULL
+#define SAMPLING_MAX_SHIFT 20
+
+/*
+ * Whether this interruptible sleep gets a stack (struct sleep_sampling), and at what odds
+ * (*shift). The odds halve each time a tenth of a second's budget is spent, and double
+ * again after a tenth that used under half of it.
+ */
+static __always_inline bool sleep_sampled(__u64 ts, __u8 *shift)
+{
+	__u32 zero = 0, allowed = cfg.sleep_stacks_per_sec / 10;
+	struct sleep_sampling *w;
+
+	*shift = 0;
+	if (!cfg.sleep_stacks_per_sec)
+		return true;
+	w = bpf_map_lookup_elem(&sleep_sampling, &zero);
+	if (!w)
+		return true;
+	if (!allowed)
+		allowed = 1;
+	w->seen++;
+	if (ts - w->window_start >= SAMPLING_WINDOW_NS) {
+		if (w->taken < allowed / 2 && w->shift)
+			w->shift--;
+		w->window_start = ts;
+		w->taken = 0;
+	}
+	if (w->taken >= allowed && w->shift < SAMPLING_MAX_SHIFT) {
+		w->shift++;
+		w->taken = 0;
+	}
+	if (w->shift && (bpf_get_prandom_u32() & ((1u << (w->shift & 31)) - 1)))
+		return false;
+	*shift = w->shift;
+	w->taken++;
+	w->sampled++;
+	return true;
+}
 
 /* Whether this sleep stack may carry a stack copy (token bucket per CPU). */
 static __always_inline bool sleep_copy_allowed(__u64 ts)
@@ -98,7 +146,7 @@ static __always_inline void sleep_switch_part(void *ctx, __u64 ts, __u32 v, bool
 {
 	struct rec_sleep_end *end;
 	struct sleep_mark *mark;
-	__u8 source = 0;
+	__u8 source = 0, shift = 0;
 	bool user;
 	void *rb;
 
@@ -111,10 +159,10 @@ static __always_inline void sleep_switch_part(void *ctx, __u64 ts, __u32 v, bool
 	mark = bpf_task_storage_get(&sleeping, next, 0, 0);
 	if (mark) {
 		if (mark->out_ts) {
-			end = reserve(&rb, REC_SLEEP_END, sizeof(*end), ts);
+			end = reserve_ring(&rb, REC_SLEEP_END, sizeof(*end), ts, true);
 			if (end) {
 				end->pid = next->pid;
-				end->__pad0 = 0;
+				end->stack_ns = mark->stack_ns;
 				end->out_ts = mark->out_ts;
 				/* Woken while still going to sleep: blocked for no time. */
 				end->woke_ts = mark->woke_ts && mark->woke_ts < mark->out_ts ?
@@ -126,6 +174,7 @@ static __always_inline void sleep_switch_part(void *ctx, __u64 ts, __u32 v, bool
 		/* Running again: the next wake-up is for its next sleep. */
 		mark->out_ts = 0;
 		mark->woke_ts = 0;
+		mark->stack_ns = 0;
 	}
 	/* prev is still current here: its stacks are the ones being walked. */
 	if (preempt || prev_state == TASK_IDLE || is_quiet(prev) || !(v & VERDICT_PREV))
@@ -135,6 +184,9 @@ static __always_inline void sleep_switch_part(void *ctx, __u64 ts, __u32 v, bool
 	else if ((prev_state & TASK_INTERRUPTIBLE) && (cfg.stack_bits & CFG_SLEEP_STACKS_S))
 		source = STACK_SLEEP_S;
 	if (!source)
+		return;
+	/* A sleep not sampled costs no more: no mark, no stack, no end record. */
+	if (source == STACK_SLEEP_S && !sleep_sampled(ts, &shift))
 		return;
 	/*
 	 * Marked before the stack is taken (which takes microseconds); the wake-up, from another
@@ -149,10 +201,10 @@ static __always_inline void sleep_switch_part(void *ctx, __u64 ts, __u32 v, bool
 		 * this kernel traced. End that sleep now, by its wake-up if one came before this
 		 * switch (a later one is this sleep's, racing its switch out), else as never blocked.
 		 */
-		end = reserve(&rb, REC_SLEEP_END, sizeof(*end), ts);
+		end = reserve_ring(&rb, REC_SLEEP_END, sizeof(*end), ts, true);
 		if (end) {
 			end->pid = prev->pid;
-			end->__pad0 = 0;
+			end->stack_ns = mark->stack_ns;
 			end->out_ts = mark->out_ts;
 			end->woke_ts = mark->woke_ts >= mark->out_ts && mark->woke_ts < ts ?
 					       mark->woke_ts :
@@ -163,10 +215,20 @@ static __always_inline void sleep_switch_part(void *ctx, __u64 ts, __u32 v, bool
 			mark->woke_ts = 0;
 	}
 	mark->out_ts = ts;
+	mark->stack_ns = 0;
 	user = prev->mm != NULL;
 	if (!emit_stack(ctx, ts, prev->pid, prev->tgid, source, 0, user,
-			user && sleep_copy_allowed(ts), SLOT_SWITCH, 0))
+			user && sleep_copy_allowed(ts), SLOT_SWITCH, 0, shift)) {
 		mark->out_ts = 0;
+		return;
+	}
+	/*
+	 * Only for sampled sleeps: there a storm of short ones, mostly handed back and forth
+	 * (pipes, futexes), wakes later by as long as the walk took, and the odds would multiply
+	 * that. A sleep that always gets a stack is weighed as the kernel counts it, walk included.
+	 */
+	if (shift)
+		mark->stack_ns = bpf_ktime_get_boot_ns() - ts;
 }
 
 /* Whether P is asleep: off its runqueue, or on it only until its lag is spent (6.12+). */
@@ -188,7 +250,11 @@ static __always_inline void sleep_waking_part(struct task_struct *p, __u64 ts)
 
 	if (!state.recording || !asleep(p) || is_quiet(p))
 		return;
-	mark = bpf_task_storage_get(&sleeping, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	/*
+	 * Off its CPU, the switch out is done: a sleep with a stack has its mark, one without
+	 * (sampled out, or not a sleep stack) needs none. Still on it, the mark may be on its way.
+	 */
+	mark = bpf_task_storage_get(&sleeping, p, 0, p->on_cpu ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 	if (mark)
 		mark->woke_ts = ts;
 }
@@ -219,11 +285,11 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 		if (cur->pid_plus_one == 1 || !cur->traced)
 			return 0; /* switching to idle, or to an untraced task */
 		emit_stack(ctx, ts, cur->pid_plus_one - 1, cur->tgid, STACK_CPU,
-			   flags | STACK_FLAG_SWITCHING, false, false, SLOT_SAMPLE, 0);
+			   flags | STACK_FLAG_SWITCHING, false, false, SLOT_SAMPLE, 0, 0);
 		return 0;
 	}
 	if (!traced(task))
 		return 0;
-	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL, true, SLOT_SAMPLE, 0);
+	emit_stack(ctx, ts, pid, tgid, STACK_CPU, flags, task->mm != NULL, true, SLOT_SAMPLE, 0, 0);
 	return 0;
 }

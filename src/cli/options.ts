@@ -100,6 +100,10 @@ Stacks:
                              with the binaries' unwind tables, falling back to frame
                              pointers; fp: frame pointers only; dwarf: unwind tables only
       --user-stack-bytes N   user stack bytes copied per stack (default: 16384, max: 61440)
+      --sleep-stacks-per-sec N
+                             interruptible-sleep stacks per CPU per second before sleeps
+                             are sampled, each sampled stack weighing for the sleeps it
+                             stands for (default: 1000; 0: a stack for every sleep)
       --no-python-stacks     Python processes' stacks without their Python frames (by default
                              each Python frame replaces the interpreter's C frames that run it)
 
@@ -152,6 +156,7 @@ const VALUE_OPTIONS: Record<string, string> = {
   "--ringbuf-size-mib": "--ringbuf-size-mib",
   "--sample-freq": "--sample-freq",
   "--user-stack-bytes": "--user-stack-bytes",
+  "--sleep-stacks-per-sec": "--sleep-stacks-per-sec",
   "--perf-counter-freq": "--perf-counter-freq",
   "-p": "--pid",
   "--pid": "--pid",
@@ -204,6 +209,7 @@ function parse(args: string[]) {
         "no-interruptible-stack-traces": { type: "boolean", default: false },
         "user-stacks": { type: "string" },
         "user-stack-bytes": { type: "string" },
+        "sleep-stacks-per-sec": { type: "string" },
         "no-python-stacks": { type: "boolean", default: false },
         verbose: { type: "boolean", short: "v", multiple: true },
         help: { type: "boolean", short: "h" },
@@ -288,6 +294,12 @@ export function parseOptions(
     (n) => n >= 512 && n <= 61440 && n % 8 === 0,
     "give a multiple of 8 from 512 to 61440",
   );
+  const sleepStacks = integer(
+    "--sleep-stacks-per-sec",
+    v["sleep-stacks-per-sec"] ?? "1000",
+    (n) => n >= 0 && n <= 10_000_000,
+    "give stacks per second, 0 (every sleep) to 10000000",
+  );
   const counterHz = integer(
     "--perf-counter-freq",
     v["perf-counter-freq"] ?? "100",
@@ -342,6 +354,9 @@ export function parseOptions(
   needs(v["user-stacks"] !== undefined, "--user-stacks", stackRecorders);
   needs(v["user-stack-bytes"] !== undefined, "--user-stack-bytes", stackRecorders);
   needs(v["no-python-stacks"], "--no-python-stacks", stackRecorders);
+  needs(v["sleep-stacks-per-sec"] !== undefined, "--sleep-stacks-per-sec", [
+    "interruptible-stacks",
+  ]);
   needs(v["perf-counter-freq"] !== undefined, "--perf-counter-freq", ["perf-counters"]);
   needs(v["trace-event-pid"].length > 0, "--trace-event-pid", ["probes"]);
   if (on.has("probes") && !v["trace-event"].length && !v["trace-event-config"].length) {
@@ -392,6 +407,7 @@ export function parseOptions(
         softwareEvent: v["sw-event"],
         userStacks: mode,
         userStackBytes: copy,
+        sleepStacksPerSec: sleepStacks,
         pythonStacks: !v["no-python-stacks"],
         perfCounters,
         counterFreq: counterHz,

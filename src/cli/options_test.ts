@@ -81,6 +81,9 @@ Deno.test("options: contradictions and knobs of recorders that are off", () => {
   bad(["--no-cpu-stack-traces", "-s"], "--sw-event applies to cpu-stacks");
   bad(["-n", "--user-stacks", "fp"], "--user-stacks applies to");
   bad(["--only-recorder", "syscalls", "--user-stack-bytes", "4096"], "--user-stack-bytes");
+  bad(["--no-interruptible-stack-traces", "--sleep-stacks-per-sec", "10"], "applies to");
+  bad(["--sleep-stacks-per-sec", "-1"], "--sleep-stacks-per-sec");
+  bad(["--sleep-stacks-per-sec", "lots"], "--sleep-stacks-per-sec");
   bad(["--perf-counter-freq", "10"], "--perf-counter-freq applies to perf-counters");
   bad(["--add-recorder", "perf-counters"], "needs at least one --perf-counter");
   bad(["--perf-counter", "cs", "--perf-counter-freq", "0"], "--perf-counter-freq");

@@ -51,8 +51,8 @@ export function details(r: RecordResult): string {
   return [
     `  attach ${r.attachMs.toFixed(0)} ms, finish ${r.finishMs.toFixed(0)} ms, ` +
     `drain worker CPU ${(d.cpuNs / Math.max(events, 1)).toFixed(0)} ns/event, ` +
-    `rings ${(d.ringBytes / Math.max(d.ringRecords, 1)).toFixed(1)} B/record ` +
-    `(${d.ringRecords} records), ${d.reordered} reordered, ${d.malformed} malformed, ${d.stalls} stalls`,
+    `rings ${(d.ringBytes / Math.max(events, 1)).toFixed(1)} B/event ` +
+    `(${d.ringRecords} ring records), ${d.reordered} reordered, ${d.malformed} malformed, ${d.stalls} stalls`,
     ...r.details.map((l) => `  ${l}`),
   ].join("\n");
 }

@@ -14,12 +14,16 @@ export const CORE_MAPS = [
   "drops",
   "unreported",
   "switch_clock",
+  "stage",
   "traced_tasks",
   // Kept by the process lifecycle programs, read by stack walks (bpf/python.bpf.h).
   "py_procs",
   "py_execs",
   "py_exes",
 ] as const;
+
+/** Programs every recording loads besides the process lifecycle's (bpf/common.bpf.h). */
+export const CORE_PROGRAMS = ["flush_staged"] as const;
 
 /**
  * The programs to load and the maps to leave out, for the recorders ON out of ALL and the
@@ -30,7 +34,7 @@ export function bpfSelection(
   all: readonly Recorder[],
   extra: readonly string[] = [],
 ): { programs: Set<string>; dropMaps: string[] } {
-  const programs = new Set<string>([...PROCESS_PROGRAMS, ...extra]);
+  const programs = new Set<string>([...PROCESS_PROGRAMS, ...CORE_PROGRAMS, ...extra]);
   for (const r of on) {
     for (const p of [...r.bpf.programs, ...r.bpf.ownPrograms ?? []]) programs.add(p);
   }

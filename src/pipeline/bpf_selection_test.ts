@@ -9,7 +9,7 @@ import { FILTER_PROGRAMS } from "../filter/task_filter.ts";
 import { ConfigWriter, type Recorder } from "../recorders/recorder.ts";
 import { FilterBit, Layout, MAX_FILTER_CGROUPS, Part } from "../records/records.ts";
 import { RECORDERS } from "../recorders/registry.ts";
-import { bpfSelection, CORE_MAPS, selectBpf } from "./bpf_selection.ts";
+import { bpfSelection, CORE_MAPS, CORE_PROGRAMS, selectBpf } from "./bpf_selection.ts";
 
 /** The probes recorder's fentry/fexit slots (see loadOnly). */
 const isSlot = (p: string) => /^probe_f(entry|exit)\d+$/.test(p);
@@ -30,6 +30,7 @@ Deno.test("bpf selection: every program and map of the object is claimed", () =>
   withObject((obj) => {
     const claimed = new Set<string>([
       ...PROCESS_PROGRAMS,
+      ...CORE_PROGRAMS,
       ...FILTER_PROGRAMS,
       ...RECORDERS.flatMap((r) => [...r.bpf.programs, ...r.bpf.ownPrograms ?? []]),
     ]);

@@ -391,8 +391,10 @@ async function finish(rec: Recording, attachNs: bigint, attachMs: number): Promi
   setRecording(obj, false, 0n);
   // Taken after recording stopped: no event in the trace is later than this.
   const endNs = clockNs(ClockId.BOOTTIME);
-  // Detached, the rings no longer grow: the workers drain them to the end.
+  // Detached, the rings no longer grow but by what each CPU still has staged: written out
+  // here, the workers then drain them to the end.
   obj.detachAll();
+  for (const cpu of cpus) obj.runOnCpu("flush_staged", cpu);
   const drain = await rec.drainer!.stop();
   rec.drainer = undefined;
   const drops = readDrops(obj, obj.mapFd("drops"));

@@ -61,6 +61,8 @@ export interface RecorderOptions {
   userStacks: "auto" | "fp" | "dwarf";
   /** User stack bytes copied per stack (dwarf/auto). */
   userStackBytes: number;
+  /** Interruptible-sleep stacks per CPU per second before sleeps are sampled (0: all). */
+  sleepStacksPerSec: number;
   /** Python frames in the stacks of Python processes (bpf/python.bpf.h, src/python/). */
   pythonStacks: boolean;
   /** The counters of the perf-counters recorder, already resolved. */

@@ -82,6 +82,7 @@ export class StackSession implements RecorderSession {
     );
     config.set("stack_copy_bytes", o.userStackBytes);
     config.set("sleep_copies_per_sec", SLEEP_COPIES_PER_SEC);
+    config.set("sleep_stacks_per_sec", o.sleepStacksPerSec);
     // Open before anything is attached: no mapping made from then on is missed.
     // 1 MiB per CPU: an exec storm between two drains must not overflow it.
     this.#sideband = PerfSideband.open([...this.#ctx.cpus], 256);
@@ -201,7 +202,11 @@ export class StackSession implements RecorderSession {
     const sidebandLost = this.#sideband?.lost ?? 0;
     lines.push(
       `stacks: ${s.cpuSamples} CPU samples${sampling}, ` +
-        `${s.sleepSamples} sleep stacks, ` +
+        `${s.sleepSamples} sleep stacks` +
+        (s.sleepsSampledOut
+          ? ` (standing for ${s.sleepsSampledOut} more interruptible sleeps, sampled under load)`
+          : "") +
+        ", " +
         (this.#probeStreams.length ? `${s.probeSamples} probe stacks, ` : "") +
         `${s.distinctStacks} distinct; ` +
         `${frames ? ((100 * sym.named) / frames).toFixed(1) : "0"}% of their frames named, ` +

@@ -71,7 +71,7 @@ function sleepRecorder(name: string, description: string, bit: number): Recorder
     defaultOn: true,
     bpf: {
       programs: ["on_sched_switch", "on_sched_waking"],
-      maps: [...STACK_MAPS, "sleeping", "copy_budget"],
+      maps: [...STACK_MAPS, "sleeping", "copy_budget", "sleep_sampling"],
     },
     kinds: [RecordKind.Stack, RecordKind.SleepEnd, RecordKind.PyCode],
     unsupported: switchTracepoint,

@@ -6,7 +6,10 @@
  */
 import { TimestampBase } from "../perfetto/ftrace_bundle_builder.ts";
 import type { FtraceBundleBuilder } from "../perfetto/ftrace_bundle_builder.ts";
-import { RECORD_KIND_COUNT, type RecordKind } from "./records.ts";
+import { RECORD_KIND_COUNT, RecordKind } from "./records.ts";
+
+/** The header every record starts with (struct rec_hdr). */
+const HDR_SIZE = 16;
 
 /** A record's fixed-width view: byte, u32 and i32 arrays over the same memory. */
 export interface RecordMemory {
@@ -69,6 +72,10 @@ export class RecordDecoder {
       this.lostByCpu[b.cpu] += lost;
       b.markLost();
     }
+    if (kind === RecordKind.Batch) {
+      this.#batch(mem, off, size, b);
+      return;
+    }
     if (
       kind < RECORD_KIND_COUNT &&
       this.#table[kind](mem, off, size, this.#base.relative(u32[w + 2], u32[w + 3]), b)
@@ -76,6 +83,23 @@ export class RecordDecoder {
       this.counts[kind]++;
     } else {
       this.malformed++;
+    }
+  }
+
+  /** The records of a batch, in order; a record that does not fit ends it as malformed. */
+  #batch(mem: RecordMemory, off: number, size: number, b: FtraceBundleBuilder): void {
+    const end = off + size;
+    let at = off + HDR_SIZE;
+    while (at < end) {
+      const inner = mem.u32[at >> 2] >>> 16;
+      if (
+        inner < HDR_SIZE || at + inner > end || (mem.u32[at >> 2] & 0xffff) === RecordKind.Batch
+      ) {
+        this.malformed++;
+        return;
+      }
+      this.decode(mem, at, inner, b);
+      at += (inner + 7) & ~7;
     }
   }
 }

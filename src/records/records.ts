@@ -28,11 +28,13 @@ export const RecordKind = {
   Range: 21,
   Marker: 22,
   PyCode: 23,
+  /** Records a CPU staged and wrote in one go (bpf/common.bpf.h); record_decoder.ts opens it. */
+  Batch: 24,
 } as const;
 export type RecordKind = typeof RecordKind[keyof typeof RecordKind];
 
 /** One past the highest kind: the length of the BPF drop-counter array. */
-export const RECORD_KIND_COUNT = 24;
+export const RECORD_KIND_COUNT = 25;
 
 /** Human names, indexed by kind, for summaries and the trace's drop counters. */
 export const RECORD_KIND_NAMES: readonly string[] = [
@@ -60,6 +62,7 @@ export const RECORD_KIND_NAMES: readonly string[] = [
   "range",
   "marker",
   "py_code",
+  "batch",
 ];
 
 export const COMM_LEN = 16;
@@ -180,11 +183,12 @@ export const Layout = {
     copy_bytes: 36,
     py_frames: 40,
     py_status: 42,
+    weight_shift: 43,
     user_ip: 48,
     user_sp: 56,
     user_bp: 64,
   },
-  rec_sleep_end: { size: 40, pid: 16, out_ts: 24, woke_ts: 32 },
+  rec_sleep_end: { size: 40, pid: 16, stack_ns: 20, out_ts: 24, woke_ts: 32 },
   rec_syscall: { size: 48, pid: 16, tgid: 20, nr: 24, flags: 28, enter_ts: 32, ret: 40 },
   counter_value: { size: 24, value: 0, enabled: 8, running: 16 },
   rec_counters: { size: 224, cpu: 16, count: 20, reason: 22, failed: 24, values: 32 },
@@ -267,8 +271,9 @@ export const Layout = {
   },
   rec_probe: { size: 64, pid: 16, tgid: 20, event: 24, data_len: 28, nargs: 30, args: 32 },
   cpu_switch: { size: 32, ts: 0, since: 8, untraced: 16, told: 20, skipped: 24 },
+  sleep_sampling: { size: 32, window_start: 0, taken: 8, shift: 12, seen: 16, sampled: 24 },
   systing_config: {
-    size: 168,
+    size: 176,
     tracer_tgid: 0,
     wakeup_bytes: 4,
     stack_bits: 8,
@@ -279,7 +284,8 @@ export const Layout = {
     filter_bits: 28,
     cgroup_count: 32,
     parts: 36,
-    cgroups: 40,
+    sleep_stacks_per_sec: 40,
+    cgroups: 48,
   },
 } as const;
 

@@ -59,6 +59,8 @@ const TRACING_FRAME =
 export interface StackStats {
   cpuSamples: number;
   sleepSamples: number;
+  /** Sleeps without a stack that sampled ones weighed for (2^weight_shift − 1 each). */
+  sleepsSampledOut: number;
   /** Stacks of probe events that asked for one ("stack": true). */
   probeSamples: number;
   /** Stacks with Python frames, and how their walks ended (enum py_status). */
@@ -120,6 +122,8 @@ interface Pending {
   source: number;
   frames: FrameRef[];
   key: number | undefined;
+  /** A sampled sleep stands for this many sleeps (struct sleep_sampling). */
+  scale: number;
 }
 
 export interface StackProfilerOptions {
@@ -169,6 +173,7 @@ export class StackProfiler {
   readonly stats: StackStats = {
     cpuSamples: 0,
     sleepSamples: 0,
+    sleepsSampledOut: 0,
     probeSamples: 0,
     python: { stacks: 0, frames: 0, noThread: 0, readFailed: 0, cut: 0, approximate: 0 },
     pythonUnnamed: 0,
@@ -315,7 +320,9 @@ export class StackProfiler {
         const wokeHi = dv.getUint32(off + L.woke_ts + 4, true);
         const unwoken = wokeLo === 0 && wokeHi === 0;
         if (unwoken) this.stats.unwoken++;
-        this.#sleepEnd(pid, outTs, unwoken ? outTs : this.#base.relative(wokeLo, wokeHi));
+        // Less the time taking its stack held the switch out up (the walk delays the wake-up).
+        const woke = this.#base.relative(wokeLo, wokeHi) - dv.getUint32(off + L.stack_ns, true);
+        this.#sleepEnd(pid, outTs, unwoken ? outTs : Math.max(outTs, woke));
       }
       off += (size + 7) & ~7;
     }
@@ -577,6 +584,7 @@ export class StackProfiler {
     const framesOff = off + L.size;
     const nPy = dv.getUint16(off + L.py_frames, true);
     const pyStatus = dv.getUint8(off + L.py_status);
+    const weightShift = dv.getUint8(off + L.weight_shift);
     const py = nPy > 0
       ? this.#pythonRun(dv, framesOff + 8 * (nk + nu), nPy, tgid, force)
       : undefined;
@@ -636,6 +644,7 @@ export class StackProfiler {
       bound: Infinity,
       frames: resolved.frames,
       key: resolved.key,
+      scale: 2 ** Math.min(weightShift, 31),
     };
     const key = sleepKey(pid, ts);
     // Records of different CPUs arrive in ring order, not time order: the
@@ -712,8 +721,9 @@ export class StackProfiler {
       cpu: p.cpu,
       mode: StackMode.Kernel,
       frames: p.frames,
-      weight: Math.max(0, endTs - p.ts),
+      weight: Math.max(0, endTs - p.ts) * p.scale,
     };
+    if (p.scale > 1) this.stats.sleepsSampledOut += p.scale - 1;
     this.#writers.get(p.source)!.write(this.#out, sample, p.key);
   }
 
