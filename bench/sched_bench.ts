@@ -42,8 +42,11 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "5" },
     soak: { type: "string", default: "0" },
     tracebox: { type: "string", default: "tracebox" },
+    // Another checkout of systing (built), run alongside in the same rounds: before/after.
+    before: { type: "string" },
   },
 });
+const BEFORE = values.before ? `${values.before.replace(/\/$/, "")}/` : undefined;
 const LOOPS = Number(values.loops);
 const ROUNDS = Number(values.rounds);
 const SOAK = Number(values.soak);
@@ -55,12 +58,13 @@ const pipeBench = () => pipeLoops(LOOPS);
 function systing(
   extra: string[] = [],
   during: (pid: number) => Promise<number> = () => pipeBench(),
+  repo = REPO,
 ): Promise<Traced> {
   // Each run its own file: figures below are read from the -n runs' files.
-  const out = `${tmp}/systing${extra.join("")}.pb`;
+  const out = `${tmp}/systing${extra.join("")}${repo === REPO ? "" : "-before"}.pb`;
   return traced(
     DENO,
-    ["run", "-A", `${REPO}main.ts`, "-v", "-o", out, ...extra],
+    ["run", "-A", `${repo}main.ts`, "-v", "-o", out, ...extra],
     /systing: recording/,
     out,
     during,
@@ -180,11 +184,16 @@ console.log(
 );
 const untraced: number[] = [], bySysting: Traced[] = [], byDefault: Traced[] = [];
 const byFtrace: FtraceRun[] = [], byPerf: Traced[] = [], byTracebox: Traced[] = [];
+const beforeN: Traced[] = [], beforeDefault: Traced[] = [];
 await pipeBench(); // warm-up
 for (let r = 0; r < ROUNDS; r++) {
   untraced.push(await pipeBench());
   bySysting.push(await systing(["-n"]));
   byDefault.push(await systing());
+  if (BEFORE) {
+    beforeN.push(await systing(["-n"], undefined, BEFORE));
+    beforeDefault.push(await systing([], undefined, BEFORE));
+  }
   byFtrace.push(await withFtraceInstance(EVENTS, 64 << 10, pipeBench));
   byPerf.push(await perfRecord());
   if (traceboxPath) byTracebox.push(await tracebox(traceboxPath));
@@ -217,6 +226,10 @@ row("systing -n", sOps);
 row("systing (defaults: sleep stacks)", dOps);
 row("ftrace instance, no reader, 64 MiB", fOps);
 row("perf record", pOps);
+if (BEFORE) {
+  row("before: systing -n", ops(beforeN));
+  row("before: systing (defaults)", ops(beforeDefault));
+}
 if (traceboxPath) row("tracebox (compact_sched, 256 MiB)", ops(byTracebox));
 else console.log(`  tracebox: not found (${values.tracebox}); pass --tracebox PATH`);
 const lastFtrace = byFtrace[byFtrace.length - 1];
@@ -269,7 +282,11 @@ console.log(
   `BPF programs (kernel.bpf_stats_enabled, one more round each; ns/run incl. one clock read):`,
 );
 await withBpfStats(async () => {
-  for (const [label, extra] of [["-n", ["-n"]], ["defaults", []]] as const) {
+  const variants: [string, string[], string][] = [["-n", ["-n"], REPO]];
+  if (BEFORE) variants.push(["before -n", ["-n"], BEFORE]);
+  variants.push(["defaults", [], REPO]);
+  if (BEFORE) variants.push(["before", [], BEFORE]);
+  for (const [label, extra, repo] of variants) {
     const existing = await programs();
     let before = existing, after = existing;
     await systing([...extra], async () => {
@@ -277,10 +294,11 @@ await withBpfStats(async () => {
       const measured = await pipeBench();
       after = await programs();
       return measured;
-    });
-    for (const c of costs(existing, before, after)) {
+    }, repo);
+    // The programs on this load's path (a few hundred runs of the rest say little).
+    for (const c of costs(existing, before, after).filter((c) => c.runs >= 1000)) {
       console.log(
-        `  ${label.padEnd(9)} ${c.name.padEnd(26)} ${String(c.runs).padStart(9)} runs ${
+        `  ${label.padEnd(10)} ${c.name.padEnd(26)} ${String(c.runs).padStart(9)} runs ${
           f(c.nsPerRun, 0).padStart(6)
         } ns/run`,
       );
