@@ -9,7 +9,9 @@ import { UNTRACED_PID } from "../src/records/records.ts";
 import { readTrace, type TraceView } from "./trace_reader.ts";
 import { assertTraceChecks, compile, compileC, record, Recorder, runRecorder } from "./workload.ts";
 
-const WORKER_SECONDS = 4;
+// Killed when a test is done with them; this only has to outlast the tracer's start, which on a
+// loaded machine took longer than the 4 s this once was (the workers ended before recording).
+const WORKER_SECONDS = 30;
 
 /** A running filter_worker: its pid, and a way to make it fork a child (whose pid it returns). */
 class Worker {

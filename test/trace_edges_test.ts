@@ -298,8 +298,10 @@ Deno.test("edges: a D-state reader behind a CPU hog weighs its time in D (±5 %)
         s.prevPid === r.tid && (s.prevState & 2) !== 0 && Number(s.ts) >= r.start &&
         Number(s.ts) <= r.end
       ).length;
+      // Every switch out in D has its stack. Nearly every read blocks: now and then the device
+      // answers before the reader is switched out (seen: 198 of 200, in the switches too).
       assert.ok(
-        inLoop.length >= 200,
+        inLoop.length >= dOut && dOut >= 190,
         `${inLoop.length} D sleeps for 200 reads; ${dOut} switches out in D; ` +
           `${/dropped: .*/.exec(rec.exit.stderr)?.[0]}`,
       );
