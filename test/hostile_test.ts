@@ -108,8 +108,9 @@ function symbolizationRecording(): Promise<Symbolization> {
     const rec = await Recorder.start(["-o", trace]);
     let peakKib = 0;
     try {
+      // 800 ms in the file: on a loaded machine the process's own start took over a tenth of 400.
       const runs = attacks.map((a) =>
-        runJson<{ pid: number }>(hostile, ["exec", a.file, "400", String(a.depth ?? 4)])
+        runJson<{ pid: number }>(hostile, ["exec", a.file, "800", String(a.depth ?? 4)])
       );
       const fifo = runJson<{ pid: number }>(hostile, ["fifo", fifoFile, "30", "6"]);
       const results = await Promise.all(runs);
