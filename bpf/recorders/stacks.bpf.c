@@ -86,7 +86,6 @@ static __always_inline bool sleep_sampled(__u64 ts, __u8 *shift)
 		return true;
 	if (!allowed)
 		allowed = 1;
-	w->seen++;
 	if (ts - w->window_start >= SAMPLING_WINDOW_NS) {
 		if (w->taken < allowed / 2 && w->shift)
 			w->shift--;
@@ -101,7 +100,6 @@ static __always_inline bool sleep_sampled(__u64 ts, __u8 *shift)
 		return false;
 	*shift = w->shift;
 	w->taken++;
-	w->sampled++;
 	return true;
 }
 
