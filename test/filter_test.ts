@@ -248,9 +248,10 @@ Deno.test("filter: a traced task runs exactly when an unfiltered recording of th
   // Untraced work on the same CPUs: its switches among themselves are what the filter leaves out.
   const noise = [new Worker(spin), new Worker(spin), new Worker(spin)];
   try {
-    // The traced process waits for both recorders before it starts bouncing.
+    // The traced process waits for both recorders before it starts bouncing: 6 s, as two
+    // starting at once on a loaded machine took more than the 2.5 s this once was.
     const child = new Deno.Command(pingpong, {
-      args: ["20000", "2500"],
+      args: ["20000", "6000"],
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
