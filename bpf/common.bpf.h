@@ -82,7 +82,7 @@ static __always_inline void submit(void *rb, void *rec, __u32 size)
 }
 
 /*
- * The scheduler's records (switches, wake-ups: most of a trace) are staged per CPU and written
+ * The scheduler's switches and wake-ups (most of a trace) are staged per CPU and written
  * to the ring as one REC_BATCH record when the stage is full: a ring reservation and commit
  * cost about as much as the rest of a sched_switch program, and this pays them once per ~70
  * records. Every other record written through reserve() writes the stage out first, so each
@@ -163,8 +163,6 @@ static __noinline int stage_flush(struct cpu_stage *st)
 		n += stage_drops(st, REC_SCHED_SWITCH);
 		n += stage_drops(st, REC_SCHED_WAKING);
 		n += stage_drops(st, REC_SCHED_WAKEUP_NEW);
-		n += stage_drops(st, REC_SCHED_RUNNING);
-		n += stage_drops(st, REC_SCHED_PREV);
 		if (pending)
 			__sync_fetch_and_add(pending, n + lost);
 		stage_lost_switches();

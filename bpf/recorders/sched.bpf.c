@@ -42,15 +42,21 @@ static __always_inline void tell_running(struct cpu_switch *c, __u16 kind, struc
 					 __u64 ts)
 {
 	struct rec_sched_running *r;
-	struct staged s;
+	void *rb;
 
-	r = reserve_staged(&s, kind, sizeof(*r), ts);
+	/*
+	 * Straight to the ring, not staged: hdr.ts is back in time (the trace's start, or when the
+	 * task was switched in), and a record of this CPU stamped after it may already be there.
+	 * Arriving now, it still falls within the consumer's holdback; held in a stage, it could
+	 * come after those were written. reserve() writes the stage out first, so the order holds.
+	 */
+	r = reserve(&rb, kind, sizeof(*r), ts);
 	if (!r)
 		return;
 	r->pid = t->pid;
 	r->prio = t->prio;
 	copy_comm(r->comm, t);
-	commit(&s, r, kind, sizeof(*r));
+	submit(rb, r, sizeof(*r));
 	if (c)
 		c->told = t->pid + 1;
 }
