@@ -40,6 +40,8 @@ struct {
 struct py_thread {
 	__u64 tstate;
 	__u64 looked_ts;
+	__u32 misses; /* searches in a row that found none */
+	__u32 __pad0;
 };
 
 struct {
@@ -71,7 +73,14 @@ struct {
 	__type(value, struct rec_py_code);
 } py_code_scratch SEC(".maps");
 
-/* A thread without a state is looked for again after this long (it may become one). */
+/*
+ * A thread without a state is looked for again after a while: it may become one. A new
+ * thread's first samples come before its interpreter has told its state its id, so the wait
+ * starts at 1 ms and doubles with each search that finds none, up to PY_RELOOK_NS: a Python
+ * thread is named from its next sample on, and a thread that never runs Python costs a search
+ * per 100 ms.
+ */
+#define PY_RELOOK_FIRST_NS 1000000ULL
 #define PY_RELOOK_NS 100000000ULL
 /*
  * An exec's tracepoint fires after the new image is mapped, so the exec that made the mapping
@@ -139,7 +148,7 @@ static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __
 {
 	struct py_thread *t = bpf_map_lookup_elem(&py_threads, &tid), fresh = {};
 	struct py_search w = { .off = &proc->off, .tid = tid };
-	__u32 seen = 0;
+	__u32 seen = 0, k;
 
 	if (t) {
 		if (t->tstate &&
@@ -147,8 +156,11 @@ static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __
 					(void *)(t->tstate + proc->off.tstate_native_tid)) == 0 &&
 		    seen == tid)
 			return t->tstate;
-		if (!t->tstate && ts - t->looked_ts < PY_RELOOK_NS)
+		k = t->misses > 8 ? 8 : t->misses;
+		if (!t->tstate && ts - t->looked_ts < PY_RELOOK_NS &&
+		    ts - t->looked_ts < (PY_RELOOK_FIRST_NS << k) >> 1)
 			return 0;
+		fresh.misses = t->misses;
 	}
 	w.interp = head;
 	if (w.interp) {
@@ -159,6 +171,7 @@ static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __
 	}
 	fresh.tstate = w.nfound ? w.found[0] : 0;
 	fresh.looked_ts = ts;
+	fresh.misses = fresh.tstate ? 0 : fresh.misses + 1;
 	bpf_map_update_elem(&py_threads, &tid, &fresh, BPF_ANY);
 	return fresh.tstate;
 }

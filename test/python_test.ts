@@ -37,6 +37,8 @@ interface Work {
   worker?: number;
   sleeper?: number;
   child?: number;
+  /** threads: when each thread's hot loop ran (BOOTTIME ns), by thread id. */
+  hot?: Record<number, [number, number]>;
 }
 
 const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir("systing-python-", fn);
@@ -76,7 +78,10 @@ Deno.test("python: two threads' hot loops show outer → middle → inner at the
       const { view, results, stderr } = await record(dir, [w]);
       const r = results[0];
       for (const tid of [r.main, r.worker!]) {
-        const cpu = samplesOf(view, "on_cpu", tid);
+        // The samples of its hot loop: before it, the thread starts; after it, the main
+        // thread joins the others and the interpreter exits.
+        const [from, to] = r.hot![tid].map(BigInt);
+        const cpu = samplesOf(view, "on_cpu", tid).filter((s) => s.ts >= from && s.ts <= to);
         assert.ok(cpu.length > 200, `${cpu.length} samples of ${tid}`);
         const whole = cpu.filter(wholeChain).length;
         const shapes = new Map<string, number>();

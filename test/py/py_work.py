@@ -117,20 +117,25 @@ def main():
         sys.stdin.readline()
     out = {"pid": os.getpid(), "main": threading.get_native_id()}
     if mode == "threads":
-        tids = {}
+        tids, hot = {}, {}
 
         def run(name, fn):
             tids[name] = threading.get_native_id()
+            t0 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
             fn(seconds)
+            # When each thread ran its hot loop (BOOTTIME, the trace's clock): its samples
+            # before and after are the thread's start and the interpreter's exit.
+            hot[tids[name]] = [t0, time.clock_gettime_ns(time.CLOCK_BOOTTIME)]
 
         workers = [threading.Thread(target=run, args=("worker", outer_zq)),
                    threading.Thread(target=run, args=("sleeper", sleeper_zq))]
         for w in workers:
             w.start()
-        outer_zq(seconds)
+        run("main", outer_zq)
         for w in workers:
             w.join()
         out.update(tids)
+        out["hot"] = hot
     elif mode == "callback":
         caller_zq(seconds)
     elif mode == "fork":
