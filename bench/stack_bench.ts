@@ -1,14 +1,16 @@
 /**
  * Stack-sampling benchmark. Prints figures; asserts nothing.
  *
- *   deno run -A bench/stack_bench.ts [--rounds R] [--iterations N] [--soak SECS]
+ *   deno run -A bench/stack_bench.ts [--rounds R] [--iterations N] [--soak SECS] [--before DIR]
  *
  * 1. Overhead: a fixed CPU-bound job on every CPU (a C one, then a Python one), untraced,
  *    under systing (1000 Hz CPU samples, sleep stacks, Python frames) and under
  *    `perf record -F 1000 -a --call-graph dwarf`, interleaved R rounds; each tracer's cost is
  *    (job CPU + the tracer's own CPU) / untraced job CPU − 1. systing's is given for the first
  *    job after it started (what a short recording pays) and for a second job in the same
- *    recording (its cost once V8 has compiled its code).
+ *    recording (its cost once V8 has compiled its code). With --before DIR (another built
+ *    checkout), that checkout's systing runs the same two jobs in every round: before/after
+ *    figures from one run.
  * 2. Finish time: a 10 s whole-machine recording with stacks under a CPU and
  *    fork load; time from SIGINT to the finished file.
  * 3. Memory (--soak): SECS seconds of recording under a fork-heavy load,
@@ -26,8 +28,10 @@ const { values } = parseArgs({
     // costs (JIT warm-up, the first symbol tables) do not dominate.
     iterations: { type: "string", default: "2000000000" },
     soak: { type: "string", default: "0" },
+    before: { type: "string" },
   },
 });
+const BEFORE = values.before ? `${values.before.replace(/\/$/, "")}/` : undefined;
 const ROUNDS = Number(values.rounds);
 const SOAK = Number(values.soak);
 const tmp = await Deno.makeTempDir({ prefix: "systing-stack-bench-" });
@@ -62,16 +66,16 @@ class Systing {
   child: Deno.ChildProcess;
   stderr = "";
   #reader: ReadableStreamDefaultReader<string>;
-  private constructor(args: string[]) {
+  private constructor(args: string[], repo: string) {
     this.child = new Deno.Command(DENO, {
-      args: ["run", "-A", `${REPO}main.ts`, "-v", ...args],
+      args: ["run", "-A", `${repo}main.ts`, "-v", ...args],
       stdout: "null",
       stderr: "piped",
     }).spawn();
     this.#reader = this.child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   }
-  static async start(args: string[]): Promise<Systing> {
-    const s = new Systing(args);
+  static async start(args: string[], repo = REPO): Promise<Systing> {
+    const s = new Systing(args, repo);
     while (!s.stderr.includes("systing: recording")) {
       const { value, done } = await s.#reader.read();
       if (done) throw new Error(`systing exited early:\n${s.stderr}`);
@@ -162,6 +166,24 @@ interface Round {
   /** A second job in the same recording: the tracer's cost once warm. */
   warm: { wall: number; cpu: number; tracer: number };
   perf: { wall: number; cpu: number; tracer: number };
+  /** --before: the other checkout's first and second job. */
+  before?: { wall: number; cpu: number; tracer: number };
+  beforeWarm?: { wall: number; cpu: number; tracer: number };
+}
+
+/** A first and a second job under the systing of REPO. */
+async function underSysting(job: () => Promise<{ wall: number; cpu: number }>, repo: string) {
+  const s = await Systing.start(["-o", `${tmp}/overhead.pb`], repo);
+  const c0 = procCpuSec(s.child.pid);
+  const sj = await job();
+  const c1 = procCpuSec(s.child.pid);
+  const wj = await job();
+  const wTracer = procCpuSec(s.child.pid) - c1;
+  await s.stop();
+  return {
+    first: { ...sj, tracer: c1 - c0, details: s.stderr },
+    warm: { ...wj, tracer: wTracer },
+  };
 }
 
 /** JOB untraced, under systing and under perf, interleaved for ROUNDS rounds. */
@@ -170,13 +192,8 @@ async function overhead(job: () => Promise<{ wall: number; cpu: number }>): Prom
   const rounds: Round[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const plain = await job();
-    const s = await Systing.start(["-o", `${tmp}/overhead.pb`]);
-    const c0 = procCpuSec(s.child.pid);
-    const sj = await job();
-    const c1 = procCpuSec(s.child.pid);
-    const wj = await job();
-    const wTracer = procCpuSec(s.child.pid) - c1;
-    await s.stop();
+    const now = await underSysting(job, REPO);
+    const before = BEFORE ? await underSysting(job, BEFORE) : undefined;
     const p = await perfStart(`${tmp}/perf.data`);
     const p0 = procCpuSec(p.pid);
     const pj = await job();
@@ -185,9 +202,11 @@ async function overhead(job: () => Promise<{ wall: number; cpu: number }>): Prom
     await p.status;
     rounds.push({
       plain,
-      systing: { ...sj, tracer: c1 - c0, details: s.stderr },
-      warm: { ...wj, tracer: wTracer },
+      systing: now.first,
+      warm: now.warm,
       perf: { ...pj, tracer: pTracer },
+      before: before?.first,
+      beforeWarm: before?.warm,
     });
   }
   return rounds;
@@ -201,9 +220,15 @@ function report(name: string, rounds: Round[]): void {
   const stacks = Number(/stacks: (\d+) CPU samples/.exec(s)?.[1] ?? 0) +
     Number(/(\d+) sleep stacks/.exec(s)?.[1] ?? 0);
   console.log(`${name}, median of ${rounds.length} (job CPU ${plain.toFixed(2)} s untraced):`);
-  for (const t of ["systing", "warm", "perf"] as const) {
-    const job = m((r) => r[t].cpu), tracer = m((r) => r[t].tracer);
-    const label = t === "warm" ? "systing, a second job (warm)" : t;
+  const rows = ["systing", "warm", "perf", ...(BEFORE ? ["before", "beforeWarm"] as const : [])];
+  const labels: Record<string, string> = {
+    warm: "systing, a second job (warm)",
+    before: "before (--before), first job",
+    beforeWarm: "before (--before), second job",
+  };
+  for (const t of rows as ("systing" | "warm" | "perf" | "before" | "beforeWarm")[]) {
+    const job = m((r) => r[t]!.cpu), tracer = m((r) => r[t]!.tracer);
+    const label = labels[t] ?? t;
     console.log(
       `  ${label.padEnd(7)} job CPU +${((job / plain - 1) * 100).toFixed(2)} %, its own CPU ` +
         `${tracer.toFixed(2)} s: (job + tracer) / untraced − 1 = ${cost(job, tracer).toFixed(2)} %`,

@@ -123,7 +123,7 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	__u32 zero = 0, cpu = bpf_get_smp_processor_id(), key = cpu * STACK_SLOTS + slot;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct stack_scratch *s;
-	__u64 *pending, lost = 0, size, wake;
+	__u64 *pending, lost = 0, size, wake, want = 0;
 	long kb, ub = 0;
 	__u32 cb = 0, nf = 0, pb = 0;
 	__u64 at;
@@ -147,7 +147,21 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	s->r.user_ip = 0;
 	s->r.user_sp = 0;
 	s->r.user_bp = 0;
-	if (user && (cfg.stack_bits & CFG_USER_FP)) {
+	if (user) {
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+
+		s->r.user_ip = regs->ip;
+		s->r.user_sp = regs->sp;
+		s->r.user_bp = regs->bp;
+		if (copy && (cfg.stack_bits & CFG_USER_COPY))
+			want = stack_copy_want(task, s->r.user_sp, cfg.stack_copy_bytes);
+	}
+	/*
+	 * A copy that reaches the thread's known stack top holds every frame the frame-pointer
+	 * walk would read, and userspace's unwinder follows frame pointers in it through code
+	 * without unwind tables: the walk here would add nothing.
+	 */
+	if (user && (cfg.stack_bits & CFG_USER_FP) && !(want && want < cfg.stack_copy_bytes)) {
 		ub = bpf_get_stack(ctx, (void *)s->frames + kb, SYSTING_MAX_FRAMES * 8,
 				   BPF_F_USER_STACK);
 		if (ub < 0)
@@ -157,11 +171,6 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 		ub &= ~7L;
 	}
 	if (user) {
-		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-
-		s->r.user_ip = regs->ip;
-		s->r.user_sp = regs->sp;
-		s->r.user_bp = regs->bp;
 		/* The Python frames go right after the native ones, the stack copy after them. */
 		nf = py_walk((struct py_frames *)((__u8 *)s->frames + kb + ub), slot, &py_status);
 		if (nf > SYSTING_PY_FRAMES)
@@ -172,9 +181,8 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 		if (at > sizeof(s->frames) + sizeof(s->py))
 			at = sizeof(s->frames) + sizeof(s->py);
 		barrier_var(at);
-		if (copy && (cfg.stack_bits & CFG_USER_COPY))
-			cb = copy_user_stack((__u8 *)s->frames + at, s->r.user_sp,
-					     stack_copy_want(task, s->r.user_sp, cfg.stack_copy_bytes));
+		if (want)
+			cb = copy_user_stack((__u8 *)s->frames + at, s->r.user_sp, want);
 	}
 	size = sizeof(struct rec_stack) + kb + ub + pb + cb;
 	s->r.hdr.kind = REC_STACK;
