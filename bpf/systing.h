@@ -240,6 +240,8 @@ enum stack_flags {
  * (leaf first), then the user ips (leaf first, a frame-pointer walk), then
  * copy_bytes of user stack memory from user_sp up, for unwinding with the
  * binaries' own unwind tables (user_ip/sp/bp are the task's user registers).
+ * With a copy that reaches the thread's known stack top there is no
+ * frame-pointer walk (user_frames 0): the copy holds all it would read.
  */
 struct rec_stack {
 	struct rec_hdr hdr;
