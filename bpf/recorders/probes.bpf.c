@@ -40,6 +40,18 @@ struct {
 	__type(value, struct range_open);
 } open_ranges SEC(".maps");
 
+/*
+ * A new scope's entry, built here rather than on the stack: it is larger than a probe program
+ * can hold beside the stack walk it may call (512 bytes for both). Only tgid is ever written,
+ * so the rest stays zero.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct range_open);
+} range_fresh SEC(".maps");
+
 /* Per range: ends seen without a start, and starts that found no room (too deep, map full). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -241,11 +253,15 @@ static __always_inline void range_open(struct probe_spec *sp, struct task_struct
 				      __u64 *args)
 {
 	struct range_key key = { .range = sp->range_start - 1, .scope = range_scope(sp, task) };
-	struct range_open *open = bpf_map_lookup_elem(&open_ranges, &key), fresh = {};
+	struct range_open *open = bpf_map_lookup_elem(&open_ranges, &key), *fresh;
+	__u32 zero = 0;
 
 	if (!open) {
-		fresh.tgid = task->tgid;
-		if (bpf_map_update_elem(&open_ranges, &key, &fresh, BPF_NOEXIST) < 0 &&
+		fresh = bpf_map_lookup_elem(&range_fresh, &zero);
+		if (!fresh)
+			return;
+		fresh->tgid = task->tgid;
+		if (bpf_map_update_elem(&open_ranges, &key, fresh, BPF_NOEXIST) < 0 &&
 		    !bpf_map_lookup_elem(&open_ranges, &key)) {
 			range_miss(key.range, 1);
 			return;

@@ -312,6 +312,7 @@ export const probes: Recorder = {
       "probe_slots",
       "probe_ranges",
       "open_ranges",
+      "range_fresh",
       "range_misses",
       "__bpf_usdt_specs",
       "__bpf_usdt_ip_to_spec_id",
