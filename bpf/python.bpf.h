@@ -101,7 +101,6 @@ static __always_inline __u64 py_read_ptr(__u64 addr)
 #define PY_TSTATES 4
 
 struct py_search {
-	struct py_offsets *off;
 	__u64 interp;
 	__u64 tstate;
 	__u32 tid;
@@ -112,9 +111,16 @@ struct py_search {
 };
 
 /* One step of the search for TID's state: the next thread, or the next interpreter's first. */
-static long py_search_step(__u64 i, struct py_search *w)
+/* A bpf_loop context (on the stack, as it must be): pointers kept in a map would lose their type. */
+struct py_search_ctx {
+	struct py_search *w; /* in py_scratch */
+	struct py_offsets *off;
+};
+
+static long py_search_step(__u64 i, struct py_search_ctx *ctx)
 {
-	struct py_offsets *off = w->off;
+	struct py_search *w = ctx->w;
+	struct py_offsets *off = ctx->off;
 	__u32 tid = 0;
 
 	if (!w->tstate || w->in_interp >= SYSTING_PY_THREADS) {
@@ -144,10 +150,11 @@ static long py_search_step(__u64 i, struct py_search *w)
 
 /* The state of the current thread TID in process PROC, or 0, remembered per thread (for a
  * process with one interpreter, whose list starts at HEAD). */
-static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __u64 ts, __u64 head)
+static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __u64 ts, __u64 head,
+					     struct py_search *w)
 {
 	struct py_thread *t = bpf_map_lookup_elem(&py_threads, &tid), fresh = {};
-	struct py_search w = { .off = &proc->off, .tid = tid };
+	struct py_search_ctx ctx = { .w = w, .off = &proc->off };
 	__u32 seen = 0, k;
 
 	if (t) {
@@ -162,14 +169,16 @@ static __always_inline __u64 py_thread_state(struct py_proc *proc, __u32 tid, __
 			return 0;
 		fresh.misses = t->misses;
 	}
-	w.interp = head;
-	if (w.interp) {
-		w.tstate = py_read_ptr(w.interp + proc->off.interp_threads);
-		w.interps = 1;
-		bpf_loop(SYSTING_PY_INTERPRETERS * (SYSTING_PY_THREADS + 1), (void *)py_search_step, &w,
+	w->interp = head;
+	w->in_interp = 0;
+	w->interps = 0;
+	if (w->interp) {
+		w->tstate = py_read_ptr(w->interp + proc->off.interp_threads);
+		w->interps = 1;
+		bpf_loop(SYSTING_PY_INTERPRETERS * (SYSTING_PY_THREADS + 1), (void *)py_search_step, &ctx,
 			 0);
 	}
-	fresh.tstate = w.nfound ? w.found[0] : 0;
+	fresh.tstate = w->nfound ? w->found[0] : 0;
 	fresh.looked_ts = ts;
 	fresh.misses = fresh.tstate ? 0 : fresh.misses + 1;
 	bpf_map_update_elem(&py_threads, &tid, &fresh, BPF_ANY);
@@ -186,8 +195,8 @@ static __always_inline void py_thread_states(struct py_proc *proc, __u32 tid, __
 					     struct py_search *w)
 {
 	__u64 head = py_read_ptr(proc->runtime + proc->off.runtime_interpreters);
+	struct py_search_ctx ctx = { .w = w, .off = &proc->off };
 
-	w->off = &proc->off;
 	w->tid = tid;
 	w->nfound = 0;
 	if (head && py_read_ptr(head + proc->off.interp_next)) {
@@ -195,11 +204,11 @@ static __always_inline void py_thread_states(struct py_proc *proc, __u32 tid, __
 		w->tstate = py_read_ptr(head + proc->off.interp_threads);
 		w->interps = 1;
 		w->in_interp = 0;
-		bpf_loop(SYSTING_PY_INTERPRETERS * (SYSTING_PY_THREADS + 1), (void *)py_search_step, w,
+		bpf_loop(SYSTING_PY_INTERPRETERS * (SYSTING_PY_THREADS + 1), (void *)py_search_step, &ctx,
 			 0);
 		return;
 	}
-	w->found[0] = py_thread_state(proc, tid, ts, head);
+	w->found[0] = py_thread_state(proc, tid, ts, head, w);
 	w->nfound = w->found[0] ? 1 : 0;
 }
 
@@ -292,8 +301,6 @@ struct py_frames {
 };
 
 struct py_walk {
-	struct py_proc *proc;
-	struct py_frame *out; /* SYSTING_PY_FRAMES of them */
 	__u64 frame;
 	__u32 tgid;
 	__u32 n;
@@ -301,27 +308,60 @@ struct py_walk {
 	__u8 status;
 };
 
+/*
+ * What a walk works in, one per stack scratch slot (a sample may interrupt a switch's walk);
+ * bpf_loop's callbacks get it, with the pointers a map cannot keep typed, in a context on the
+ * stack (where their context must be).
+ * Not on the stack: a program's frame, the stack emitter's, the walk's, a frame step's and
+ * py_send_code's must fit 512 bytes together where the kernel gives programs no stack of
+ * their own per function (it does on some kernels, not on every one).
+ */
+struct py_scratch {
+	struct py_search states;
+	struct py_walk w;
+	__u8 head[96];    /* the start of a frame */
+	__u8 codebuf[96]; /* a code object's name, file and first line */
+	__u64 qtext[8];   /* a name's length and first characters */
+	struct py_code_key key;
+	struct py_code_seen seen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SYSTING_STACK_SLOTS);
+	__type(key, __u32);
+	__type(value, struct py_scratch);
+} py_scratch SEC(".maps");
+
+struct py_walk_ctx {
+	struct py_scratch *sc;
+	struct py_proc *proc;
+	struct py_frame *out; /* SYSTING_PY_FRAMES of them */
+};
+
 /* One frame: record it (and its code object if new), then go to its caller. */
-static long py_frame_step(__u64 i, struct py_walk *w)
+static long py_frame_step(__u64 i, struct py_walk_ctx *ctx)
 {
+	struct py_scratch *sc = ctx->sc;
+	struct py_walk *w = &sc->w;
+	__u8 *head = sc->head, *codebuf = sc->codebuf;
+	__u64 *qtext = sc->qtext;
+	struct py_code_key *key = &sc->key;
+	struct py_code_seen *seen = &sc->seen;
 	struct py_offsets *off;
-	struct py_code_key key = {};
-	struct py_code_seen seen = {};
-	__u8 head[96], codebuf[96];
-	__u64 qtext[8];
 	__u64 code, previous, instr, fp, qualname, filename, *known;
 	__u32 firstlineno, lo, hi, n = w->n;
 	__u8 owner = 0, entry = 0;
 	struct py_frame *f;
 
-	if (!w->proc || !w->frame)
+	if (!ctx->proc || !w->frame)
 		return 1;
-	off = &w->proc->off;
+	off = &ctx->proc->off;
 	if (n >= SYSTING_PY_FRAMES) {
 		w->status = PY_TRUNCATED;
 		return 1;
 	}
-	if (bpf_probe_read_user(head, sizeof(head), (void *)w->frame) < 0) {
+	if (bpf_probe_read_user(head, sizeof(sc->head), (void *)w->frame) < 0) {
 		w->status = PY_READ_FAILED;
 		return 1;
 	}
@@ -341,7 +381,7 @@ static long py_frame_step(__u64 i, struct py_walk *w)
 	if (owner == off->owner_cstack) {
 		/* The shim the C loop pushes under its first frame (3.12+): that frame is an entry. */
 		if (n > 0 && n <= SYSTING_PY_FRAMES) {
-			f = &w->out[(n - 1) & (SYSTING_PY_FRAMES - 1)];
+			f = &ctx->out[(n - 1) & (SYSTING_PY_FRAMES - 1)];
 			f->flags |= PY_FRAME_ENTRY;
 		}
 		return 0;
@@ -355,7 +395,7 @@ static long py_frame_step(__u64 i, struct py_walk *w)
 	if (off->code_qualname < lo)
 		lo = off->code_qualname;
 	lo &= ~7;
-	if (bpf_probe_read_user(codebuf, sizeof(codebuf), (void *)(code + lo)) < 0) {
+	if (bpf_probe_read_user(codebuf, sizeof(sc->codebuf), (void *)(code + lo)) < 0) {
 		w->status = PY_READ_FAILED;
 		return 1;
 	}
@@ -377,25 +417,26 @@ static long py_frame_step(__u64 i, struct py_walk *w)
 	 * state and first characters go in as well (one read, from its length on).
 	 */
 	fp = qualname ^ (filename << 1) ^ firstlineno;
-	if (qualname && bpf_probe_read_user(qtext, sizeof(qtext),
+	if (qualname && bpf_probe_read_user(qtext, sizeof(sc->qtext),
 					    (void *)(qualname + off->unicode_length)) == 0) {
 		for (int j = 0; j < 8; j++)
 			fp = (fp ^ qtext[j]) * 0x100000001b3ULL;
 	}
-	key.tgid = w->tgid;
-	key.code = code;
-	known = bpf_map_lookup_elem(&py_known, &key);
+	key->tgid = w->tgid;
+	key->__pad0 = 0;
+	key->code = code;
+	known = bpf_map_lookup_elem(&py_known, key);
 	if (!known || *known != fp) {
-		seen.code = code;
-		seen.fingerprint = fp;
-		seen.qualname = qualname;
-		seen.filename = filename;
-		seen.firstlineno = firstlineno;
-		seen.slot = w->slot;
-		if (py_send_code(off, w->tgid, &seen))
-			bpf_map_update_elem(&py_known, &key, &fp, BPF_ANY);
+		seen->code = code;
+		seen->fingerprint = fp;
+		seen->qualname = qualname;
+		seen->filename = filename;
+		seen->firstlineno = firstlineno;
+		seen->slot = w->slot;
+		if (py_send_code(off, w->tgid, seen))
+			bpf_map_update_elem(&py_known, key, &fp, BPF_ANY);
 	}
-	f = &w->out[n & (SYSTING_PY_FRAMES - 1)];
+	f = &ctx->out[n & (SYSTING_PY_FRAMES - 1)];
 	f->code = code;
 	f->fingerprint = fp;
 	f->instr = instr > code && instr - code < 0xffffffff ? instr - code : 0;
@@ -411,10 +452,11 @@ static long py_frame_step(__u64 i, struct py_walk *w)
 __noinline int py_walk(struct py_frames *out, __u32 slot, __u8 *status)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u32 tgid = task->tgid, tid = task->pid;
-	struct py_search states = {};
-	struct py_walk w = {};
+	__u32 tgid = task->tgid, tid = task->pid, key = slot;
+	struct py_walk_ctx ctx;
+	struct py_scratch *sc;
 	struct py_proc *proc;
+	struct py_walk *w;
 	__u64 *exec, tstate, cframe;
 
 	if (!status)
@@ -428,36 +470,43 @@ __noinline int py_walk(struct py_frames *out, __u32 slot, __u8 *status)
 	exec = bpf_map_lookup_elem(&py_execs, &tgid);
 	if (exec && *exec > proc->since + PY_EXEC_GRACE_NS)
 		return 0; /* the image it describes was replaced */
-	py_thread_states(proc, tid, bpf_ktime_get_boot_ns(), &states);
-	if (!states.nfound) {
+	sc = bpf_map_lookup_elem(&py_scratch, &key);
+	if (!sc)
+		return 0;
+	py_thread_states(proc, tid, bpf_ktime_get_boot_ns(), &sc->states);
+	if (!sc->states.nfound) {
 		*status = PY_NO_THREAD;
 		return 0;
 	}
-	w.proc = proc;
-	w.out = out->f;
-	w.tgid = tgid;
-	w.slot = slot;
-	w.status = PY_OK;
+	ctx.sc = sc;
+	ctx.proc = proc;
+	ctx.out = out->f;
+	w = &sc->w;
+	w->frame = 0;
+	w->tgid = tgid;
+	w->n = 0;
+	w->slot = slot;
+	w->status = PY_OK;
 	/* Each state's frames in turn, innermost interpreter first. */
 	for (int k = 0; k < PY_TSTATES; k++) {
-		if (k >= states.nfound || w.status != PY_OK)
+		if (k >= sc->states.nfound || w->status != PY_OK)
 			break;
-		tstate = states.found[k & (PY_TSTATES - 1)];
+		tstate = sc->states.found[k & (PY_TSTATES - 1)];
 		if (proc->off.tstate_cframe != PY_OFF_NONE) {
 			cframe = py_read_ptr(tstate + proc->off.tstate_cframe);
-			w.frame = cframe ? py_read_ptr(cframe + proc->off.current_frame) : 0;
+			w->frame = cframe ? py_read_ptr(cframe + proc->off.current_frame) : 0;
 		} else {
-			w.frame = py_read_ptr(tstate + proc->off.current_frame);
+			w->frame = py_read_ptr(tstate + proc->off.current_frame);
 		}
-		bpf_loop(SYSTING_PY_FRAMES + 8, (void *)py_frame_step, &w, 0);
-		if (w.status == PY_OK && w.frame && w.n >= SYSTING_PY_FRAMES)
-			w.status = PY_TRUNCATED;
+		bpf_loop(SYSTING_PY_FRAMES + 8, (void *)py_frame_step, &ctx, 0);
+		if (w->status == PY_OK && w->frame && w->n >= SYSTING_PY_FRAMES)
+			w->status = PY_TRUNCATED;
 		/* A state's outermost frame was entered from C (the interpreter's own entry). */
-		if (w.n > 0 && w.n <= SYSTING_PY_FRAMES)
-			w.out[(w.n - 1) & (SYSTING_PY_FRAMES - 1)].flags |= PY_FRAME_ENTRY;
+		if (w->n > 0 && w->n <= SYSTING_PY_FRAMES)
+			ctx.out[(w->n - 1) & (SYSTING_PY_FRAMES - 1)].flags |= PY_FRAME_ENTRY;
 	}
-	*status = w.status;
-	return w.n;
+	*status = w->status;
+	return w->n;
 }
 
 /* Process lifecycle (processes.bpf.c): a child inherits its parent's image; exec replaces it. */

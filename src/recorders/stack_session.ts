@@ -27,7 +27,7 @@ import type {
 } from "./recorder.ts";
 
 /** The maps a stack's Python walk uses besides the core's (bpf/python.bpf.h). */
-export const PYTHON_MAPS = ["py_threads", "py_known", "py_code_scratch"] as const;
+export const PYTHON_MAPS = ["py_threads", "py_known", "py_code_scratch", "py_scratch"] as const;
 
 /** The maps every recorder that takes stacks needs (bpf/stack_emit.bpf.h, python.bpf.h). */
 export const STACK_MAPS = ["stack_scratch", "stack_tops", ...PYTHON_MAPS] as const;
