@@ -138,6 +138,16 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 		count_drop(REC_STACK);
 		return false;
 	}
+	/* Written first: kept live across the calls below, they would spill onto a stack that a
+	 * probe program's frame and py_walk's share, 512 bytes in all. */
+	s->r.hdr.ts = ts;
+	s->r.pid = pid;
+	s->r.tgid = tgid;
+	s->r.cpu = cpu;
+	s->r.source = source;
+	s->r.flags = flags;
+	s->r.probe_event = probe_event;
+	s->r.weight_shift = weight_shift;
 	kb = bpf_get_stack(ctx, s->frames, SYSTING_MAX_FRAMES * 8, 0);
 	if (kb < 0)
 		kb = 0;
@@ -187,19 +197,11 @@ static __always_inline bool emit_stack(void *ctx, __u64 ts, __u32 pid, __u32 tgi
 	size = sizeof(struct rec_stack) + kb + ub + pb + cb;
 	s->r.hdr.kind = REC_STACK;
 	s->r.hdr.size = size;
-	s->r.hdr.ts = ts;
-	s->r.pid = pid;
-	s->r.tgid = tgid;
-	s->r.cpu = cpu;
-	s->r.source = source;
-	s->r.flags = flags;
 	s->r.kernel_frames = (__u64)kb >> 3;
 	s->r.user_frames = (__u64)ub >> 3;
-	s->r.probe_event = probe_event;
 	s->r.copy_bytes = cb;
 	s->r.py_frames = nf;
 	s->r.py_status = py_status;
-	s->r.weight_shift = weight_shift;
 	pending = bpf_map_lookup_elem(&unreported, &zero);
 	if (pending && *pending)
 		lost = __sync_lock_test_and_set(pending, 0);
