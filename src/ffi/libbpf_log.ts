@@ -6,11 +6,17 @@ import { loadLibbpf, loadLibc } from "./library.ts";
 
 /** libbpf's levels: 0 warn, 1 info, 2 debug. */
 const LEVEL_INFO = 1;
+const LOG_BYTES = 4 << 20;
 
 export class LibbpfLog {
   #callback: Deno.UnsafeCallback<{ parameters: ["i32", "pointer", "pointer"]; result: "i32" }>;
   #recent: string[] = [];
-  #buf = new Uint8Array(8192);
+  /*
+   * A failed load's verifier log comes as one message, often hundreds of KiB, and the reason
+   * is in its last lines: a buffer that keeps only its start would show where the verifier
+   * began, not why it refused. Untouched pages of it cost no memory.
+   */
+  #buf = new Uint8Array(LOG_BYTES);
 
   constructor(verbosity: number) {
     const libc = loadLibc();
@@ -21,7 +27,9 @@ export class LibbpfLog {
         const text = new TextDecoder().decode(
           this.#buf.subarray(0, Math.max(0, Math.min(n, this.#buf.length - 1))),
         );
-        for (const line of text.split("\n")) {
+        const lines = text.split("\n");
+        if (n >= this.#buf.length) lines.push(`(libbpf's message was cut at ${LOG_BYTES} bytes)`);
+        for (const line of lines) {
           if (line.length === 0) continue;
           this.#recent.push(line);
           if (this.#recent.length > 40) this.#recent.shift();
