@@ -110,13 +110,13 @@ struct py_search {
 	__u64 found[PY_TSTATES]; /* newest interpreter first: the innermost run first */
 };
 
-/* One step of the search for TID's state: the next thread, or the next interpreter's first. */
 /* A bpf_loop context (on the stack, as it must be): pointers kept in a map would lose their type. */
 struct py_search_ctx {
 	struct py_search *w; /* in py_scratch */
 	struct py_offsets *off;
 };
 
+/* One step of the search for TID's state: the next thread, or the next interpreter's first. */
 static long py_search_step(__u64 i, struct py_search_ctx *ctx)
 {
 	struct py_search *w = ctx->w;
@@ -309,12 +309,11 @@ struct py_walk {
 };
 
 /*
- * What a walk works in, one per stack scratch slot (a sample may interrupt a switch's walk);
- * bpf_loop's callbacks get it, with the pointers a map cannot keep typed, in a context on the
- * stack (where their context must be).
+ * What a walk works in, one per stack scratch slot (a sample may interrupt a switch's walk).
  * Not on the stack: a program's frame, the stack emitter's, the walk's, a frame step's and
  * py_send_code's must fit 512 bytes together where the kernel gives programs no stack of
- * their own per function (it does on some kernels, not on every one).
+ * their own per function (some kernels do, not every one). bpf_loop's callbacks reach it
+ * through py_walk_ctx, on the stack with the pointers a map value cannot keep typed.
  */
 struct py_scratch {
 	struct py_search states;

@@ -41,9 +41,9 @@ struct {
 } open_ranges SEC(".maps");
 
 /*
- * A new scope's entry, built here rather than on the stack: it is larger than a probe program
- * can hold beside the stack walk it may call (512 bytes for both). Only tgid is ever written,
- * so the rest stays zero.
+ * An empty entry for a new scope, never written: on the stack it would not fit beside the
+ * stack walk a probe program may call (512 bytes for both). Shared by programs that may
+ * interleave on a CPU, it holds no tgid: the program that inserted the entry sets it there.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -253,22 +253,22 @@ static __always_inline void range_open(struct probe_spec *sp, struct task_struct
 				      __u64 *args)
 {
 	struct range_key key = { .range = sp->range_start - 1, .scope = range_scope(sp, task) };
-	struct range_open *open = bpf_map_lookup_elem(&open_ranges, &key), *fresh;
+	struct range_open *open = bpf_map_lookup_elem(&open_ranges, &key), *empty;
 	__u32 zero = 0;
+	bool made;
 
 	if (!open) {
-		fresh = bpf_map_lookup_elem(&range_fresh, &zero);
-		if (!fresh)
+		empty = bpf_map_lookup_elem(&range_fresh, &zero);
+		if (!empty)
 			return;
-		fresh->tgid = task->tgid;
-		if (bpf_map_update_elem(&open_ranges, &key, fresh, BPF_NOEXIST) < 0 &&
-		    !bpf_map_lookup_elem(&open_ranges, &key)) {
+		made = bpf_map_update_elem(&open_ranges, &key, empty, BPF_NOEXIST) == 0;
+		open = bpf_map_lookup_elem(&open_ranges, &key);
+		if (!open) {
 			range_miss(key.range, 1);
 			return;
 		}
-		open = bpf_map_lookup_elem(&open_ranges, &key);
-		if (!open)
-			return;
+		if (made)
+			open->tgid = task->tgid;
 	}
 	if (open->depth >= SYSTING_RANGE_DEPTH) {
 		range_miss(key.range, 1);
