@@ -28,7 +28,8 @@ DURATION ?= 5
 .PHONY: run test build deps apt tools check bench dist clean FORCE
 
 run: build
-	$(DENO) run -A main.ts --duration $(DURATION) --output trace.pb
+	@# The V8 settings dist/systing's launcher gives a recording (src/dist/launcher.c).
+	$(DENO) run -A --v8-flags=--max-semi-space-size=2,--no-turbofan main.ts --duration $(DURATION) --output trace.pb
 
 test: build dist
 	$(DENO) fmt --check
@@ -132,7 +133,7 @@ $(PY_OFFSETS): src/python/py_offsets.c
 	  done; \
 	  echo "};"; } > $@.tmp && mv $@.tmp $@
 
-bench: build
+bench: dist
 	$(DENO) run -A bench/sched_bench.ts
 
 # One file to copy onto any glibc host (see README, "One file"). With Deno's own runtime at hand

@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { readTrace } from "./trace_reader.ts";
+import { SUBCOMMANDS } from "../src/cli/subcommands.ts";
 import { assertTraceChecks, compile, REPO, run } from "./workload.ts";
 
 const DIST = `${REPO}dist/systing`;
@@ -92,6 +93,12 @@ Deno.test("dist/systing records from a bare image: only glibc, one file, no shel
         assert.ok(!exited, `the bare-image recording ended before recording:\n${stderr}`);
         await new Promise((r) => setTimeout(r, 20));
       }
+      // The runtime the launcher started records with the recording's V8 flags.
+      const cmdline = (await Deno.readTextFile(`/proc/${child.pid}/cmdline`)).split("\0");
+      assert.ok(
+        cmdline.some((a) => a.startsWith("--v8-flags=") && a.includes("--no-turbofan")),
+        cmdline.join(" "),
+      );
       // Well inside the 2 s, even on a machine whose CPUs are all busy.
       await run(spin, ["600"]);
       // Past Deno's half-second grace before it installs its inspector's SIGUSR1 handler: the
@@ -131,5 +138,13 @@ Deno.test("dist/systing records from a bare image: only glibc, one file, no shel
     assert.ok(kernelNamed, "kernel frames are named (kallsyms through the lent /proc)");
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("the launcher tells every subcommand from a recording", async () => {
+  // It picks V8 flags for a recording unless the first argument names a subcommand.
+  const launcher = await Deno.readTextFile(`${REPO}src/dist/launcher.c`);
+  for (const { name } of SUBCOMMANDS) {
+    assert.ok(launcher.includes(`strcmp(argv[1], "${name}") == 0`), `launcher.c: ${name}`);
   }
 });
