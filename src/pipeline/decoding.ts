@@ -10,13 +10,13 @@ import { TrackEventWriter } from "../perfetto/track_event_writer.ts";
 import { processDecoders } from "../processes/process_records.ts";
 import type { DecoderScope, Recorder } from "../recorders/recorder.ts";
 import {
-  ByteQueue,
   type Decode,
   type DecoderTable,
   RecordDecoder,
   type RecordMemory,
 } from "../records/record_decoder.ts";
 import type { ProcessEvent, RecordKind } from "../records/records.ts";
+import { forwardRing, ForwardWriter } from "./forward_ring.ts";
 
 export class Decoding implements DecoderScope {
   readonly base: TimestampBase;
@@ -25,7 +25,7 @@ export class Decoding implements DecoderScope {
   readonly tracks: TrackEventWriter;
   readonly processEvents: ProcessEvent[] = [];
   /** Records for the sessions on the main thread, whole (8-aligned, headers included). */
-  readonly forwarded = new ByteQueue();
+  readonly forwarded: ForwardWriter;
   readonly problems = new Map<string, number>();
   readonly decoder: RecordDecoder;
 
@@ -35,7 +35,9 @@ export class Decoding implements DecoderScope {
     base: bigint,
     cpus: number,
     trackSequenceId: number,
+    ring: SharedArrayBuffer = forwardRing(),
   ) {
+    this.forwarded = new ForwardWriter(ring);
     this.base = new TimestampBase(base);
     this.current = new Int32Array(cpus);
     this.tracks = new TrackEventWriter(trackSequenceId, this.base);

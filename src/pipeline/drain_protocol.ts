@@ -1,6 +1,7 @@
 /** Messages between the recorder and its drain workers. */
 import type { RingHandle } from "../ffi/bpf_object.ts";
 import type { ProcessEvent } from "../records/records.ts";
+import type { ForwardedBatch } from "./forward_ring.ts";
 
 /** Int32 slots of the shared control array. */
 export const STOP = 0;
@@ -37,6 +38,8 @@ export type ToWorker =
     type: "start";
     rings: RingHandle[];
     control: SharedArrayBuffer;
+    /** Where this worker forwards raw records (src/pipeline/forward_ring.ts). */
+    forwardRing: SharedArrayBuffer;
     index: number;
     /** An eventfd (src/ffi/wake_fd.ts) that ends the worker's wait when STOP is set. */
     wakeFd: number;
@@ -68,7 +71,7 @@ export type FromWorker =
     /** Encoded, framed trace packets. */
     bytes: Uint8Array;
     /** Raw records for the sessions on the main thread (8-aligned, headers included). */
-    forwarded: Uint8Array;
+    forwarded: ForwardedBatch;
     processEvents: ProcessEvent[];
   }
   | { type: "progress"; stats: DrainStats }

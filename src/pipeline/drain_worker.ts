@@ -43,6 +43,7 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
     init.base,
     maxCpu,
     init.trackSequenceBase + init.index,
+    init.forwardRing,
   );
   const { decoder, comms } = scope;
   const rings = init.rings.map((r) => new RingBuffer(r.fd, r.size));
@@ -83,7 +84,7 @@ function run(init: Extract<ToWorker, { type: "start" }>): void {
     Atomics.add(control, PENDING_KIB, Math.ceil((bytes.length + forwarded.length) / 1024));
     post({ type: "packets", bytes, forwarded, processEvents: events }, [
       bytes.buffer,
-      forwarded.buffer,
+      forwarded.overflow.buffer,
     ]);
   };
 

@@ -16,6 +16,7 @@ import {
 } from "./drain_protocol.ts";
 import type { ProcessEvent } from "../records/records.ts";
 import { WakeFd } from "../ffi/wake_fd.ts";
+import { ForwardReader, forwardRing } from "./forward_ring.ts";
 
 export class DrainError extends Error {
   override name = "DrainError";
@@ -25,6 +26,7 @@ export class DrainError extends Error {
 const CPUS_PER_WORKER = 16;
 
 export interface DrainSink {
+  /** FORWARDED is valid during the call only (its memory is reused): what is kept is copied. */
   packets(bytes: Uint8Array, forwarded: Uint8Array, processEvents: ProcessEvent[]): void;
   /** A worker died, or `packets` threw: the recording cannot go on. Called once. */
   failed(error: Error): void;
@@ -64,6 +66,8 @@ export class Drainer {
         { type: "module" },
       );
       d.#workers.push(worker);
+      const ring = forwardRing();
+      const forwarded = new ForwardReader(ring);
       d.#latest.push(undefined);
       let onReady!: () => void;
       let onFail!: (e: Error) => void;
@@ -83,7 +87,7 @@ export class Drainer {
                 break;
               case "packets":
                 try {
-                  sink.packets(m.bytes, m.forwarded, m.processEvents);
+                  sink.packets(m.bytes, forwarded.read(m.forwarded), m.processEvents);
                 } catch (e) {
                   // Thrown out of a message handler it would end the process, trace unwritten.
                   d.#fail(e instanceof Error ? e : new Error(String(e)), sink);
@@ -125,6 +129,7 @@ export class Drainer {
         type: "start",
         rings: group,
         control: d.#control,
+        forwardRing: ring,
         index: i,
         wakeFd: d.#wake.fd,
         ...settings,

@@ -134,6 +134,7 @@ export interface RecorderSession {
   started?(out: PacketSink, at: StartInfo): void;
   /** The kinds its decoders forward() to the main thread, and their batches. */
   readonly forwarded?: readonly RecordKind[];
+  /** BATCH's memory is reused once this returns: what a session keeps, it copies. */
   records?(batch: Uint8Array, out: PacketSink): void;
   /** About every 200 ms while recording. */
   tick?(out: PacketSink): void;
