@@ -25,12 +25,12 @@ import { type Trace, TraceSchema } from "../src/gen/perfetto_trace_pb.ts";
 import { costs, programs, withBpfStats } from "./bpf_stats.ts";
 import { type FtraceRun, withFtraceInstance } from "./ftrace_instance.ts";
 import {
-  DENO,
   killTree,
   median,
   pipeBench as pipeLoops,
   REPO,
   rssKiB,
+  systingCommand,
   type Traced,
   traced,
 } from "./tracer_run.ts";
@@ -62,9 +62,10 @@ function systing(
 ): Promise<Traced> {
   // Each run its own file: figures below are read from the -n runs' files.
   const out = `${tmp}/systing${extra.join("")}${repo === REPO ? "" : "-before"}.pb`;
+  const run = systingCommand(repo);
   return traced(
-    DENO,
-    ["run", "-A", `${repo}main.ts`, "-v", "-o", out, ...extra],
+    run.cmd,
+    [...run.args, "-v", "-o", out, ...extra],
     /systing: recording/,
     out,
     during,
@@ -182,6 +183,8 @@ const traceboxPath = findTracebox(values.tracebox);
 console.log(
   `sched pipe benchmark: ${LOOPS} loops × ${ROUNDS} rounds, ${navigator.hardwareConcurrency} CPUs`,
 );
+console.log(`  systing: ${systingCommand().label}`);
+if (BEFORE) console.log(`  before: ${systingCommand(BEFORE).label}`);
 const untraced: number[] = [], bySysting: Traced[] = [], byDefault: Traced[] = [];
 const byFtrace: FtraceRun[] = [], byPerf: Traced[] = [], byTracebox: Traced[] = [];
 const beforeN: Traced[] = [], beforeDefault: Traced[] = [];
@@ -313,8 +316,8 @@ if (SOAK > 0) {
     }s:`,
   );
   const soak = await traced(
-    DENO,
-    ["run", "-A", `${REPO}main.ts`, "-v", "-n", "-o", `${tmp}/soak.pb`],
+    systingCommand().cmd,
+    [...systingCommand().args, "-v", "-n", "-o", `${tmp}/soak.pb`],
     /systing: recording/,
     `${tmp}/soak.pb`,
     async (pid) => {

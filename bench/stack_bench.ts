@@ -17,9 +17,9 @@
  *    systing's RSS every few seconds.
  */
 import { parseArgs } from "node:util";
+import { systingCommand } from "./tracer_run.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
-const DENO = Deno.execPath();
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -67,8 +67,9 @@ class Systing {
   stderr = "";
   #reader: ReadableStreamDefaultReader<string>;
   private constructor(args: string[], repo: string) {
-    this.child = new Deno.Command(DENO, {
-      args: ["run", "-A", `${repo}main.ts`, "-v", ...args],
+    const run = systingCommand(repo);
+    this.child = new Deno.Command(run.cmd, {
+      args: [...run.args, "-v", ...args],
       stdout: "null",
       stderr: "piped",
     }).spawn();
@@ -246,6 +247,8 @@ function report(name: string, rounds: Round[]): void {
 }
 
 console.log(`stack benchmark, ${navigator.hardwareConcurrency} CPUs, ${ROUNDS} rounds`);
+console.log(`  systing: ${systingCommand().label}`);
+if (BEFORE) console.log(`  before: ${systingCommand(BEFORE).label}`);
 report("CPU-bound C job on every CPU", await overhead(job));
 report("CPU-bound Python job on every CPU", await overhead(pythonJob));
 

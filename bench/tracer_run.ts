@@ -5,6 +5,44 @@
 export const REPO = new URL("../", import.meta.url).pathname;
 export const DENO = Deno.execPath();
 
+/**
+ * How to start the systing of checkout REPO: its one-file build (dist/systing, with the V8
+ * settings a user gets from the launcher) when it is there and newer than every source, else
+ * `deno run` on its main.ts. `label` says which, for the report.
+ */
+export function systingCommand(repo = REPO): { cmd: string; args: string[]; label: string } {
+  // Decided once per checkout: a source edited while a benchmark runs must not switch it over.
+  const known = chosen.get(repo);
+  if (known) return known;
+  const run = chooseSystingCommand(repo);
+  chosen.set(repo, run);
+  return run;
+}
+
+const chosen = new Map<string, { cmd: string; args: string[]; label: string }>();
+
+function chooseSystingCommand(repo: string): { cmd: string; args: string[]; label: string } {
+  const dist = `${repo}dist/systing`;
+  const mtime = (p: string) => Deno.statSync(p).mtime?.getTime() ?? 0;
+  try {
+    const built = mtime(dist);
+    const sources = [`${repo}main.ts`, `${repo}src/dist/launcher.c`];
+    const walk = (dir: string) => {
+      for (const e of Deno.readDirSync(dir)) {
+        if (e.isDirectory) walk(`${dir}/${e.name}`);
+        else if (e.name.endsWith(".ts") && !e.name.endsWith("_test.ts")) {
+          sources.push(`${dir}/${e.name}`);
+        }
+      }
+    };
+    walk(`${repo}src`);
+    if (sources.every((p) => mtime(p) <= built)) {
+      return { cmd: dist, args: [], label: `${dist} (the one file)` };
+    }
+  } catch { /* no dist/systing: run the sources */ }
+  return { cmd: DENO, args: ["run", "-A", `${repo}main.ts`], label: `deno run ${repo}main.ts` };
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
