@@ -17,7 +17,7 @@
  *    systing's RSS every few seconds.
  */
 import { parseArgs } from "node:util";
-import { systingCommand } from "./tracer_run.ts";
+import { CpuMeter, systingCommand } from "./tracer_run.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const { values } = parseArgs({
@@ -64,6 +64,8 @@ function rssKiB(pid: number, field: string): number {
 
 class Systing {
   child: Deno.ChildProcess;
+  /** Its CPU, threads that have exited included. */
+  cpu: CpuMeter;
   stderr = "";
   #reader: ReadableStreamDefaultReader<string>;
   private constructor(args: string[], repo: string) {
@@ -73,6 +75,7 @@ class Systing {
       stdout: "null",
       stderr: "piped",
     }).spawn();
+    this.cpu = new CpuMeter(this.child.pid);
     this.#reader = this.child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   }
   static async start(args: string[], repo = REPO): Promise<Systing> {
@@ -94,23 +97,9 @@ class Systing {
       this.stderr += value;
     }
     await this.child.status;
+    this.cpu.close();
     return performance.now() - t0;
   }
-}
-
-/**
- * CPU seconds of every thread of PID so far, from the scheduler's own count (schedstat): the
- * tick-sampled utime/stime charge a whole tick to a thread that wakes on the tick, and both
- * tracers wake periodically.
- */
-function procCpuSec(pid: number): number {
-  let ns = 0;
-  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/schedstat`).split(" ")[0]);
-    } catch { /* the thread has just exited */ }
-  }
-  return ns / 1e9;
 }
 
 function median(xs: number[]): number {
@@ -175,11 +164,11 @@ interface Round {
 /** A first and a second job under the systing of REPO. */
 async function underSysting(job: () => Promise<{ wall: number; cpu: number }>, repo: string) {
   const s = await Systing.start(["-o", `${tmp}/overhead.pb`], repo);
-  const c0 = procCpuSec(s.child.pid);
+  const c0 = s.cpu.seconds();
   const sj = await job();
-  const c1 = procCpuSec(s.child.pid);
+  const c1 = s.cpu.seconds();
   const wj = await job();
-  const wTracer = procCpuSec(s.child.pid) - c1;
+  const wTracer = s.cpu.seconds() - c1;
   await s.stop();
   return {
     first: { ...sj, tracer: c1 - c0, details: s.stderr },
@@ -196,11 +185,13 @@ async function overhead(job: () => Promise<{ wall: number; cpu: number }>): Prom
     const now = await underSysting(job, REPO);
     const before = BEFORE ? await underSysting(job, BEFORE) : undefined;
     const p = await perfStart(`${tmp}/perf.data`);
-    const p0 = procCpuSec(p.pid);
+    const pCpu = new CpuMeter(p.pid);
+    const p0 = pCpu.seconds();
     const pj = await job();
-    const pTracer = procCpuSec(p.pid) - p0;
+    const pTracer = pCpu.seconds() - p0;
     p.kill("SIGINT");
     await p.status;
+    pCpu.close();
     rounds.push({
       plain,
       systing: now.first,

@@ -149,3 +149,68 @@ export function killTree(pid: number): void {
     Deno.kill(pid, "SIGKILL");
   } catch { /* gone */ }
 }
+
+/** Where cgroup2 is mounted (all of it, or its hybrid "unified" part), if anywhere. */
+function cgroup2Root(): string | undefined {
+  for (const line of Deno.readTextFileSync("/proc/self/mounts").split("\n")) {
+    const f = line.split(" ");
+    if (f[2] === "cgroup2") return f[1];
+  }
+  return undefined;
+}
+
+let meters = 0;
+
+/**
+ * The CPU time of a process and of every thread it ever had, from a cgroup2 group of its own
+ * (cpu.stat counts what the scheduler counted). Summing the live threads' schedstat misses the
+ * threads that have exited, and Deno's blocking-I/O threads come and go during a recording.
+ * Without cgroup2 it falls back to that sum.
+ */
+export class CpuMeter {
+  #dir?: string;
+  #pid: number;
+
+  constructor(pid: number) {
+    this.#pid = pid;
+    const root = cgroup2Root();
+    if (!root) return;
+    const dir = `${root}/systing-bench-${Deno.pid}-${meters++}`;
+    try {
+      Deno.mkdirSync(dir);
+      Deno.writeTextFileSync(`${dir}/cgroup.procs`, String(pid));
+      this.#dir = dir;
+    } catch {
+      try {
+        Deno.removeSync(dir);
+      } catch { /* never made */ }
+    }
+  }
+
+  /** CPU seconds so far. */
+  seconds(): number {
+    if (!this.#dir) return liveThreadsCpuSec(this.#pid);
+    const m = /^usage_usec (\d+)$/m.exec(Deno.readTextFileSync(`${this.#dir}/cpu.stat`));
+    return Number(m?.[1] ?? 0) / 1e6;
+  }
+
+  /** Removes the group; call it once the process has exited. */
+  close(): void {
+    if (!this.#dir) return;
+    try {
+      Deno.removeSync(this.#dir);
+    } catch { /* still has a process: it goes when the machine reboots */ }
+    this.#dir = undefined;
+  }
+}
+
+/** The scheduler's CPU count of every live thread of PID (schedstat), in seconds. */
+function liveThreadsCpuSec(pid: number): number {
+  let ns = 0;
+  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/schedstat`).split(" ")[0]);
+    } catch { /* the thread has just exited */ }
+  }
+  return ns / 1e9;
+}
