@@ -31,10 +31,12 @@ export function forwardRing(capacity = FORWARD_RING_BYTES): SharedArrayBuffer {
 /** The worker's side: whole records, 8-aligned, headers included. */
 export class ForwardWriter {
   readonly #data: Uint8Array;
-  readonly #released: BigInt64Array;
+  readonly #shared: BigInt64Array;
   readonly #cap: number;
   /** Positions count bytes ever written (never wrapping: 2^53 bytes). */
   #pos = 0;
+  /** The reader's release position as last read: shared memory is read only when it is short. */
+  #released = 0;
   #partStart = 0;
   #parts: Uint8Array[] = [];
   #length = 0;
@@ -45,7 +47,7 @@ export class ForwardWriter {
   overflowed = 0;
 
   constructor(ring: SharedArrayBuffer) {
-    this.#released = new BigInt64Array(ring, 0, 1);
+    this.#shared = new BigInt64Array(ring, 0, 1);
     this.#data = new Uint8Array(ring, HEADER);
     this.#cap = this.#data.length;
   }
@@ -60,8 +62,9 @@ export class ForwardWriter {
     if (!this.#overflowing) {
       const at = this.#pos % this.#cap;
       const skip = at + padded > this.#cap ? this.#cap - at : 0;
-      const released = Number(Atomics.load(this.#released, 0));
-      if (this.#pos + skip + padded - released <= this.#cap) {
+      const need = this.#pos + skip + padded - this.#cap;
+      if (need > this.#released) this.#released = Number(Atomics.load(this.#shared, 0));
+      if (need <= this.#released) {
         if (skip || at === 0) {
           // A part is one contiguous view: one ends where the ring starts over.
           this.#closePart();
