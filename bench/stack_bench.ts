@@ -17,9 +17,8 @@
  *    systing's RSS every few seconds.
  */
 import { parseArgs } from "node:util";
-import { CpuMeter, systingCommand } from "./tracer_run.ts";
+import { CpuMeter, median, REPO, rssKiB, systingCommand } from "./tracer_run.ts";
 
-const REPO = new URL("../", import.meta.url).pathname;
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -53,13 +52,6 @@ async function job(): Promise<{ wall: number; cpu: number }> {
   const r = await new Deno.Command(cpuWork, { args: [values.iterations] }).output();
   const [wall, cpu] = new TextDecoder().decode(r.stdout).trim().split(" ").map(Number);
   return { wall, cpu };
-}
-
-function rssKiB(pid: number, field: string): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(
-    Deno.readTextFileSync(`/proc/${pid}/status`),
-  );
-  return m ? Number(m[1]) : 0;
 }
 
 class Systing {
@@ -100,11 +92,6 @@ class Systing {
     this.cpu.close();
     return performance.now() - t0;
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 /**
