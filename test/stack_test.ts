@@ -15,9 +15,12 @@ const SLEEP_MS = 1000;
 const CHILDREN = 50;
 const FP = ["-O0", "-fno-omit-frame-pointer"];
 
+/** A spinning workload: its process CPU time and the spin's CLOCK_BOOTTIME ns (the trace's). */
 interface Spin {
   pid: number;
   cpu_ns: number;
+  start: number;
+  end: number;
 }
 
 interface SleepStates {
@@ -34,7 +37,7 @@ interface Workloads {
   stripped: Spin;
   sleep: SleepStates;
   children: number[];
-  cpp: { pid: number };
+  cpp: Omit<Spin, "cpu_ns">;
 }
 
 async function binaries() {
@@ -57,7 +60,7 @@ async function runWorkloads(): Promise<Workloads> {
     runJson<Spin>(bins.stripped, ["500"]),
     runJson<SleepStates>(bins.sleep, [String(SLEEP_MS)]),
     runJson<{ children: number[] }>(bins.children, [String(CHILDREN), "20"]),
-    runJson<{ pid: number }>(bins.cpp, ["500"]),
+    runJson<Workloads["cpp"]>(bins.cpp, ["500"]),
     runJson<Workloads["migrate"]>(bins.migrate, ["1000"]),
   ]);
   return { spin, stripped, sleep, children: children.children, cpp, migrate };
@@ -96,6 +99,14 @@ function fraction<T>(items: T[], pred: (t: T) => boolean): number {
 
 function onCpu(view: TraceView, pid: number): StackSampleView[] {
   return view.stackSamples.filter((s) => s.source === "on_cpu" && s.pid === pid);
+}
+
+/**
+ * The CPU samples taken while W spun: what a check of the spinning code judges. Its start
+ * (spawn, exec, the dynamic loader) and exit are on the CPU too, longer the busier the host.
+ */
+function spinning(view: TraceView, w: { pid: number; start: number; end: number }) {
+  return onCpu(view, w.pid).filter((s) => Number(s.ts) >= w.start && Number(s.ts) <= w.end);
 }
 
 /** A few samples for a failure message. */
@@ -165,7 +176,7 @@ test("sleep stacks carry no tracing frames (bpf_prog_*, __bpf_trace_*, __traceit
   assert.equal(bad.length, 0, sampleOf(bad));
 });
 
-test("spin_stack: ≥ 90 % of its CPU samples are main → middle → leaf, leaf last", async () => {
+test("spin_stack: ≥ 90 % of its CPU samples while spinning are main → middle → leaf", async () => {
   const { view, rec } = await main();
   const { pid, cpu_ns } = rec.result.spin;
   const samples = onCpu(view, pid);
@@ -177,6 +188,7 @@ test("spin_stack: ≥ 90 % of its CPU samples are main → middle → leaf, leaf
     samples.length >= 0.4 * expected && samples.length <= 1.15 * expected,
     `${samples.length} samples for ${cpu_ns} ns of CPU at ${FREQ} Hz`,
   );
+  const spun = spinning(view, rec.result.spin);
   const chain = (s: StackSampleView) => {
     const n = names(s);
     const at = n.indexOf("main");
@@ -189,12 +201,10 @@ test("spin_stack: ≥ 90 % of its CPU samples are main → middle → leaf, leaf
       ) &&
       s.frames.slice(at).every((f) => f.mappingPath.endsWith("/spin_stack"));
   };
-  const good = fraction(samples, chain);
+  const good = fraction(spun, chain);
   assert.ok(
     good >= 0.9,
-    `${(good * 100).toFixed(1)} % of ${samples.length}:\n${
-      sampleOf(samples.filter((s) => !chain(s)))
-    }`,
+    `${(good * 100).toFixed(1)} % of ${spun.length}:\n${sampleOf(spun.filter((s) => !chain(s)))}`,
   );
   assert.ok(samples.every((s) => s.tid === pid), "single-threaded: tid = pid");
 });
@@ -226,7 +236,8 @@ async function symbolRanges(bin: string, fns: string[]) {
 test("stripped binary: its frames are labelled <basename>+0x<offset> at the right code", async () => {
   const { view, rec } = await main();
   const samples = onCpu(view, rec.result.stripped.pid);
-  assert.ok(samples.length >= 0.5 * 0.5 * FREQ, `${samples.length} samples`);
+  // 0.5 s of CPU time; a stolen vCPU's sampling timer skips ticks (see spin_stack's count).
+  assert.ok(samples.length >= 0.5 * 0.3 * FREQ, `${samples.length} samples`);
   const own = samples.flatMap((s) => s.frames).filter((f) =>
     f.mappingPath.endsWith("/spin_stack_stripped")
   );
@@ -245,22 +256,24 @@ test("stripped binary: its frames are labelled <basename>+0x<offset> at the righ
     return n >= 3 && within(s.frames[n - 1], "leaf") && within(s.frames[n - 2], "middle") &&
       within(s.frames[n - 3], "main");
   };
-  const good = fraction(samples, chain);
+  const spun = spinning(view, rec.result.stripped);
+  const good = fraction(spun, chain);
   assert.ok(
     good >= 0.9,
-    `${(good * 100).toFixed(1)} %:\n${sampleOf(samples.filter((s) => !chain(s)))}`,
+    `${(good * 100).toFixed(1)} % of ${spun.length}:\n${sampleOf(spun.filter((s) => !chain(s)))}`,
   );
 });
 
 test("C++: frames are demangled (ns::Worker<int>::crunch(int)), no _Z names", async () => {
   const { view, rec } = await main();
   const samples = onCpu(view, rec.result.cpp.pid);
-  assert.ok(samples.length >= 0.5 * 0.5 * FREQ, `${samples.length} samples`);
+  assert.ok(samples.length >= 0.5 * 0.3 * FREQ, `${samples.length} samples`);
   const crunch = (s: StackSampleView) => names(s).at(-1) === "ns::Worker<int>::crunch(int)";
-  const good = fraction(samples, crunch);
+  const spun = spinning(view, rec.result.cpp);
+  const good = fraction(spun, crunch);
   assert.ok(
     good >= 0.9,
-    `${(good * 100).toFixed(1)} %:\n${sampleOf(samples.filter((s) => !crunch(s)))}`,
+    `${(good * 100).toFixed(1)} % of ${spun.length}:\n${sampleOf(spun.filter((s) => !crunch(s)))}`,
   );
   const mangled = samples.flatMap(names).filter((n) => /^_Z/.test(n));
   assert.deepEqual([...new Set(mangled)], []);
@@ -272,8 +285,8 @@ test("short-lived children: ≥ 95 % of their CPU samples are in child_spin or t
   assert.equal(children.length, CHILDREN);
   const pids = new Set(children);
   const samples = view.stackSamples.filter((s) => s.source === "on_cpu" && pids.has(s.pid));
-  // 50 × 20 ms of CPU at FREQ.
-  assert.ok(samples.length >= 0.7 * CHILDREN * 0.02 * FREQ, `${samples.length} samples`);
+  // 50 × 20 ms of CPU at FREQ, fewer on a stolen vCPU (see spin_stack's count).
+  assert.ok(samples.length >= 0.4 * CHILDREN * 0.02 * FREQ, `${samples.length} samples`);
   const sampled = new Set(samples.map((s) => s.pid));
   assert.equal(sampled.size, CHILDREN, "every child was sampled");
   // Or in the child's own way in and out: returning from fork, its first writes to memory it

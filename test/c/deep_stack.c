@@ -2,7 +2,8 @@
 /*
  * Built with plain `gcc -O2`: main → recurse × DEPTH → bottom, each recurse
  * frame holding a 256-byte array (about 280 bytes of stack per level), and
- * bottom spins for SECONDS of CPU time. Prints {"pid":…,"depth":…}.
+ * bottom spins for SECONDS of CPU time. Prints {"pid":…,"depth":…,
+ * "start":boot_ns,"end":boot_ns} (the spin's).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,16 @@
 #include <unistd.h>
 
 static volatile unsigned long sink;
+static long long start, end;
+
+/* CLOCK_BOOTTIME, the trace's clock: the test judges only samples of the spin. */
+static long long boot_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_BOOTTIME, &t);
+	return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 static double cpu_seconds(void)
 {
@@ -23,9 +34,11 @@ __attribute__((noinline)) static void bottom(double seconds)
 {
 	double deadline = cpu_seconds() + seconds;
 
+	start = boot_ns();
 	while (cpu_seconds() < deadline)
 		for (int i = 0; i < 200000; i++)
 			sink += i;
+	end = boot_ns();
 }
 
 __attribute__((noinline)) static unsigned long recurse(int depth, double seconds)
@@ -52,6 +65,7 @@ int main(int argc, char **argv)
 	double seconds = argc > 2 ? atof(argv[2]) : 1;
 
 	sink += recurse(depth, seconds);
-	printf("{\"pid\":%d,\"depth\":%d}\n", getpid(), depth);
+	printf("{\"pid\":%d,\"depth\":%d,\"start\":%lld,\"end\":%lld}\n", getpid(), depth, start,
+	       end);
 	return 0;
 }
