@@ -5,7 +5,9 @@
  *
  * 1. Overhead: a fixed CPU-bound job on every CPU (a C one, then a Python one), untraced,
  *    under systing (1000 Hz CPU samples, sleep stacks, Python frames) and under
- *    `perf record -F 1000 -a --call-graph dwarf`, interleaved R rounds; each tracer's cost is
+ *    `perf record -F 1000 -a --call-graph dwarf`, and under `perf record -F 1000 -a` with no call
+ *    graph (the sampling floor: what a 1000 Hz clock event costs this machine before any stack
+ *    is taken), interleaved R rounds; each tracer's cost is
  *    (job CPU + the tracer's own CPU) / untraced job CPU − 1. systing's is given for the first
  *    job after it started (what a short recording pays) and for a second job in the same
  *    recording (its cost once V8 has compiled its code). With --before DIR (another built
@@ -125,10 +127,13 @@ async function pythonJob(): Promise<{ wall: number; cpu: number }> {
   return { wall: Math.max(...each.map((e) => e[0])), cpu: each.reduce((t, e) => t + e[1], 0) };
 }
 
-/** perf record of the whole machine with DWARF call graphs at 1000 Hz: the baseline. */
-async function perfStart(out: string): Promise<Deno.ChildProcess> {
+/**
+ * perf record of the whole machine at 1000 Hz: with DWARF call graphs, the baseline; with none
+ * (CALLS false), the floor every sampler stands on here (the clock event's interrupt, the IP).
+ */
+async function perfStart(out: string, calls = true): Promise<Deno.ChildProcess> {
   const p = new Deno.Command("perf", {
-    args: ["record", "-F", "1000", "-a", "--call-graph", "dwarf", "-o", out],
+    args: ["record", "-F", "1000", "-a", ...(calls ? ["--call-graph", "dwarf"] : []), "-o", out],
     stdout: "null",
     stderr: "null",
   }).spawn();
@@ -143,6 +148,8 @@ interface Round {
   /** A second job in the same recording: the tracer's cost once warm. */
   warm: { wall: number; cpu: number; tracer: number };
   perf: { wall: number; cpu: number; tracer: number };
+  /** perf record with no call graph: the cost of sampling at all. */
+  floor: { wall: number; cpu: number; tracer: number };
   /** --before: the other checkout's first and second job. */
   before?: { wall: number; cpu: number; tracer: number };
   beforeWarm?: { wall: number; cpu: number; tracer: number };
@@ -163,6 +170,19 @@ async function underSysting(job: () => Promise<{ wall: number; cpu: number }>, r
   };
 }
 
+/** JOB under `perf record`, with or without call graphs: the job's figures and perf's CPU. */
+async function underPerf(job: () => Promise<{ wall: number; cpu: number }>, calls: boolean) {
+  const p = await perfStart(`${tmp}/perf.data`, calls);
+  const pCpu = new CpuMeter(p.pid);
+  const p0 = pCpu.seconds();
+  const pj = await job();
+  const tracer = pCpu.seconds() - p0;
+  p.kill("SIGINT");
+  await p.status;
+  pCpu.close();
+  return { ...pj, tracer };
+}
+
 /** JOB untraced, under systing and under perf, interleaved for ROUNDS rounds. */
 async function overhead(job: () => Promise<{ wall: number; cpu: number }>): Promise<Round[]> {
   await job(); // warm-up
@@ -171,19 +191,14 @@ async function overhead(job: () => Promise<{ wall: number; cpu: number }>): Prom
     const plain = await job();
     const now = await underSysting(job, REPO);
     const before = BEFORE ? await underSysting(job, BEFORE) : undefined;
-    const p = await perfStart(`${tmp}/perf.data`);
-    const pCpu = new CpuMeter(p.pid);
-    const p0 = pCpu.seconds();
-    const pj = await job();
-    const pTracer = pCpu.seconds() - p0;
-    p.kill("SIGINT");
-    await p.status;
-    pCpu.close();
+    const perf = await underPerf(job, true);
+    const floor = await underPerf(job, false);
     rounds.push({
       plain,
       systing: now.first,
       warm: now.warm,
-      perf: { ...pj, tracer: pTracer },
+      perf,
+      floor,
       before: before?.first,
       beforeWarm: before?.warm,
     });
@@ -199,13 +214,20 @@ function report(name: string, rounds: Round[]): void {
   const stacks = Number(/stacks: (\d+) CPU samples/.exec(s)?.[1] ?? 0) +
     Number(/(\d+) sleep stacks/.exec(s)?.[1] ?? 0);
   console.log(`${name}, median of ${rounds.length} (job CPU ${plain.toFixed(2)} s untraced):`);
-  const rows = ["systing", "warm", "perf", ...(BEFORE ? ["before", "beforeWarm"] as const : [])];
+  const rows = [
+    "systing",
+    "warm",
+    "perf",
+    "floor",
+    ...(BEFORE ? ["before", "beforeWarm"] as const : []),
+  ];
   const labels: Record<string, string> = {
     warm: "systing, a second job (warm)",
+    floor: "floor (perf, no call graph)",
     before: "before (--before), first job",
     beforeWarm: "before (--before), second job",
   };
-  for (const t of rows as ("systing" | "warm" | "perf" | "before" | "beforeWarm")[]) {
+  for (const t of rows as ("systing" | "warm" | "perf" | "floor" | "before" | "beforeWarm")[]) {
     const job = m((r) => r[t]!.cpu), tracer = m((r) => r[t]!.tracer);
     const label = labels[t] ?? t;
     console.log(
