@@ -3,10 +3,14 @@
  * ends on CPU 0) untraced and under each tracer of the same two events (sched_switch,
  * sched_waking), interleaved round by round in one run so that the machine's drift hits all
  * alike:
- *   - systing -n (scheduler only) and systing with its defaults (sleep stacks too);
+ *   - systing -n (scheduler only) and systing with its defaults (sleep stacks too), and the
+ *     defaults' two stack parts apart (--no-cpu-stack-traces: sleep stacks only;
+ *     --no-sleep-stack-traces: 1000 Hz CPU samples only), to tell what the defaults pay for;
  *   - a tracefs instance with those events and a 64 MiB buffer per CPU that nobody reads: the
  *     kernel's own recording cost, the floor of every ftrace-based tool;
  *   - `perf record` of the two tracepoints;
+ *   - `perf record -F 1000 -a` with no call graph and no tracepoint: what a 1000 Hz clock event
+ *     costs this machine before any program or stack, the floor under the defaults' CPU samples;
  *   - Perfetto's tracebox (ftrace data source, compact_sched, 256 MiB buffer), where one is
  *     found (--tracebox PATH, or `tracebox` on PATH).
  * Then one more pass of each systing variant with the kernel's BPF statistics on, for each
@@ -85,6 +89,15 @@ function perfRecord(): Promise<Traced> {
       return pipeBench();
     },
   );
+}
+
+/** The cost of sampling at all: a 1000 Hz clock event on every CPU, the IP only. */
+function perfSampling(): Promise<Traced> {
+  const out = `${tmp}/perf-sampling.data`;
+  return traced("perf", ["record", "-F", "1000", "-a", "-o", out], /^/, out, async () => {
+    await new Promise((r) => setTimeout(r, 1000));
+    return pipeBench();
+  });
 }
 
 /** The path of a runnable tracebox, or undefined. */
@@ -186,19 +199,24 @@ console.log(
 console.log(`  systing: ${systingCommand().label}`);
 if (BEFORE) console.log(`  before: ${systingCommand(BEFORE).label}`);
 const untraced: number[] = [], bySysting: Traced[] = [], byDefault: Traced[] = [];
+const bySleepOnly: Traced[] = [], byCpuOnly: Traced[] = [];
 const byFtrace: FtraceRun[] = [], byPerf: Traced[] = [], byTracebox: Traced[] = [];
+const bySampling: Traced[] = [];
 const beforeN: Traced[] = [], beforeDefault: Traced[] = [];
 await pipeBench(); // warm-up
 for (let r = 0; r < ROUNDS; r++) {
   untraced.push(await pipeBench());
   bySysting.push(await systing(["-n"]));
   byDefault.push(await systing());
+  bySleepOnly.push(await systing(["--no-cpu-stack-traces"]));
+  byCpuOnly.push(await systing(["--no-sleep-stack-traces"]));
   if (BEFORE) {
     beforeN.push(await systing(["-n"], undefined, BEFORE));
     beforeDefault.push(await systing([], undefined, BEFORE));
   }
   byFtrace.push(await withFtraceInstance(EVENTS, 64 << 10, pipeBench));
   byPerf.push(await perfRecord());
+  bySampling.push(await perfSampling());
   if (traceboxPath) byTracebox.push(await tracebox(traceboxPath));
 }
 
@@ -222,13 +240,16 @@ const cSw = switchBytes(cTrace);
 
 const f = (x: number, d = 2) => x.toFixed(d);
 const row = (name: string, v: number) =>
-  console.log(`  ${name.padEnd(34)} ${String(v).padStart(7)}   ${f(v / base, 3)}`);
+  console.log(`  ${name.padEnd(40)} ${String(v).padStart(7)}   ${f(v / base, 3)}`);
 console.log(`throughput (ops/s, median of ${ROUNDS}; traced/untraced):`);
-console.log(`  ${"untraced".padEnd(34)} ${String(base).padStart(7)}`);
+console.log(`  ${"untraced".padEnd(40)} ${String(base).padStart(7)}`);
 row("systing -n", sOps);
 row("systing (defaults: sleep stacks)", dOps);
+row("  its sleep stacks alone", ops(bySleepOnly));
+row("  its 1000 Hz CPU samples alone", ops(byCpuOnly));
 row("ftrace instance, no reader, 64 MiB", fOps);
 row("perf record", pOps);
+row("perf record -F 1000, no stacks (floor)", ops(bySampling));
 if (BEFORE) {
   row("before: systing -n", ops(beforeN));
   row("before: systing (defaults)", ops(beforeDefault));
