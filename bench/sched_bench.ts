@@ -223,7 +223,6 @@ for (let r = 0; r < ROUNDS; r++) {
 const base = median(untraced);
 const s = bySysting[bySysting.length - 1];
 const ops = (runs: { measured: number }[]) => median(runs.map((x) => x.measured));
-const sOps = ops(bySysting), dOps = ops(byDefault), fOps = ops(byFtrace), pOps = ops(byPerf);
 const events = summaryNumber(s.stderr, /, (\d+) events, /);
 const drops = summaryNumber(s.stderr, /events, (\d+) dropped/);
 const drainNs = summaryNumber(s.stderr, /drain worker CPU (\d+) ns\/event/);
@@ -239,32 +238,40 @@ const cTrace = readTrace(compressed.output);
 const cSw = switchBytes(cTrace);
 
 const f = (x: number, d = 2) => x.toFixed(d);
-const row = (name: string, v: number) =>
-  console.log(`  ${name.padEnd(40)} ${String(v).padStart(7)}   ${f(v / base, 3)}`);
-console.log(`throughput (ops/s, median of ${ROUNDS}; traced/untraced):`);
+// Each round's run against that round's untraced run, seconds apart: the machine's drift over
+// the benchmark cancels out of the ratio. The median of those ratios is printed.
+const ratio = (runs: { measured: number }[]) =>
+  median(runs.map((x, i) => x.measured / untraced[i]));
+const row = (name: string, runs: { measured: number }[]) =>
+  console.log(`  ${name.padEnd(40)} ${String(ops(runs)).padStart(7)}   ${f(ratio(runs), 3)}`);
+console.log(
+  `throughput (ops/s, median of ${ROUNDS}; traced/untraced, the median of each round's ratio):`,
+);
 console.log(`  ${"untraced".padEnd(40)} ${String(base).padStart(7)}`);
-row("systing -n", sOps);
-row("systing (defaults: sleep stacks)", dOps);
-row("  its sleep stacks alone", ops(bySleepOnly));
-row("  its 1000 Hz CPU samples alone", ops(byCpuOnly));
-row("ftrace instance, no reader, 64 MiB", fOps);
-row("perf record", pOps);
-row("perf record -F 1000, no stacks (floor)", ops(bySampling));
+row("systing -n", bySysting);
+row("systing (defaults: sleep stacks)", byDefault);
+row("  its sleep stacks alone", bySleepOnly);
+row("  its 1000 Hz CPU samples alone", byCpuOnly);
+row("ftrace instance, no reader, 64 MiB", byFtrace);
+row("perf record", byPerf);
+row("perf record -F 1000, no stacks (floor)", bySampling);
 if (BEFORE) {
-  row("before: systing -n", ops(beforeN));
-  row("before: systing (defaults)", ops(beforeDefault));
+  row("before: systing -n", beforeN);
+  row("before: systing (defaults)", beforeDefault);
 }
-if (traceboxPath) row("tracebox (compact_sched, 256 MiB)", ops(byTracebox));
+if (traceboxPath) row("tracebox (compact_sched, 256 MiB)", byTracebox);
 else console.log(`  tracebox: not found (${values.tracebox}); pass --tracebox PATH`);
 const lastFtrace = byFtrace[byFtrace.length - 1];
 console.log(
   `  ftrace, last round: ${lastFtrace.entries} entries, ${lastFtrace.overrun} overwritten ` +
     `(no reader), ${lastFtrace.dropped} dropped`,
 );
+const points = (a: { measured: number }[], b: { measured: number }[]) =>
+  median(a.map((x, i) => (x.measured - b[i].measured) / untraced[i] * 100));
 console.log(
-  `  default − -n: ${f((sOps - dOps) / base * 100, 1)} points; -n − ftrace: ${
-    f((sOps - fOps) / base * 100, 1)
-  } points`,
+  `  default − -n: ${f(points(bySysting, byDefault), 1)} points; -n − ftrace: ${
+    f(points(bySysting, byFtrace), 1)
+  } points (medians of each round's)`,
 );
 console.log(`systing -n, last round:`);
 console.log(`  events ${events}, dropped ${drops}`);

@@ -8,7 +8,8 @@
  *    `perf record -F 1000 -a --call-graph dwarf`, and under `perf record -F 1000 -a` with no call
  *    graph (the sampling floor: what a 1000 Hz clock event costs this machine before any stack
  *    is taken), interleaved R rounds; each tracer's cost is
- *    (job CPU + the tracer's own CPU) / untraced job CPU − 1. systing's is given for the first
+ *    (job CPU + the tracer's own CPU) / untraced job CPU − 1, in each round against that round's
+ *    untraced job, the median of the rounds printed. systing's is given for the first
  *    job after it started (what a short recording pays) and for a second job in the same
  *    recording (its cost once V8 has compiled its code). With --before DIR (another built
  *    checkout), that checkout's systing runs the same two jobs in every round: before/after
@@ -209,7 +210,6 @@ async function overhead(job: () => Promise<{ wall: number; cpu: number }>): Prom
 function report(name: string, rounds: Round[]): void {
   const m = (f: (r: Round) => number) => median(rounds.map(f));
   const plain = m((r) => r.plain.cpu);
-  const cost = (job: number, tracer: number) => ((job + tracer) / plain - 1) * 100;
   const s = rounds[rounds.length - 1].systing.details;
   const stacks = Number(/stacks: (\d+) CPU samples/.exec(s)?.[1] ?? 0) +
     Number(/(\d+) sleep stacks/.exec(s)?.[1] ?? 0);
@@ -227,12 +227,17 @@ function report(name: string, rounds: Round[]): void {
     before: "before (--before), first job",
     beforeWarm: "before (--before), second job",
   };
+  // Each round's figures against that round's own untraced job, which ran minutes, not a whole
+  // benchmark, apart: the machine's drift over the run cancels out of the ratio.
   for (const t of rows as ("systing" | "warm" | "perf" | "floor" | "before" | "beforeWarm")[]) {
-    const job = m((r) => r[t]!.cpu), tracer = m((r) => r[t]!.tracer);
+    const jobUp = (r: Round) => (r[t]!.cpu / r.plain.cpu - 1) * 100;
+    const cost = (r: Round) => ((r[t]!.cpu + r[t]!.tracer) / r.plain.cpu - 1) * 100;
     const label = labels[t] ?? t;
     console.log(
-      `  ${label.padEnd(7)} job CPU +${((job / plain - 1) * 100).toFixed(2)} %, its own CPU ` +
-        `${tracer.toFixed(2)} s: (job + tracer) / untraced − 1 = ${cost(job, tracer).toFixed(2)} %`,
+      `  ${label.padEnd(7)} job CPU +${m(jobUp).toFixed(2)} %, its own CPU ` +
+        `${m((r) => r[t]!.tracer).toFixed(2)} s: (job + tracer) / untraced − 1 = ${
+          m(cost).toFixed(2)
+        } % (rounds: ${rounds.map((r) => cost(r).toFixed(1)).join(", ")})`,
     );
   }
   console.log(
