@@ -11,7 +11,18 @@
  *   deno run -A bench/filter_bench.ts [--loops N] [--rounds R] [--seconds SECS]
  */
 import { parseArgs } from "node:util";
-import { DENO, killTree, median, pipeBench, REPO, type Traced, traced } from "./tracer_run.ts";
+import {
+  DENO,
+  killTree,
+  median,
+  pipeBench,
+  refuseIfTraced,
+  REPO,
+  type Traced,
+  traced,
+} from "./tracer_run.ts";
+
+refuseIfTraced();
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -8,7 +8,9 @@
  *   deno run -A bench/probe_bench.ts [--calls N] [--rounds R]
  */
 import { parseArgs } from "node:util";
-import { DENO, median, REPO } from "./tracer_run.ts";
+import { DENO, median, refuseIfTraced, REPO } from "./tracer_run.ts";
+
+refuseIfTraced();
 
 const { values } = parseArgs({
   args: Deno.args,

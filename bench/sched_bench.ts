@@ -32,12 +32,15 @@ import {
   killTree,
   median,
   pipeBench as pipeLoops,
+  refuseIfTraced,
   REPO,
   rssKiB,
   systingCommand,
   type Traced,
   traced,
 } from "./tracer_run.ts";
+
+refuseIfTraced();
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -20,7 +20,7 @@
  *    systing's RSS every few seconds.
  */
 import { parseArgs } from "node:util";
-import { CpuMeter, median, REPO, rssKiB, systingCommand } from "./tracer_run.ts";
+import { CpuMeter, median, refuseIfTraced, REPO, rssKiB, systingCommand } from "./tracer_run.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -115,6 +115,8 @@ w, c = time.monotonic(), time.process_time()
 outer(int(sys.argv[1]))
 print(time.monotonic() - w, time.process_time() - c)
 `;
+
+refuseIfTraced();
 
 async function pythonJob(): Promise<{ wall: number; cpu: number }> {
   const loops = String(Math.round(Number(values.iterations) / 15_000));

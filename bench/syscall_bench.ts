@@ -8,7 +8,9 @@
  *   deno run -A bench/syscall_bench.ts [--calls N] [--rounds R]
  */
 import { parseArgs } from "node:util";
-import { DENO, median, REPO, type Traced, traced } from "./tracer_run.ts";
+import { DENO, median, refuseIfTraced, REPO, type Traced, traced } from "./tracer_run.ts";
+
+refuseIfTraced();
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -214,3 +214,40 @@ function liveThreadsCpuSec(pid: number): number {
   }
   return ns / 1e9;
 }
+
+/**
+ * Stops the benchmark when another tracer (a systing, perf record, bpftrace or tracebox left
+ * running) is already attached: its programs would run in every row, the untraced one included,
+ * and the figures would look plausible while measuring both.
+ */
+export function refuseIfTraced(): void {
+  const found: string[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    const pid = Number(e.name);
+    if (!Number.isInteger(pid) || pid === Deno.pid) continue;
+    let args: string[];
+    try {
+      args = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").filter((a) => a);
+    } catch {
+      continue; // gone, or a kernel thread
+    }
+    const name = (args[0] ?? "").split("/").pop() ?? "";
+    const comm = (() => {
+      try {
+        return Deno.readTextFileSync(`/proc/${pid}/comm`).trim();
+      } catch {
+        return "";
+      }
+    })();
+    const tracer = comm === "systing" || name === "systing" || name === "bpftrace" ||
+      name === "tracebox" || (name === "perf" && args[1] === "record");
+    if (tracer) found.push(`pid ${pid}: ${args.join(" ").slice(0, 80)}`);
+  }
+  if (found.length > 0) {
+    console.error(
+      `bench: another tracer is running (${found.join("; ")}); stop it first: its programs ` +
+        `would run under every row, the untraced one included`,
+    );
+    Deno.exit(1);
+  }
+}
