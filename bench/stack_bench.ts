@@ -22,6 +22,8 @@
 import { parseArgs } from "node:util";
 import { CpuMeter, median, refuseIfTraced, REPO, rssKiB, systingCommand } from "./tracer_run.ts";
 
+refuseIfTraced();
+
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -115,8 +117,6 @@ w, c = time.monotonic(), time.process_time()
 outer(int(sys.argv[1]))
 print(time.monotonic() - w, time.process_time() - c)
 `;
-
-refuseIfTraced();
 
 async function pythonJob(): Promise<{ wall: number; cpu: number }> {
   const loops = String(Math.round(Number(values.iterations) / 15_000));
