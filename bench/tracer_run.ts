@@ -231,16 +231,10 @@ export function refuseIfTraced(): void {
     } catch {
       continue; // gone, or a kernel thread
     }
+    // dist/systing's launcher runs the runtime as argv[0] "systing".
     const name = (args[0] ?? "").split("/").pop() ?? "";
-    const comm = (() => {
-      try {
-        return Deno.readTextFileSync(`/proc/${pid}/comm`).trim();
-      } catch {
-        return "";
-      }
-    })();
-    const tracer = comm === "systing" || name === "systing" || name === "bpftrace" ||
-      name === "tracebox" || (name === "perf" && args[1] === "record");
+    const tracer = name === "systing" || name === "bpftrace" || name === "tracebox" ||
+      (name === "perf" && args[1] === "record");
     if (tracer) found.push(`pid ${pid}: ${args.join(" ").slice(0, 80)}`);
   }
   if (found.length > 0) {
