@@ -94,6 +94,8 @@ export interface RowPlan {
   readonly cfaOffset: number;
   /** The return address is saved at CFA + raOffset. */
   readonly raOffset: number;
+  /** The return address rule is "undefined": the outermost frame, whose walk ends here. */
+  readonly outermost: boolean;
   /** Other registers saved at CFA + offsets[i]. */
   readonly saved: Int32Array;
   readonly offsets: Float64Array;
@@ -340,10 +342,11 @@ interface CieState {
 }
 
 /**
- * Addresses whose row a table remembers: a map entry each (the rows are shared), so at most a
- * few hundred KiB per open file.
+ * Addresses whose row a table remembers, direct-mapped (a newer address takes an older one's
+ * slot): 24 KiB per open file, made on its first lookup. A Map would cost a call out of compiled
+ * code per lookup, and a walk makes one per frame.
  */
-const MAX_ROWS_BY_PC = 4096;
+const ROW_SLOTS = 1024;
 
 /** The per-file unwind table. */
 export class EhFrame {
@@ -353,7 +356,13 @@ export class EhFrame {
   /** The last window read by the linear scan (only while it runs). */
   #window: { at: number; bytes: Uint8Array } | undefined;
   #cachedRows = 0;
-  #work = 0;
+  /**
+   * Work done so far: bytes of .eh_frame read plus CFA instructions executed plus search steps.
+   * What guards against hostile input bound, and what tests check instead of time.
+   * A field, not a getter: a walk reads it twice per frame, and a getter is a call there.
+   * Only the table writes it.
+   */
+  work = 0;
   readonly #addr: number;
   readonly #bases: Bases;
   readonly #label: string;
@@ -362,7 +371,8 @@ export class EhFrame {
   /** Parsed FDEs (and rows) by offset, least recently used first. */
   readonly #fdeCache = new Map<number, CachedFde>();
   /** Rows by address already looked up (null: none covers it). */
-  readonly #rowByPc = new Map<number, UnwindRow | null>();
+  #rowPcs: Float64Array | undefined;
+  #rows: (UnwindRow | null | undefined)[] = [];
 
   // The .eh_frame_hdr search table, when usable.
   readonly #hdr: Reader | undefined;
@@ -451,18 +461,10 @@ export class EhFrame {
     }
   }
 
-  /**
-   * Work done so far: bytes of .eh_frame read plus CFA instructions executed plus search steps.
-   * What guards against hostile input bound, and what tests check instead of time.
-   */
-  get work(): number {
-    return this.#work;
-  }
-
   /** A rough count of the bytes this table keeps in memory (for cache budgets). */
   get retainedBytes(): number {
     return 1024 + (this.#hdr?.bytes.length ?? 0) + (this.#scanStart?.length ?? 0) * 24 +
-      this.#fdeCache.size * 200 + this.#cachedRows * 120;
+      this.#fdeCache.size * 200 + this.#cachedRows * 120 + (this.#rowPcs ? ROW_SLOTS * 16 : 0);
   }
 
   /** Whether lookups binary-search `.eh_frame_hdr` (else a linear scan built the index). */
@@ -481,16 +483,21 @@ export class EhFrame {
   /** The unwind row for a link-time address, or undefined when no FDE covers it. */
   rowAt(vaddr: number): UnwindRow | undefined {
     // The same return addresses come back sample after sample: answer those from memory.
-    const known = this.#rowByPc.get(vaddr);
-    if (known !== undefined) return known ?? undefined;
+    let pcs = this.#rowPcs;
+    if (pcs === undefined) {
+      pcs = this.#rowPcs = new Float64Array(ROW_SLOTS).fill(NaN);
+      this.#rows = new Array(ROW_SLOTS).fill(undefined);
+    }
+    const slot = (vaddr ^ (vaddr >>> 10)) & (ROW_SLOTS - 1);
+    if (pcs[slot] === vaddr) return this.#rows[slot] ?? undefined;
     const offset = this.#hdr ? this.#candidateInHdr(vaddr) : this.#candidateInScan(vaddr);
     let row: UnwindRow | undefined;
     if (offset !== undefined) {
       const c = this.#cached(offset);
       if (vaddr >= c.fde.pcBegin && vaddr < c.fde.pcEnd) row = rowIn(this.#rowsOf(c), vaddr);
     }
-    if (this.#rowByPc.size >= MAX_ROWS_BY_PC) this.#rowByPc.clear();
-    this.#rowByPc.set(vaddr, row ?? null);
+    pcs[slot] = vaddr;
+    this.#rows[slot] = row ?? null;
     return row;
   }
 
@@ -562,7 +569,7 @@ export class EhFrame {
       const dv = r.dv;
       const base = r.addr;
       while (lo < hi) {
-        this.#work++;
+        this.work++;
         const mid = (lo + hi) >>> 1;
         if (base + dv.getInt32(tableAt + mid * 8, true) <= vaddr) lo = mid + 1;
         else hi = mid;
@@ -576,7 +583,7 @@ export class EhFrame {
         return r.encoded(this.#tableEnc, bases);
       };
       while (lo < hi) {
-        this.#work++;
+        this.work++;
         const mid = (lo + hi) >>> 1;
         if (at(mid, 0) <= vaddr) lo = mid + 1;
         else hi = mid;
@@ -653,7 +660,7 @@ export class EhFrame {
     if (!(pos >= 0 && length >= 0 && pos + length <= this.#size)) {
       throw this.#error(`read of ${length} bytes at 0x${pos.toString(16)} outside .eh_frame`);
     }
-    this.#work += length;
+    this.work += length;
     const w = this.#window;
     if (!w) {
       try {
@@ -899,7 +906,7 @@ export class EhFrame {
     });
 
     while (r.pos < r.end) {
-      this.#work++;
+      this.work++;
       const op = r.u8();
       const low = op & 0x3f;
       switch (op >> 6) {
