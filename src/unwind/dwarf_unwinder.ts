@@ -105,7 +105,17 @@ export class DwarfUnwinder {
   #nextKnown: Uint8Array;
   // The walk under way, in fields rather than closures: a walk allocates only its result.
   #stack: Uint8Array = new Uint8Array(0);
-  #dv: DataView = new DataView(new ArrayBuffer(0));
+  // The copy's whole buffer as 32-bit words, kept while walks come from the same buffer (the
+  // reader reuses one per batch): V8's mid tier inlines typed-array loads but calls out of
+  // compiled code for every DataView read, and for every view it constructs.
+  #wordsOf: ArrayBufferLike | undefined;
+  #words: Uint32Array = new Uint32Array(0);
+  /** The copy's first word in #words; -1 when the copy does not start 4-aligned. */
+  #wordBase = -1;
+  /** For a copy that does not start 4-aligned only, made on its first read. */
+  #dv: DataView | undefined;
+  // Reused for every walk's return addresses; each result gets a copy of the right length.
+  #ips: number[] = [];
   #base = 0;
   #limit = 0;
   #reach = 0;
@@ -139,14 +149,19 @@ export class DwarfUnwinder {
     this.#counter.steps = 0;
     const stack = input.stack;
     this.#stack = stack;
-    this.#dv = new DataView(stack.buffer, stack.byteOffset, stack.byteLength);
+    this.#dv = undefined;
+    if (stack.byteOffset % 4 === 0) {
+      if (this.#wordsOf !== stack.buffer) {
+        this.#wordsOf = stack.buffer;
+        this.#words = new Uint32Array(stack.buffer, 0, stack.buffer.byteLength >>> 2);
+      }
+      this.#wordBase = stack.byteOffset >>> 2;
+    } else this.#wordBase = -1;
     const base = this.#base = input.stackBase;
     this.#limit = base + stack.length;
     this.#reach = base;
-    this.#cur.fill(0);
-    this.#curKnown.fill(0);
-    this.#next.fill(0);
-    this.#nextKnown.fill(0);
+    clear(this.#cur, this.#curKnown);
+    clear(this.#next, this.#nextKnown);
     this.#cur[arch.raRegister] = input.regs.ip;
     this.#cur[arch.spRegister] = input.regs.sp;
     this.#cur[arch.fpRegister] = input.regs.bp;
@@ -154,7 +169,9 @@ export class DwarfUnwinder {
     this.#curKnown[arch.spRegister] = 1;
     this.#curKnown[arch.fpRegister] = 1;
 
-    const ips: number[] = [input.regs.ip];
+    const ips = this.#ips;
+    ips[0] = input.regs.ip;
+    let count = 1;
     let nextModule: UnwindModule | undefined;
     let exactPc = true; // the leaf's ip, and a pc interrupted by a signal, are not return addresses
     let end: UnwindEnd;
@@ -165,7 +182,7 @@ export class DwarfUnwinder {
       const mod = nextModule ?? input.moduleAt(pc);
       let row: UnwindRow | undefined;
       const table = mod?.table;
-      const tableWork = table?.work ?? 0;
+      const tableWork = table !== undefined ? table.work : 0;
       try {
         row = table?.rowAt(pc - mod!.bias);
       } catch (e) {
@@ -174,11 +191,14 @@ export class DwarfUnwinder {
         break;
       }
       let signal = false;
+      // A plan updates the register file in place; the other steps fill #next.
+      let inPlace = false;
       try {
         this.#spend(FRAME_COST + (table ? (table.work - tableWork) * TABLE_WORK_COST : 0));
         if (row) {
           let plan = row.plan;
           if (plan === undefined) plan = row.plan = planOf(row, this.#n);
+          inPlace = plan !== null;
           const stop = plan !== null ? this.#planStep(plan) : this.#ruleStep(row);
           if (stop !== undefined) {
             end = stop;
@@ -186,7 +206,7 @@ export class DwarfUnwinder {
           }
           signal = row.signalFrame;
         } else {
-          const stop = this.#framePointerStep(mod !== undefined, ips.length === 1, sp);
+          const stop = this.#framePointerStep(mod !== undefined, count === 1, sp);
           if (stop !== undefined) {
             end = stop;
             break;
@@ -197,7 +217,8 @@ export class DwarfUnwinder {
         end = e.end;
         break;
       }
-      const next = this.#next;
+      const next = inPlace ? this.#cur : this.#next;
+      const nextKnown = inPlace ? this.#curKnown : this.#nextKnown;
       const ra = next[arch.raRegister];
       if (ra === 0) {
         end = "complete";
@@ -205,7 +226,7 @@ export class DwarfUnwinder {
       }
       // The stack grows down, so each caller's sp is higher. A signal frame may switch stacks
       // (sigaltstack), which is the one legitimate exception.
-      if (!this.#nextKnown[arch.spRegister] || (!signal && !(next[arch.spRegister] > sp))) {
+      if (!nextKnown[arch.spRegister] || (!signal && !(next[arch.spRegister] > sp))) {
         end = "bad-frame";
         break;
       }
@@ -215,19 +236,20 @@ export class DwarfUnwinder {
         end = "bad-frame";
         break;
       }
-      if (ips.length >= maxFrames) {
+      if (count >= maxFrames) {
         end = "truncated";
         break;
       }
-      ips.push(ra);
+      ips[count++] = ra;
       exactPc = signal;
-      this.#next = this.#cur;
-      this.#cur = next;
-      const known = this.#nextKnown;
-      this.#nextKnown = this.#curKnown;
-      this.#curKnown = known;
+      if (!inPlace) {
+        this.#next = this.#cur;
+        this.#cur = next;
+        this.#nextKnown = this.#curKnown;
+        this.#curKnown = nextKnown;
+      }
     }
-    return { ips, end, reach: this.#reach };
+    return { ips: ips.slice(0, count), end, reach: this.#reach };
   }
 
   #spend(units: number): void {
@@ -244,28 +266,46 @@ export class DwarfUnwinder {
     const off = address - this.#base;
     if (!(off >= 0 && off + 8 <= this.#stack.length)) throw this.#classify(address);
     if (address + 8 > this.#reach) this.#reach = address + 8;
-    return this.#dv.getUint32(off, true) + this.#dv.getUint32(off + 4, true) * 0x1_0000_0000;
+    const wordBase = this.#wordBase;
+    if (wordBase >= 0 && (off & 3) === 0) {
+      const words = this.#words;
+      const w = wordBase + (off >>> 2);
+      return words[w] + words[w + 1] * 0x1_0000_0000;
+    }
+    return this.#word64(off);
   }
 
-  /** The caller's registers by a row's flat form: the common case, without rule objects. */
+  /**
+   * The little-endian 64-bit word at OFF in the copy (checked by the caller), as a number, where
+   * the word view cannot read it (callers try that first, inline).
+   */
+  #word64(off: number): number {
+    const s = this.#stack;
+    const dv = this.#dv ??= new DataView(s.buffer, s.byteOffset, s.byteLength);
+    return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x1_0000_0000;
+  }
+
+  /**
+   * The caller's registers by a row's flat form, the common case: written over the callee's in
+   * place (every value it reads comes from the copy, after the CFA), without rule objects.
+   */
   #planStep(p: RowPlan): UnwindEnd | undefined {
-    const cur = this.#cur;
-    const next = this.#next;
-    const nextKnown = this.#nextKnown;
-    if (!this.#curKnown[p.cfaRegister]) throw BAD;
-    const cfa = cur[p.cfaRegister] + p.cfaOffset;
+    const regs = this.#cur;
+    const known = this.#curKnown;
+    if (!known[p.cfaRegister]) throw BAD;
+    const cfa = regs[p.cfaRegister] + p.cfaOffset;
     if (cfa > this.#reach && cfa <= this.#limit) this.#reach = cfa;
-    next.set(cur);
-    nextKnown.set(this.#curKnown);
+    if (p.outermost) return "complete";
     const arch = this.#arch;
-    next[arch.spRegister] = cfa;
-    nextKnown[arch.spRegister] = 1;
+    regs[arch.spRegister] = cfa;
+    known[arch.spRegister] = 1;
     const saved = p.saved;
     const lost = p.lost;
     this.#spend(RULE_COST * (saved.length + lost.length));
     const base = this.#base;
     const size = this.#stack.length;
-    const dv = this.#dv;
+    const wordBase = this.#wordBase;
+    const words = this.#words;
     for (let i = 0; i < saved.length; i++) {
       const r = saved[i];
       const address = cfa + p.offsets[i];
@@ -273,13 +313,16 @@ export class DwarfUnwinder {
       // A callee-saved register the copy does not hold only matters if a later rule needs it.
       if (off >= 0 && off + 8 <= size) {
         if (address + 8 > this.#reach) this.#reach = address + 8;
-        next[r] = dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x1_0000_0000;
-        nextKnown[r] = 1;
-      } else nextKnown[r] = 0;
+        if (wordBase >= 0 && (off & 3) === 0) {
+          const w = wordBase + (off >>> 2);
+          regs[r] = words[w] + words[w + 1] * 0x1_0000_0000;
+        } else regs[r] = this.#word64(off);
+        known[r] = 1;
+      } else known[r] = 0;
     }
-    for (let i = 0; i < lost.length; i++) nextKnown[lost[i]] = 0;
-    next[arch.raRegister] = this.#read(cfa + p.raOffset);
-    nextKnown[arch.raRegister] = 1;
+    for (let i = 0; i < lost.length; i++) known[lost[i]] = 0;
+    regs[arch.raRegister] = this.#read(cfa + p.raOffset);
+    known[arch.raRegister] = 1;
     return undefined;
   }
 
@@ -290,8 +333,7 @@ export class DwarfUnwinder {
     const nextKnown = this.#nextKnown;
     const cfa = this.#cfaOf(row.cfa);
     if (cfa > this.#reach && cfa <= this.#limit) this.#reach = cfa;
-    next.set(this.#cur);
-    nextKnown.set(this.#curKnown);
+    copyRegisters(this.#cur, this.#curKnown, next, nextKnown);
     next[this.#arch.spRegister] = cfa;
     nextKnown[this.#arch.spRegister] = 1;
     const raRule = row.rules.get(row.raRegister);
@@ -335,8 +377,7 @@ export class DwarfUnwinder {
     }
     const next = this.#next;
     const nextKnown = this.#nextKnown;
-    next.fill(0);
-    nextKnown.fill(0);
+    clear(next, nextKnown);
     next[arch.fpRegister] = this.#read(bp + arch.fpSavedFpOffset);
     next[arch.raRegister] = this.#read(bp + arch.fpReturnAddressOffset);
     next[arch.spRegister] = bp + arch.fpCallerSpOffset;
@@ -390,15 +431,50 @@ export class DwarfUnwinder {
   }
 }
 
+// By hand rather than with fill() and set(): for a register file of 17 those calls out of
+// compiled code (fill() into the runtime itself) cost more than the copying.
+function clear(values: Float64Array, known: Uint8Array): void {
+  for (let r = 0; r < values.length; r++) {
+    values[r] = 0;
+    known[r] = 0;
+  }
+}
+
+function copyRegisters(
+  from: Float64Array,
+  fromKnown: Uint8Array,
+  to: Float64Array,
+  toKnown: Uint8Array,
+): void {
+  for (let r = 0; r < from.length; r++) {
+    to[r] = from[r];
+    toKnown[r] = fromKnown[r];
+  }
+}
+
 /**
  * ROW in flat form, or null when a rule needs the general path: a CFA by expression, a return
- * address not saved at CFA + offset, or a register recovered any other way.
+ * address neither saved at CFA + offset nor undefined (the outermost frame), or a register
+ * recovered any other way.
  */
 function planOf(row: UnwindRow, n: number): RowPlan | null {
   const cfa = row.cfa;
   if (cfa.kind !== "register" || !(cfa.register < n)) return null;
   const ra = row.rules.get(row.raRegister);
-  if (!ra || ra.kind !== "offset" || !(row.raRegister < n)) return null;
+  if (!(row.raRegister < n)) return null;
+  if (ra?.kind === "undefined") {
+    const none = new Int32Array(0);
+    return {
+      cfaRegister: cfa.register,
+      cfaOffset: cfa.offset,
+      raOffset: 0,
+      outermost: true,
+      saved: none,
+      offsets: new Float64Array(0),
+      lost: none,
+    };
+  }
+  if (!ra || ra.kind !== "offset") return null;
   const saved: number[] = [];
   const offsets: number[] = [];
   const lost: number[] = [];
@@ -414,6 +490,7 @@ function planOf(row: UnwindRow, n: number): RowPlan | null {
     cfaRegister: cfa.register,
     cfaOffset: cfa.offset,
     raOffset: ra.offset,
+    outermost: false,
     saved: Int32Array.from(saved),
     offsets: Float64Array.from(offsets),
     lost: Int32Array.from(lost),
