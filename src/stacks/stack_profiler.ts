@@ -42,6 +42,8 @@ import {
 } from "../unwind/dwarf_unwinder.ts";
 
 const MAX_CACHED_STACKS = 1 << 14;
+/** Slots of the pc → unwind module cache (a power of two). */
+const MODULE_SLOTS = 4096;
 /** Functions nothing calls: a walk that reaches one is whole. */
 const OUTERMOST = new Set(["_start", "__clone", "__clone3", "clone", "clone3", "start_thread"]);
 /** How long after a task's next sleep its previous sleep's end may still arrive. */
@@ -106,6 +108,14 @@ interface CachedStack {
   /** Kernel frames at the leaf end of frames (after the tracing machinery was trimmed). */
   kernelFrames: number;
   words: Uint32Array;
+}
+
+/**
+ * A 64-bit user-space value (an address or a register) as a number: exact, since user addresses
+ * stay below 2^47, and without the BigInt a getBigUint64 allocates.
+ */
+function userWord(dv: DataView, at: number): number {
+  return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 0x1_0000_0000;
 }
 
 function sleepKey(tid: number, ts: number): string {
@@ -207,22 +217,33 @@ export class StackProfiler {
   /** The tops told, by thread, and the threads whose top kept proving wrong. */
   #tops = new Map<number, number>();
   #topStrikes = new Map<number, number>();
-  /** unwindModule results by process image and pc: the same return addresses come again. */
-  #modules = new Map<number, Map<number, UnwindModule>>();
+  /**
+   * unwindModule results by process image and pc, since the same return addresses come again:
+   * direct-mapped (a new pc takes an older one's slot), which a walk reads per frame without the
+   * call out of compiled code a Map lookup by a 47-bit number costs.
+   */
+  #modulePcs = new Float64Array(MODULE_SLOTS).fill(NaN);
+  #moduleImages = new Float64Array(MODULE_SLOTS);
+  #moduleOf: (UnwindModule | undefined)[] = new Array(MODULE_SLOTS).fill(undefined);
   #moduleCount = 0;
   /** The walk under way: whose modules moduleAt looks up. */
   // Fields that will hold addresses and times start as NaN, not 0: a field that starts as a small
   // integer changes shape when it first holds a double, and the code compiled for it is thrown
   // away and compiled again.
-  #walk = { tgid: 0, ts: NaN, image: 0, modules: new Map<number, UnwindModule>() };
+  #walk = { tgid: 0, ts: NaN, image: 0 };
   #moduleAt = (pc: number): UnwindModule | undefined => {
     const w = this.#walk;
-    let m = w.modules.get(pc);
-    if (m) return m;
-    m = this.#sym.unwindModule(w.tgid, pc, w.ts);
+    const lo = pc >>> 0;
+    const slot = (lo ^ (lo >>> 12)) & (MODULE_SLOTS - 1);
+    if (this.#modulePcs[slot] === pc && this.#moduleImages[slot] === w.image && w.image !== 0) {
+      return this.#moduleOf[slot];
+    }
+    const m = this.#sym.unwindModule(w.tgid, pc, w.ts);
     if (m && w.image !== 0) {
-      if (++this.#moduleCount > 1 << 16) this.#forgetModules();
-      w.modules.set(pc, m);
+      this.#moduleCount++;
+      this.#modulePcs[slot] = pc;
+      this.#moduleImages[slot] = w.image;
+      this.#moduleOf[slot] = m;
     }
     return m;
   };
@@ -742,20 +763,9 @@ export class StackProfiler {
     tgid: number,
     ts: number,
   ): { ips: number[]; cut: boolean } {
-    const fp: number[] = [];
-    let fpCut = false;
-    for (let i = 0; i < nu; i++) {
-      const ip = Number(dv.getBigUint64(fpOff + 8 * i, true));
-      // Past a frame without frame pointers the walk reads garbage: stop there.
-      if (!this.#spaces.lookup(tgid, ip, ts)?.executable) {
-        fpCut = true;
-        break;
-      }
-      fp.push(ip);
-    }
     const L = Layout.rec_stack;
-    const ip = Number(dv.getBigUint64(off + L.user_ip, true));
-    const sp = Number(dv.getBigUint64(off + L.user_sp, true));
+    const ip = userWord(dv, off + L.user_ip);
+    const sp = userWord(dv, off + L.user_sp);
     const tid = dv.getUint32(off + L.pid, true);
     if (copyBytes === 0 && ip !== 0) {
       // No copy (sleep stacks have a budget): a task asleep at the same user
@@ -771,16 +781,37 @@ export class StackProfiler {
     }
     if (copyBytes === 0 || ip === 0) {
       if (nu > 0) this.stats.framePointer++;
-      return { ips: fp, cut: fpCut };
+      return this.#framePointerWalk(dv, fpOff, nu, tgid, ts);
     }
-    const bp = Number(dv.getBigUint64(off + L.user_bp, true));
+    const bp = userWord(dv, off + L.user_bp);
     // The stack copy follows the user ips and the Python frames.
     const copyAt = fpOff + 8 * nu + Layout.py_frame.size * nPy;
     const stack = new Uint8Array(dv.buffer, dv.byteOffset + copyAt, copyBytes);
-    return this.#unwindCopy(stack, ip, sp, bp, tid, tgid, ts, fp, fpCut);
+    return this.#unwindCopy(stack, ip, sp, bp, tid, tgid, ts, dv, fpOff, nu);
   }
 
-  /** The user stack unwound from the stack copy, or the frame-pointer walk FP where it did better. */
+  /** The frame-pointer walk BPF took (NU ips at FPOFF), cut where it left executable code. */
+  #framePointerWalk(
+    dv: DataView,
+    fpOff: number,
+    nu: number,
+    tgid: number,
+    ts: number,
+  ): { ips: number[]; cut: boolean } {
+    const ips: number[] = [];
+    for (let i = 0; i < nu; i++) {
+      const ip = userWord(dv, fpOff + 8 * i);
+      // Past a frame without frame pointers the walk reads garbage: stop there.
+      if (!this.#spaces.lookup(tgid, ip, ts)?.executable) return { ips, cut: true };
+      ips.push(ip);
+    }
+    return { ips, cut: false };
+  }
+
+  /**
+   * The user stack unwound from the stack copy, or the frame-pointer walk (NU ips at FPOFF, read
+   * only when the unwinding stopped short) where that did better.
+   */
   #unwindCopy(
     stack: Uint8Array,
     ip: number,
@@ -789,8 +820,9 @@ export class StackProfiler {
     tid: number,
     tgid: number,
     ts: number,
-    fp: number[],
-    fpCut: boolean,
+    dv: DataView,
+    fpOff: number,
+    nu: number,
   ): { ips: number[]; cut: boolean } {
     const copyBytes = stack.length;
     const t0 = performance.now();
@@ -799,9 +831,6 @@ export class StackProfiler {
     w.tgid = tgid;
     w.ts = ts;
     w.image = this.#spaces.imageId(tgid, ts);
-    let modules = this.#modules.get(w.image);
-    if (!modules) this.#modules.set(w.image, modules = new Map());
-    w.modules = modules;
     const input = this.#unwindInput;
     input.regs.ip = ip;
     input.regs.sp = sp;
@@ -811,9 +840,12 @@ export class StackProfiler {
     const r = this.#unwinder.unwind(input);
     this.stats.unwindNs += (performance.now() - t0) * 1e6;
     if (this.#stackTop) this.#learnTop(tid, sp, copyBytes, r);
-    if (r.end !== "complete" && !fpCut && fp.length > r.ips.length) {
-      this.stats.framePointer++;
-      return { ips: fp, cut: false };
+    if (r.end !== "complete" && nu > r.ips.length) {
+      const fp = this.#framePointerWalk(dv, fpOff, nu, tgid, ts);
+      if (!fp.cut && fp.ips.length > r.ips.length) {
+        this.stats.framePointer++;
+        return fp;
+      }
     }
     let end = r.end;
     if (end !== "complete" && end !== "truncated" && r.ips.length > 1) {
@@ -854,7 +886,8 @@ export class StackProfiler {
   }
 
   #forgetModules(): void {
-    this.#modules.clear();
+    this.#modulePcs.fill(NaN);
+    this.#moduleOf.fill(undefined);
     this.#moduleCount = 0;
   }
 
