@@ -88,6 +88,16 @@ export class Symbolizer {
   #spaces: AddressSpaces;
   #files = new Map<string, OpenedFile>();
   #clock = 0;
+  /**
+   * Each mapping's opened file (and unwindModule's answer for it), valid while no file has been
+   * closed since (`closes`): frames and walks ask per new pc, a hot loop's pcs are many, and
+   * finding the file by its identity builds a string each time.
+   */
+  #byMapping = new WeakMap<
+    Mapping,
+    { closes: number; file: OpenedFile; module: UnwindModule | undefined }
+  >();
+  #closes = 0;
   #kernelNames = new Map<bigint, FrameRef>();
   #kernelReturns = new Map<bigint, FrameRef>();
   #kernelModules = new Map<string, ModuleRef>();
@@ -153,7 +163,7 @@ export class Symbolizer {
     const mapping = this.#spaces.lookup(tgid, ip, ts);
     if (!mapping || !mapping.executable) return { invalid: true };
     const fileOffset = ip - mapping.start + mapping.pgoff;
-    const opened = this.#open(mapping, tgid);
+    const opened = this.#mapped(mapping, tgid).file;
     // The same code in every process that maps the file names alike: on a
     // fork-heavy host most samples are of processes seen for the first time.
     const cacheKey = returnAddress ? -fileOffset - 1 : fileOffset;
@@ -199,6 +209,7 @@ export class Symbolizer {
 
   #markFailed(f: OpenedFile, e: unknown): void {
     this.#noteFailure(f.module.path, (e as Error)?.message ?? String(e));
+    this.#closes++;
     f.elf?.close();
     f.elf = undefined;
     f.debug?.close();
@@ -285,7 +296,33 @@ export class Symbolizer {
   unwindModule(tgid: number, ip: number, ts: number): UnwindModule | undefined {
     const m = this.#spaces.lookup(tgid, ip, ts);
     if (!m || !m.executable) return undefined;
-    const f = this.#open(m, tgid);
+    const known = this.#mapped(m, tgid);
+    if (known.module === undefined) {
+      known.module = this.#unwindModuleOf(m, known.file);
+      // Opening its table may have closed other files: their mappings' entries are stale now,
+      // this one (whose file is kept open) is not.
+      known.closes = this.#closes;
+    }
+    return known.module;
+  }
+
+  /** The file of mapping M, opened (or found) once per mapping. */
+  #mapped(
+    m: Mapping,
+    tgid: number,
+  ): { file: OpenedFile; module: UnwindModule | undefined; closes: number } {
+    const known = this.#byMapping.get(m);
+    if (known !== undefined && known.closes === this.#closes) {
+      known.file.used = ++this.#clock;
+      return known;
+    }
+    const entry = { closes: 0, file: this.#open(m, tgid), module: undefined };
+    entry.closes = this.#closes;
+    this.#byMapping.set(m, entry);
+    return entry;
+  }
+
+  #unwindModuleOf(m: Mapping, f: OpenedFile): UnwindModule {
     const elf = f.elf;
     if (!elf) return { table: undefined, bias: 0 };
     if (f.eh === undefined) {
@@ -373,6 +410,7 @@ export class Symbolizer {
       this.#files.delete(f.key);
       f.elf?.close();
       f.debug?.close();
+      this.#closes++;
       this.evicted++;
       if (this.#files.size <= MAX_OPEN_FILES && this.#cachedBytes() <= MAX_CACHED_BYTES) break;
     }
@@ -433,6 +471,7 @@ export class Symbolizer {
   }
 
   close(): void {
+    this.#closes++;
     for (const f of this.#files.values()) {
       f.elf?.close();
       f.debug?.close();
