@@ -83,6 +83,14 @@ function sameFile(m: Mapping): (id: FileIdentity) => string | undefined {
   };
 }
 
+/** A mapping's file as the symbolizer opened it, and its unwind module once asked for. */
+interface MappedFile {
+  /** The symbolizer's count of closed files when this was made: a later close makes it stale. */
+  closes: number;
+  file: OpenedFile;
+  module: UnwindModule | undefined;
+}
+
 export class Symbolizer {
   #kallsyms: Kallsyms | (() => Kallsyms);
   #spaces: AddressSpaces;
@@ -93,10 +101,7 @@ export class Symbolizer {
    * closed since (`closes`): frames and walks ask per new pc, a hot loop's pcs are many, and
    * finding the file by its identity builds a string each time.
    */
-  #byMapping = new WeakMap<
-    Mapping,
-    { closes: number; file: OpenedFile; module: UnwindModule | undefined }
-  >();
+  #byMapping = new WeakMap<Mapping, MappedFile>();
   #closes = 0;
   #kernelNames = new Map<bigint, FrameRef>();
   #kernelReturns = new Map<bigint, FrameRef>();
@@ -307,17 +312,15 @@ export class Symbolizer {
   }
 
   /** The file of mapping M, opened (or found) once per mapping. */
-  #mapped(
-    m: Mapping,
-    tgid: number,
-  ): { file: OpenedFile; module: UnwindModule | undefined; closes: number } {
+  #mapped(m: Mapping, tgid: number): MappedFile {
     const known = this.#byMapping.get(m);
     if (known !== undefined && known.closes === this.#closes) {
       known.file.used = ++this.#clock;
       return known;
     }
-    const entry = { closes: 0, file: this.#open(m, tgid), module: undefined };
-    entry.closes = this.#closes;
+    // Opened first: opening may close other files, which moves `closes` on.
+    const file = this.#open(m, tgid);
+    const entry: MappedFile = { closes: this.#closes, file, module: undefined };
     this.#byMapping.set(m, entry);
     return entry;
   }
