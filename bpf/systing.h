@@ -621,6 +621,8 @@ struct sleep_sampling {
 	__u64 window_start; /* the current tenth of a second began */
 	__u32 taken;        /* stacks taken in it, at the current odds */
 	__u32 shift;        /* odds 1 in 2^shift */
+	__u32 skip;         /* sleeps to pass over before the next one taken */
+	__u32 __pad0;
 };
 
 _Static_assert(sizeof(struct rec_hdr) == 16, "rec_hdr");
@@ -656,7 +658,7 @@ _Static_assert(sizeof(struct rec_counters) == 32 + 24 * SYSTING_MAX_COUNTERS, "r
 _Static_assert(sizeof(struct rec_cpu_frequency) == 24, "rec_cpu_frequency");
 _Static_assert(sizeof(struct filter_cgroup) == 16, "filter_cgroup");
 _Static_assert(sizeof(struct cpu_switch) == 32, "cpu_switch");
-_Static_assert(sizeof(struct sleep_sampling) == 16, "sleep_sampling");
+_Static_assert(sizeof(struct sleep_sampling) == 24, "sleep_sampling");
 _Static_assert(sizeof(struct systing_config) == 48 + 16 * SYSTING_MAX_FILTER_CGROUPS,
 	       "systing_config");
 _Static_assert(sizeof(struct systing_state) == 16, "systing_state");

@@ -68,10 +68,22 @@ struct {
 #define SAMPLING_WINDOW_NS 100000000ULL
 #define SAMPLING_MAX_SHIFT 20
 
+/* Sleeps to pass over before the next one taken, at odds 1 in 2^SHIFT: 2^SHIFT − 1 on average. */
+static __always_inline __u32 draw_skip(__u32 shift)
+{
+	if (!shift)
+		return 0;
+	return bpf_get_prandom_u32() % ((2u << (shift & 31)) - 1);
+}
+
 /*
  * Whether this interruptible sleep gets a stack (struct sleep_sampling), and at what odds
  * (*shift). The odds halve each time a tenth of a second's budget is spent, and double
- * again after a tenth that used under half of it.
+ * again after a tenth that used under half of it. At odds of 1 in 2^shift the sleeps between
+ * two taken are counted down from a random draw made when one is taken (uniform, averaging
+ * 2^shift − 1): the same rate as a draw per sleep, without a helper call on every switch of a
+ * storm, and random enough that a pattern (two tasks handing a pipe back and forth) is not
+ * sampled on one side only.
  */
 static __always_inline bool sleep_sampled(__u64 ts, __u8 *shift)
 {
@@ -87,17 +99,23 @@ static __always_inline bool sleep_sampled(__u64 ts, __u8 *shift)
 	if (!allowed)
 		allowed = 1;
 	if (ts - w->window_start >= SAMPLING_WINDOW_NS) {
-		if (w->taken < allowed / 2 && w->shift)
+		if (w->taken < allowed / 2 && w->shift) {
 			w->shift--;
+			w->skip = draw_skip(w->shift); /* at the new odds */
+		}
 		w->window_start = ts;
 		w->taken = 0;
 	}
 	if (w->taken >= allowed && w->shift < SAMPLING_MAX_SHIFT) {
 		w->shift++;
 		w->taken = 0;
+		w->skip = draw_skip(w->shift);
 	}
-	if (w->shift && (bpf_get_prandom_u32() & ((1u << (w->shift & 31)) - 1)))
+	if (w->skip) {
+		w->skip--;
 		return false;
+	}
+	w->skip = draw_skip(w->shift);
 	*shift = w->shift;
 	w->taken++;
 	return true;

@@ -271,7 +271,7 @@ export const Layout = {
   },
   rec_probe: { size: 64, pid: 16, tgid: 20, event: 24, data_len: 28, nargs: 30, args: 32 },
   cpu_switch: { size: 32, ts: 0, since: 8, untraced: 16, told: 20, skipped: 24 },
-  sleep_sampling: { size: 16, window_start: 0, taken: 8, shift: 12 },
+  sleep_sampling: { size: 24, window_start: 0, taken: 8, shift: 12, skip: 16 },
   systing_config: {
     size: 176,
     tracer_tgid: 0,
