@@ -614,8 +614,9 @@ struct systing_config {
  * Per CPU: how interruptible sleeps are sampled for stacks (bpf/recorders/stacks.bpf.c). A
  * storm of short sleeps (a pipe ping-pong switches 100k+ times a second) would otherwise cost
  * a stack walk each; past cfg.sleep_stacks_per_sec a sleep gets its stack with odds 1 in
- * 2^shift, drawn at random, and that stack weighs for 2^shift sleeps: the weights still add
- * up to the time blocked, in expectation, per stack. Uninterruptible sleeps always get one.
+ * 2^shift (a random count of sleeps passed over between two taken), and that stack weighs for
+ * 2^shift sleeps: the weights still add up to the time blocked, in expectation, per stack.
+ * Uninterruptible sleeps always get one.
  */
 struct sleep_sampling {
 	__u64 window_start; /* the current tenth of a second began */
