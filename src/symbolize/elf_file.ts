@@ -250,6 +250,8 @@ export class ElfFile {
   readonly debugLink: string | undefined;
   /** The file's size in bytes. */
   readonly size: number;
+  /** e_entry: where a process (or the dynamic loader) starts running it; 0 for none. */
+  readonly entry: number;
 
   readonly #src: ByteSource;
   readonly #file: RegularFile | undefined;
@@ -282,6 +284,7 @@ export class ElfFile {
       ? "core"
       : "other";
     this.machine = dv.getUint16(18, true);
+    this.entry = u64(dv, 24);
     const phoff = u64(dv, 32);
     const shoff = u64(dv, 40);
     const phentsize = dv.getUint16(54, true);

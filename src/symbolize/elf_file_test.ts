@@ -333,6 +333,8 @@ Deno.test("header fields, segments and build ID match readelf", () => {
     const names = readelfSections(path).map((s) => s.name);
     assert.deepEqual(elf.sections.map((s) => s.name).slice(1), names);
     assert.equal(elf.debugLink, undefined);
+    const entry = /Entry point address:\s+0x([0-9a-f]+)/.exec(run("readelf", ["-h", path]))!;
+    assert.equal(elf.entry, parseInt(entry[1], 16), path);
   }
 });
 

@@ -339,7 +339,7 @@ export class Symbolizer {
     }
     const vaddr = elf.fileOffsetToVaddr(m.pgoff);
     const bias = vaddr === undefined ? m.start - m.pgoff : m.start - vaddr;
-    return { table: f.eh ?? undefined, bias };
+    return { table: f.eh ?? undefined, bias, entry: elf.entry || undefined };
   }
 
   #open(m: Mapping, tgid: number): OpenedFile {

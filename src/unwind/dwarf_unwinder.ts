@@ -27,6 +27,11 @@ export interface UnwindModule {
   readonly table: EhFrame | undefined;
   /** Run-time address minus link-time (ELF) address. */
   readonly bias: number;
+  /**
+   * The file's entry point (ELF e_entry, link-time), where the kernel starts a process or its
+   * dynamic loader; undefined when it has none.
+   */
+  readonly entry?: number;
 }
 
 export interface UnwindInput {
@@ -78,12 +83,28 @@ export const DEFAULT_MAX_FRAMES = 128;
  * millisecond, instead of taking tens.
  */
 export const DEFAULT_UNWIND_BUDGET = 100_000;
+/**
+ * The entry stub: the first instructions from a file's entry point. The kernel starts a process
+ * there with nothing above it on the stack, so code in it is the outermost frame even without
+ * unwind information to say so: glibc's dynamic loader (`_start`, `_dl_start_user`: 64 bytes up
+ * to the next function) has none, and every dynamically linked process spends its first
+ * microseconds below it. Only a walk that could go no further ends there as complete.
+ */
+const ENTRY_STUB_BYTES = 64;
 const FRAME_COST = 4;
 const RULE_COST = 2;
 const TABLE_WORK_COST = 2;
 // A read this far above the copy is not "the copy was too small": thread stacks are 8 MiB by
 // default, so such an address is garbage.
 const MAX_STACK_REACH = 512 << 20;
+
+/** Whether PC is in the entry stub of MOD's file (see ENTRY_STUB_BYTES). */
+function inEntryStub(mod: UnwindModule | undefined, pc: number): boolean {
+  const entry = mod?.entry;
+  if (entry === undefined || entry === 0) return false;
+  const at = pc - mod!.bias;
+  return at >= entry && at < entry + ENTRY_STUB_BYTES;
+}
 
 /** Thrown inside a walk to stop it; never escapes `unwind`. */
 class Stop {
@@ -208,7 +229,7 @@ export class DwarfUnwinder {
         } else {
           const stop = this.#framePointerStep(mod !== undefined, count === 1, sp);
           if (stop !== undefined) {
-            end = stop;
+            end = stop === "no-unwind-info" && inEntryStub(mod, pc) ? "complete" : stop;
             break;
           }
         }

@@ -443,6 +443,33 @@ Deno.test("a module without CFI is crossed through the rbp chain", () => {
   assert.deepEqual(walk(noBp), { ips: [c.ip, r.ips[1]], end: "no-unwind-info" });
 });
 
+Deno.test("code without CFI at a file's entry point ends the walk as complete, elsewhere not", () => {
+  // The dynamic loader's _start is such code: the kernel starts every dynamically linked
+  // process there, it has no FDE, and its rbp is 0. Here the CFI-less library frame stands in
+  // for it: with the file's entry point 7 bytes before the frame's pc (as a return address
+  // after `mov %rsp,%rdi; call _dl_start` is), the dead end is the outermost frame.
+  const c = capture("fp", FP_MAIN, [], FP_LIB);
+  const base = { ...input(c), regs: { ip: c.ip, sp: c.sp, bp: 0 } };
+  const cut = unwinder.unwind(base);
+  assert.equal(cut.end, "no-unwind-info");
+  const ra = cut.ips[1];
+  const withEntry = (entryAt: number): UnwindInput => ({
+    ...base,
+    moduleAt: (ip) => {
+      const m = base.moduleAt(ip) as Module | undefined;
+      if (!m || !(ra - 1 >= m.start && ra - 1 < m.end)) return m;
+      return { ...m, entry: entryAt - m.bias };
+    },
+  });
+  assert.deepEqual(walk(unwinder.unwind(withEntry(ra - 8))), { ips: cut.ips, end: "complete" });
+  // Outside the stub (its 64 bytes from the entry point) it is still a dead end.
+  assert.deepEqual(walk(unwinder.unwind(withEntry(ra - 1 - 64))), {
+    ips: cut.ips,
+    end: "no-unwind-info",
+  });
+  assert.deepEqual(walk(unwinder.unwind(withEntry(ra))), { ips: cut.ips, end: "no-unwind-info" });
+});
+
 Deno.test("signal frame: through __restore_rt back into the function that raised", () => {
   const c = capture("signal", SIGNAL);
   const r = unwinder.unwind(input(c));
