@@ -189,8 +189,18 @@ class Columns {
   table = new Uint8Array(1024);
   rank = new Uint8Array(1024);
   shndx = new Uint16Array(1024);
+  /** 1 for an assembler label (unsized NOTYPE in code): it names only what no function covers. */
+  label = new Uint8Array(1024);
 
-  push(start: number, size: number, nameOff: number, table: number, rank: number, shndx: number) {
+  push(
+    start: number,
+    size: number,
+    nameOff: number,
+    table: number,
+    rank: number,
+    shndx: number,
+    label: number,
+  ) {
     if (this.n === this.start.length) this.#grow();
     const i = this.n++;
     this.start[i] = start;
@@ -199,6 +209,7 @@ class Columns {
     this.table[i] = table;
     this.rank[i] = rank;
     this.shndx[i] = shndx;
+    this.label[i] = label;
   }
 
   #grow(): void {
@@ -222,6 +233,9 @@ class Columns {
     const shndx = new Uint16Array(cap);
     shndx.set(this.shndx);
     this.shndx = shndx;
+    const label = new Uint8Array(cap);
+    label.set(this.label);
+    this.label = label;
   }
 }
 
@@ -743,29 +757,42 @@ export class ElfFile {
       }
     }
     const n = cols.n;
-    const { start, size, nameOff, table, rank, shndx: shndxOf } = cols;
+    const { start, size, nameOff, table, rank, shndx: shndxOf, label } = cols;
 
-    const order = new Int32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
+    let labels = 0;
+    for (let i = 0; i < n; i++) labels += label[i];
+    const order = new Int32Array(n - labels);
+    const labelOrder = new Int32Array(labels);
+    for (let i = 0, o = 0, l = 0; i < n; i++) {
+      if (label[i]) labelOrder[l++] = i;
+      else order[o++] = i;
+    }
     order.sort((a, b) => start[a] - start[b] || a - b);
+    labelOrder.sort((a, b) => start[a] - start[b] || a - b);
 
     const ranker = new AliasRanker(rank, table, nameOff, strtabs, n);
     const { uSym, uSize, m } = pickAliases(order, start, size, ranker);
+    const { uSym: lSym, m: lm } = pickAliases(labelOrder, start, size, ranker);
     this.#work += ranker.comparisons;
 
-    const symStart = new Float64Array(m);
-    const symSize = new Float64Array(m);
-    const symNameOff = new Uint32Array(m);
-    const symTable = new Uint8Array(m);
+    // Functions first (0..m-1), then labels (m..m+lm-1).
+    const symStart = new Float64Array(m + lm);
+    const symSize = new Float64Array(m + lm);
+    const symNameOff = new Uint32Array(m + lm);
+    const symTable = new Uint8Array(m + lm);
     const symEnd = new Float64Array(m);
-    for (let k = 0; k < m; k++) {
+    for (let k = 0, nextLabel = 0; k < m; k++) {
       const s = uSym[k];
       const st = start[s];
       let end = st + uSize[k];
+      while (nextLabel < lm && start[lSym[nextLabel]] <= st) nextLabel++;
       if (uSize[k] === 0) {
-        // An unsized symbol runs to the next symbol, but never past the end of its section:
-        // beyond that there is no code of it.
-        const next = k + 1 < m ? start[uSym[k + 1]] : Infinity;
+        // An unsized symbol runs to the next symbol (a label too), but never past the end of
+        // its section: beyond that there is no code of it.
+        const next = Math.min(
+          k + 1 < m ? start[uSym[k + 1]] : Infinity,
+          nextLabel < lm ? start[lSym[nextLabel]] : Infinity,
+        );
         end = Math.min(next, this.#sectionEnd(st, shndxOf[s]));
       }
       symStart[k] = st;
@@ -775,7 +802,28 @@ export class ElfFile {
       symTable[k] = table[s];
     }
 
-    const { rs, re, rsym, r } = flattenRanges(symStart, symEnd, m);
+    const flat = flattenRanges(symStart, symEnd, m);
+    // A label runs to the next symbol of either kind, but never past its section, and names
+    // only the addresses no function covers there (a label inside a function is not its name).
+    const labelStart = new Float64Array(lm);
+    const labelEnd = new Float64Array(lm);
+    for (let k = 0, next = 0; k < lm; k++) {
+      const s = lSym[k];
+      const st = start[s];
+      while (next < m && symStart[next] <= st) next++;
+      const end = Math.min(
+        k + 1 < lm ? start[lSym[k + 1]] : Infinity,
+        next < m ? symStart[next] : Infinity,
+        this.#sectionEnd(st, shndxOf[s]),
+      );
+      labelStart[k] = st;
+      labelEnd[k] = end;
+      symStart[m + k] = st;
+      symSize[m + k] = Math.max(0, end - st);
+      symNameOff[m + k] = nameOff[s];
+      symTable[m + k] = table[s];
+    }
+    const { rs, re, rsym, r } = withLabels(flat, labelStart, labelEnd, m);
 
     // Later name reads (lookups) are not part of the build's budget, and keep few blocks.
     const lookupStrtabs = tables.map((t) => {
@@ -856,6 +904,56 @@ function flattenRanges(symStart: Float64Array, symEnd: Float64Array, m: number) 
 }
 
 /**
+ * FLAT's ranges (disjoint, sorted) with the labels' ranges (disjoint, sorted; label k is symbol
+ * FIRST + k) filling what FLAT leaves uncovered. Linear in both.
+ */
+function withLabels(
+  flat: { rs: Float64Array; re: Float64Array; rsym: Int32Array; r: number },
+  labelStart: Float64Array,
+  labelEnd: Float64Array,
+  first: number,
+) {
+  const lm = labelStart.length;
+  if (lm === 0) return flat;
+  // Each label range is split at most once per function range inside it, plus once.
+  const cap = 2 * flat.r + lm;
+  const rs = new Float64Array(cap);
+  const re = new Float64Array(cap);
+  const rsym = new Int32Array(cap);
+  let r = 0;
+  let i = 0; // the next function range
+  let done = -Infinity; // where the last range taken ends
+  const take = (a: number, b: number, sym: number) => {
+    rs[r] = a;
+    re[r] = b;
+    rsym[r] = sym;
+    r++;
+    done = b;
+  };
+  for (let k = 0; k < lm; k++) {
+    // A function range taken for an earlier label may reach into this one.
+    let a = Math.max(labelStart[k], done);
+    const b = labelEnd[k];
+    // Function ranges that end before this label's: they come first.
+    for (; i < flat.r && flat.re[i] <= a; i++) take(flat.rs[i], flat.re[i], flat.rsym[i]);
+    while (a < b) {
+      if (i < flat.r && flat.rs[i] <= a) {
+        // Covered by a function from a on: that range, then go on after it.
+        a = flat.re[i];
+        take(flat.rs[i], flat.re[i], flat.rsym[i]);
+        i++;
+        continue;
+      }
+      const gapEnd = i < flat.r ? Math.min(b, flat.rs[i]) : b;
+      take(a, gapEnd, first + k);
+      a = gapEnd;
+    }
+  }
+  for (; i < flat.r; i++) take(flat.rs[i], flat.re[i], flat.rsym[i]);
+  return { rs, re, rsym, r };
+}
+
+/**
  * Appends the function symbols of one chunk of a symbol table (LEN bytes, table T) to COLS;
  * false when that would pass MAX_FUNCTIONS. Apart from the index build so that the compiler
  * optimizes this loop alone (compiling the whole build took 80 ms).
@@ -876,9 +974,11 @@ function scanSymbols(
     if (shndx !== SHN_ABS && shndx >= sh.count) continue;
     const value = u64(dv, o + 8);
     const sz = u64(dv, o + 16);
+    let label = 0;
     if (type === STT_NOTYPE) {
-      if (sz === 0 || shndx === SHN_ABS) continue;
+      if (shndx === SHN_ABS) continue;
       if ((sh.flags[shndx] & SHF_EXECINSTR) === 0) continue;
+      if (sz === 0) label = 1;
     } else if (type !== STT_FUNC && type !== STT_GNU_IFUNC) {
       continue;
     }
@@ -886,7 +986,7 @@ function scanSymbols(
     const nOff = dv.getUint32(o, true);
     if (nOff >= strtabSize) continue;
     if (cols.n >= MAX_FUNCTIONS) return false;
-    cols.push(value, sz, nOff, t, bindRank(info >> 4), shndx);
+    cols.push(value, sz, nOff, t, bindRank(info >> 4), shndx, label);
   }
   return true;
 }

@@ -25,8 +25,19 @@ int __attribute__((noinline, noclone)) beta(int n) { return alpha(n) * 7 + local
 static int beta_local(int n) __attribute__((alias("beta"), used));
 extern int beta_weak(int n) __attribute__((weak, alias("beta")));
 
-/* A sized NOTYPE symbol (counts: it is in an executable section) and an unsized function. */
+/*
+ * Assembler labels (unsized NOTYPE in code), as the dynamic loader's _start and _dl_start_user
+ * are: they name what no function covers, up to the next symbol; one inside a function does not
+ * rename it. Then a sized NOTYPE symbol (counts: it is in an executable section) and an unsized
+ * function.
+ */
 __asm__(".text\\n"
+        ".p2align 4\\n"
+        ".globl asm_entry\\nasm_entry:\\n nop\\n nop\\n"
+        ".globl asm_entry_user\\nasm_entry_user:\\n nop\\n ret\\n"
+        ".p2align 4\\n"
+        ".globl asm_sized_fn\\n.type asm_sized_fn, @function\\n"
+        "asm_sized_fn:\\n nop\\n.globl asm_inner\\nasm_inner:\\n nop\\n ret\\n.size asm_sized_fn, 3\\n"
         ".p2align 4\\n"
         ".globl asm_notype\\n.type asm_notype, @notype\\n"
         "asm_notype:\\n ret\\n nop\\n nop\\n.size asm_notype, 3\\n"
@@ -133,6 +144,8 @@ interface RefSymbol {
   size: number;
   bind: string;
   shndx: number;
+  /** An assembler label: unsized NOTYPE in code. */
+  label: boolean;
 }
 
 /** Function symbols as the reader should see them, from `readelf -Ws` (both tables). */
@@ -147,26 +160,46 @@ function readelfFunctions(path: string): RefSymbol[] {
     const shndx = Number(ndx);
     const sz = Number(size);
     const exec = sections.find((s) => s.index === shndx)?.flags.includes("X") ?? false;
-    if (type !== "FUNC" && type !== "IFUNC" && !(type === "NOTYPE" && sz > 0 && exec)) continue;
+    if (type !== "FUNC" && type !== "IFUNC" && !(type === "NOTYPE" && exec)) continue;
     const name = rawName.replace(/@.*$/, "");
     const start = parseInt(value, 16);
     const key = `${start}:${name}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push({ name, start, size: sz, bind, shndx });
+    out.push({ name, start, size: sz, bind, shndx, label: type === "NOTYPE" && sz === 0 });
   }
   return out;
 }
 
 /**
  * What symbolize must answer, straight from the rules: sized symbols cover [start, start+size),
- * unsized ones up to the next symbol but not past their section; the latest start wins.
+ * unsized ones up to the next symbol but not past their section; the latest start wins. Where no
+ * function does, an assembler label covers up to the next symbol of either kind.
  */
 function oracle(
-  syms: RefSymbol[],
+  all: RefSymbol[],
   sections: RefSection[],
   addr: number,
 ): { start: number; names: string[] } | undefined {
+  const fn = functionOracle(all, sections, addr);
+  if (fn) return fn;
+  const labels = all.filter((s) => s.label);
+  const best = Math.max(...labels.filter((s) => s.start <= addr).map((s) => s.start));
+  if (best === -Infinity) return undefined;
+  const next = Math.min(...all.filter((s) => s.start > best).map((s) => s.start));
+  const sec = sections.find((s) => s.index === labels.find((l) => l.start === best)!.shndx)!;
+  if (!(addr < Math.min(next, sec.addr + sec.size))) return undefined;
+  return { start: best, names: labels.filter((s) => s.start === best).map((s) => s.name) };
+}
+
+/** The function covering ADDR, where unsized ones end at the next symbol of either kind. */
+function functionOracle(
+  all: RefSymbol[],
+  sections: RefSection[],
+  addr: number,
+): { start: number; names: string[] } | undefined {
+  const allStarts = [...new Set(all.map((s) => s.start))].sort((a, b) => a - b);
+  const syms = all.filter((s) => !s.label);
   const starts = [...new Set(syms.map((s) => s.start))].sort((a, b) => a - b);
   let best: number | undefined;
   for (const start of starts) {
@@ -175,7 +208,7 @@ function oracle(
     const size = Math.max(...group.map((s) => s.size));
     let end = start + size;
     if (size === 0) {
-      const next = starts.find((x) => x > start) ?? Infinity;
+      const next = allStarts.find((x) => x > start) ?? Infinity;
       const sec = sections.find((s) => s.index === group[0].shndx)!;
       end = Math.min(next, sec.addr + sec.size);
     }
@@ -299,6 +332,31 @@ Deno.test("aliases resolve to the preferred name; asm NOTYPE and unsized symbols
   });
   // Padding after the 3 bytes belongs to nobody (the next function is 16-aligned).
   assert.equal(elf.symbolize(asmNotype.start + 3), undefined);
+
+  // Labels: each runs to the next symbol where no function covers it; inside one, the function.
+  const at = (name: string) => syms.find((s) => s.name === name)!;
+  const entry = at("asm_entry"), user = at("asm_entry_user"), sizedFn = at("asm_sized_fn");
+  assert.ok(entry.label && user.label && at("asm_inner").label && !sizedFn.label);
+  assert.deepEqual(elf.symbolize(entry.start + 1), {
+    name: "asm_entry",
+    start: entry.start,
+    size: 2,
+  });
+  assert.deepEqual(elf.symbolize(user.start + 1), {
+    name: "asm_entry_user",
+    start: user.start,
+    size: sizedFn.start - user.start, // its padding included: the next symbol ends it
+  });
+  assert.deepEqual(elf.symbolize(at("asm_inner").start), {
+    name: "asm_sized_fn",
+    start: sizedFn.start,
+    size: 3,
+  });
+  assert.equal(
+    elf.symbolize(sizedFn.start + 3)?.name,
+    "asm_inner",
+    "after the function: the label",
+  );
 
   const unsized = syms.find((s) => s.name === "asm_unsized")!;
   assert.equal(unsized.size, 0);
